@@ -1,0 +1,142 @@
+//! The catalog: which datasets exist, their versions, which version is current, and hub
+//! metadata.
+//!
+//! Callers see only the [`Catalog`] trait; SQL lives inside each backend. The embedded default
+//! is SQLite ([`SqliteCatalog`]); a PostgreSQL backend implements the same trait for
+//! multi-replica servers. The catalog is an index: every version's manifest also lives,
+//! content-addressed and encrypted, in the store, so the store alone can rebuild it.
+//!
+//! The one mutable thing about a dataset is its current-version pointer, and it only moves by
+//! [`Catalog::commit_version`], a compare-and-swap: two writers racing on the same parent
+//! cannot both win, and a writer that dies before the commit leaves nothing visible.
+
+#![forbid(unsafe_code)]
+
+mod sqlite;
+
+pub use sqlite::SqliteCatalog;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Catalog errors.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// No such dataset.
+    #[error("no dataset named {0:?}")]
+    NoDataset(String),
+    /// No version of the dataset matches.
+    #[error("dataset {dataset:?} has no version {version:?}")]
+    NoVersion {
+        /// Dataset.
+        dataset: String,
+        /// Version id or prefix asked for.
+        version: String,
+    },
+    /// A version prefix matches several versions.
+    #[error(
+        "version prefix {prefix:?} of dataset {dataset:?} is ambiguous ({count} versions match)"
+    )]
+    Ambiguous {
+        /// Dataset.
+        dataset: String,
+        /// Prefix.
+        prefix: String,
+        /// How many match.
+        count: usize,
+    },
+    /// The current pointer moved since the writer read it.
+    #[error(
+        "dataset {dataset:?} changed while writing: expected current {expected:?}, found {found:?}; retry"
+    )]
+    Conflict {
+        /// Dataset.
+        dataset: String,
+        /// The parent the writer built on.
+        expected: Option<String>,
+        /// The current version found.
+        found: Option<String>,
+    },
+    /// The catalog URL is not supported.
+    #[error("unsupported catalog URL {0:?} (supported: sqlite://PATH)")]
+    UnsupportedUrl(String),
+    /// The backend failed.
+    #[error("catalog backend error: {0}")]
+    Backend(String),
+}
+
+/// Result alias.
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// A dataset and its current version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    /// Name.
+    pub name: String,
+    /// Current version id, if any version was committed.
+    pub current: Option<String>,
+    /// Number of versions.
+    pub versions: u64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Time the pointer last moved.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One committed version, as indexed by the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// Dataset.
+    pub dataset: String,
+    /// Full version id (hex BLAKE3 of the manifest).
+    pub id: String,
+    /// Parent version id.
+    pub parent: Option<String>,
+    /// Path of the manifest in the store.
+    pub manifest_path: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Rows.
+    pub rows: u64,
+    /// Data files.
+    pub files: u64,
+    /// Plaintext bytes of the data files.
+    pub bytes: u64,
+}
+
+/// The catalog interface every backend implements.
+#[async_trait]
+pub trait Catalog: Send + Sync + std::fmt::Debug {
+    /// Reads a hub metadata value.
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    /// Writes a hub metadata value.
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    /// All datasets, by name.
+    async fn datasets(&self) -> Result<Vec<DatasetRecord>>;
+    /// One dataset.
+    async fn dataset(&self, name: &str) -> Result<DatasetRecord>;
+    /// Versions of a dataset, oldest first.
+    async fn versions(&self, dataset: &str) -> Result<Vec<VersionRecord>>;
+    /// The version whose id starts with `prefix` (at least 4 hex characters), or the current
+    /// one if `prefix` is `None`.
+    async fn version(&self, dataset: &str, prefix: Option<&str>) -> Result<VersionRecord>;
+    /// Records `version` and moves the dataset's current pointer to it, only if the pointer is
+    /// still `version.parent` (creating the dataset when the parent is `None`).
+    async fn commit_version(&self, version: &VersionRecord) -> Result<()>;
+}
+
+/// Opens the catalog a URL names: `sqlite://PATH` (relative paths resolve against `base`).
+pub fn open_catalog(url: &str, base: &std::path::Path) -> Result<Arc<dyn Catalog>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let p = std::path::Path::new(path);
+        let p = if p.is_absolute() {
+            p.to_owned()
+        } else {
+            base.join(p)
+        };
+        return Ok(Arc::new(SqliteCatalog::open(&p)?));
+    }
+    Err(CatalogError::UnsupportedUrl(url.to_owned()))
+}

@@ -1,0 +1,179 @@
+//! Every way of altering stored bytes is detected on read, with an error naming the object.
+
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use shh_crypt::{EncryptedStore, integrity_error};
+use shh_keys::StorageKeys;
+use shh_store::conformance::pattern;
+use std::sync::Arc;
+
+struct Fixture {
+    raw: Arc<InMemory>,
+    enc: EncryptedStore<InMemory>,
+}
+
+async fn fixture() -> Fixture {
+    let raw = Arc::new(InMemory::new());
+    let enc = EncryptedStore::from_arc(raw.clone(), StorageKeys::ephemeral());
+    for (name, len) in [("a", 300_000usize), ("b", 300_000), ("small", 10)] {
+        enc.put(
+            &Path::from(name),
+            PutPayload::from(pattern(len, len as u64)),
+        )
+        .await
+        .expect("put");
+    }
+    Fixture { raw, enc }
+}
+
+async fn raw_bytes(f: &Fixture, p: &str) -> Vec<u8> {
+    f.raw
+        .get(&Path::from(p))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes")
+        .to_vec()
+}
+
+async fn set_raw(f: &Fixture, p: &str, bytes: Vec<u8>) {
+    f.raw
+        .put(&Path::from(p), PutPayload::from(bytes))
+        .await
+        .expect("put raw");
+}
+
+/// A full read and a range read of `p` must both fail with an integrity error naming `p`.
+async fn assert_detected(f: &Fixture, p: &str, what: &str) {
+    let path = Path::from(p);
+    let full = match f.enc.get(&path).await {
+        Ok(r) => r.bytes().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let err = full.expect_err(&format!("{what}: full read of {p} must fail"));
+    let ie =
+        integrity_error(&err).unwrap_or_else(|| panic!("{what}: not an integrity error: {err}"));
+    assert_eq!(ie.path, p, "{what}: error must name the object");
+    assert!(
+        err.to_string().contains(p),
+        "{what}: message must name the object: {err}"
+    );
+    let digest = f.enc.read_digest(&path).await;
+    assert!(
+        digest.is_err(),
+        "{what}: verification read of {p} must fail"
+    );
+}
+
+#[tokio::test]
+async fn flipped_byte_anywhere_is_detected() {
+    let f = fixture().await;
+    let orig = raw_bytes(&f, "a").await;
+    // Header, wrapped key, first segment, a middle segment, and the last tag byte.
+    for pos in [0, 10, 40, 95, 96, 70_000, 200_000, orig.len() - 1] {
+        let mut b = orig.clone();
+        b[pos] ^= 0x01;
+        set_raw(&f, "a", b).await;
+        assert_detected(&f, "a", &format!("flip at {pos}")).await;
+    }
+}
+
+#[tokio::test]
+async fn flipped_byte_fails_a_range_read_of_that_segment() {
+    let f = fixture().await;
+    let mut b = raw_bytes(&f, "a").await;
+    b[96 + 65_552 + 5] ^= 0x80; // inside segment 1
+    set_raw(&f, "a", b).await;
+    let err = f
+        .enc
+        .get_range(&Path::from("a"), 70_000..70_010)
+        .await
+        .expect_err("segment 1 altered");
+    assert!(integrity_error(&err).is_some(), "{err}");
+    // Segment 0 is intact and still readable on its own: range reads check what they read.
+    let ok = f
+        .enc
+        .get_range(&Path::from("a"), 0..10)
+        .await
+        .expect("segment 0 intact");
+    assert_eq!(ok.as_ref(), &pattern(300_000, 300_000)[..10]);
+}
+
+#[tokio::test]
+async fn truncation_and_extension_are_detected() {
+    let f = fixture().await;
+    let orig = raw_bytes(&f, "a").await;
+    // Cut at a segment boundary (the cleanest truncation), mid-segment, inside the header.
+    for cut in [96 + 2 * 65_552, orig.len() - 1, orig.len() - 17, 50, 0] {
+        set_raw(&f, "a", orig[..cut].to_vec()).await;
+        assert_detected(&f, "a", &format!("truncate to {cut}")).await;
+    }
+    let mut longer = orig.clone();
+    longer.extend_from_slice(&orig[96..96 + 65_552]);
+    set_raw(&f, "a", longer).await;
+    assert_detected(&f, "a", "extended by a copied segment").await;
+}
+
+#[tokio::test]
+async fn reordered_segments_are_detected() {
+    let f = fixture().await;
+    let orig = raw_bytes(&f, "a").await;
+    let s = 65_552;
+    let mut b = orig[..96].to_vec();
+    b.extend_from_slice(&orig[96 + s..96 + 2 * s]);
+    b.extend_from_slice(&orig[96..96 + s]);
+    b.extend_from_slice(&orig[96 + 2 * s..]);
+    set_raw(&f, "a", b).await;
+    assert_detected(&f, "a", "segments 0 and 1 swapped").await;
+}
+
+#[tokio::test]
+async fn swapped_objects_are_detected() {
+    let f = fixture().await;
+    let a = raw_bytes(&f, "a").await;
+    let b = raw_bytes(&f, "b").await;
+    set_raw(&f, "a", b).await;
+    set_raw(&f, "b", a).await;
+    assert_detected(&f, "a", "object b stored at a").await;
+    assert_detected(&f, "b", "object a stored at b").await;
+}
+
+#[tokio::test]
+async fn replaced_header_is_detected() {
+    let f = fixture().await;
+    let a = raw_bytes(&f, "a").await;
+    let b = raw_bytes(&f, "b").await;
+    // b's header on a's body: the key does not unwrap for this path.
+    let mut x = b[..96].to_vec();
+    x.extend_from_slice(&a[96..]);
+    set_raw(&f, "a", x).await;
+    assert_detected(&f, "a", "header of b on body of a").await;
+    // A header re-encrypted for this very path, but with a different data key.
+    let g = fixture().await;
+    let fresh = raw_bytes(&g, "a").await;
+    let mut y = a[..96].to_vec();
+    y.extend_from_slice(&fresh[96..]);
+    set_raw(&f, "a", y).await;
+    assert_detected(&f, "a", "body encrypted under another key").await;
+}
+
+#[tokio::test]
+async fn other_keys_cannot_read() {
+    let f = fixture().await;
+    let stranger = EncryptedStore::from_arc(f.raw.clone(), StorageKeys::ephemeral());
+    let read = match stranger.get(&Path::from("small")).await {
+        Ok(r) => r.bytes().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let err = read.expect_err("other master key");
+    assert!(integrity_error(&err).is_some(), "{err}");
+}
+
+#[tokio::test]
+async fn plaintext_objects_are_refused() {
+    let f = fixture().await;
+    set_raw(&f, "plain", b"just some plaintext that is long enough to have a header......................................................".to_vec()).await;
+    assert_detected(&f, "plain", "plaintext object").await;
+}

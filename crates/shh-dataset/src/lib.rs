@@ -1,0 +1,1 @@
+//! Immutable, content-addressed dataset versions: manifests, Parquet writers, verification and export

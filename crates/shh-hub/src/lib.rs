@@ -1,0 +1,1 @@
+//! The hub: configuration, opening with a passphrase, and the operations the CLI and server share

@@ -1,0 +1,143 @@
+//! Where the hub's bytes live.
+//!
+//! A store is named by a URL ([`StoreUrl`]): `file:///path`, `memory://`,
+//! `s3://bucket/prefix?endpoint=…&region=…` (any S3-compatible service, path-style) or
+//! `az://container/prefix[?account=…&emulator=true]` (Azure Blob, or the Azurite emulator).
+//! [`open_store`] checks the URL against the hub's [`ResidencyPolicy`] *before* any client is
+//! built, so a store outside the allowlist never receives a byte, not even a request.
+//!
+//! The stores are `object_store` backends; this crate adds nothing to their data path. Client-side
+//! encryption wraps them in `shh-crypt`. The [`conformance`] suite is what every backend and
+//! every wrapper must pass.
+
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod residency;
+mod url;
+
+pub use residency::{Destination, ResidencyError, ResidencyPolicy, ResidencyRule};
+pub use url::{StoreKind, StoreUrl, UrlError};
+
+use object_store::ObjectStore;
+use object_store::prefix::PrefixStore;
+use std::sync::Arc;
+
+/// Errors opening a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is malformed.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The residency policy refuses the destination.
+    #[error(transparent)]
+    Residency(#[from] ResidencyError),
+    /// The backend could not be configured.
+    #[error("cannot open store {url}: {source}")]
+    Backend {
+        /// The store URL (without secrets).
+        url: String,
+        /// The backend's error.
+        source: object_store::Error,
+    },
+    /// A local directory could not be created.
+    #[error("cannot create directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Checks `url` against `policy`, then builds the store. Nothing is sent before the check.
+pub fn open_store(
+    url: &StoreUrl,
+    policy: &ResidencyPolicy,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    policy.check(url)?;
+    build_unchecked(url)
+}
+
+fn backend(url: &StoreUrl) -> impl Fn(object_store::Error) -> StoreError + '_ {
+    move |source| StoreError::Backend {
+        url: url.to_string(),
+        source,
+    }
+}
+
+fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
+    if prefix.is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn build_unchecked(url: &StoreUrl) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    match url.kind() {
+        StoreKind::Memory => Ok(Arc::new(object_store::memory::InMemory::new())),
+        StoreKind::File => {
+            let path = url.local_path().unwrap_or_default();
+            std::fs::create_dir_all(&path).map_err(|source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
+                .map_err(backend(url))?
+                .with_automatic_cleanup(true);
+            Ok(Arc::new(fs))
+        }
+        StoreKind::S3 => {
+            let dest = url.destination();
+            // Only credentials come from the environment: the endpoint and region are the ones
+            // the residency check saw, never an environment override.
+            let mut b = object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(url.bucket())
+                .with_region(dest.region.clone().unwrap_or_default())
+                .with_endpoint(dest.endpoint.clone())
+                .with_allow_http(dest.endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+            match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+                (Some(id), Some(secret)) => {
+                    b = b.with_access_key_id(id).with_secret_access_key(secret);
+                    if let Some(token) = env("AWS_SESSION_TOKEN") {
+                        b = b.with_token(token);
+                    }
+                }
+                _ => b = b.with_skip_signature(url.param("anonymous") == Some("true")),
+            }
+            let s3 = b.build().map_err(backend(url))?;
+            Ok(with_prefix(Arc::new(s3), url.prefix()))
+        }
+        StoreKind::Azure => {
+            let mut b =
+                object_store::azure::MicrosoftAzureBuilder::new().with_container_name(url.bucket());
+            if url.is_emulator() {
+                b = b.with_use_emulator(true);
+            } else {
+                let dest = url.destination();
+                b = b
+                    .with_endpoint(dest.endpoint.clone())
+                    .with_allow_http(dest.endpoint.starts_with("http://"));
+            }
+            if let Some(account) = url
+                .param("account")
+                .map(str::to_owned)
+                .or_else(|| env("AZURE_STORAGE_ACCOUNT_NAME"))
+            {
+                b = b.with_account(account);
+            }
+            if let Some(key) = env("AZURE_STORAGE_ACCOUNT_KEY") {
+                b = b.with_access_key(key);
+            }
+            let az = b.build().map_err(backend(url))?;
+            Ok(with_prefix(Arc::new(az), url.prefix()))
+        }
+    }
+}

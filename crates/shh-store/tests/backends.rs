@@ -1,0 +1,67 @@
+//! Every backend, unwrapped, against the conformance suite (S3 and Azure on real local servers).
+
+use shh_store::conformance::{Capabilities, run, servers};
+use shh_store::{ResidencyPolicy, ResidencyRule, StoreUrl, open_store};
+
+fn open(url: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+    let url = StoreUrl::parse(url).expect("url");
+    let mut policy = ResidencyPolicy::local_only();
+    policy.allow.push(ResidencyRule::for_url(&url));
+    open_store(&url, &policy).expect("open")
+}
+
+#[tokio::test]
+async fn file_backend() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&format!("file://{}", dir.path().display()));
+    run(store.as_ref(), Capabilities::FULL).await;
+}
+
+#[tokio::test]
+async fn memory_backend() {
+    run(open("memory://").as_ref(), Capabilities::FULL).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_backend_moto() {
+    let Some(url) = servers::s3_url() else { return };
+    run(open(&url).as_ref(), Capabilities::FULL).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_backend_signed_s3s() {
+    let Some(url) = servers::s3_signed_url() else {
+        return;
+    };
+    // s3s-fs checks SigV4 and has no conditional create.
+    run(
+        open(&url).as_ref(),
+        Capabilities {
+            create_only: false,
+            ..Capabilities::FULL
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_backend_azurite() {
+    let Some(url) = servers::azure_url() else {
+        return;
+    };
+    let caps = Capabilities {
+        suffix_ranges: false,
+        ..Capabilities::FULL
+    };
+    run(open(&url).as_ref(), caps).await;
+}
+
+#[test]
+fn residency_refuses_before_any_request() {
+    // An endpoint nothing listens on: if a request were made, the error would be a connection
+    // error, not the residency refusal.
+    let url =
+        StoreUrl::parse("s3://b/p?endpoint=http://127.0.0.1:1&region=us-east-1").expect("url");
+    let err = open_store(&url, &ResidencyPolicy::local_only()).expect_err("refused");
+    assert!(matches!(err, shh_store::StoreError::Residency(_)), "{err}");
+}
