@@ -1,1 +1,102 @@
-//! Immutable, content-addressed dataset versions: manifests, Parquet writers, verification and export
+//! Immutable, content-addressed dataset versions.
+//!
+//! Writing a version: record batches stream into Parquet files (bounded memory: one row group
+//! buffered, files rolled by size) written through the [`EncryptedStore`] under fresh unique
+//! paths; then the manifest is written create-only at a path derived from its own hash; then the
+//! catalog's current pointer is moved by compare-and-swap. A writer that dies at any point
+//! before that last step leaves no visible version and an unchanged pointer; the unreferenced
+//! files it left are invisible and can be swept.
+//!
+//! Reading back: [`verify_version`] re-reads every file and checks both hashes; [`export_version`]
+//! writes plain Parquet and the manifest as JSON — the way out of the hub without lock-in.
+
+#![forbid(unsafe_code)]
+
+mod canonical;
+mod manifest;
+mod ops;
+pub mod sample;
+mod writer;
+
+pub use canonical::to_canonical_vec;
+pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest, SHORT_ID, data_path, manifest_path};
+pub use ops::{
+    ExportReport, FileCheck, VerifyReport, export_version, load_manifest, verify_version,
+};
+pub use writer::{CommittedVersion, VersionWriter, WriteOptions};
+
+use object_store::ObjectStore;
+use shh_crypt::EncryptedStore;
+use std::sync::Arc;
+
+/// The hub's store as datasets see it: encryption over whatever backend.
+pub type HubStore = EncryptedStore<Arc<dyn ObjectStore>>;
+
+/// Dataset errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// The dataset name is not allowed.
+    #[error(
+        "invalid dataset name {0:?}: use letters, digits, '_', '-' and '.', at most 128 characters, not starting with '.' or '-'"
+    )]
+    InvalidName(String),
+    /// The store failed (including integrity errors, which name the object).
+    #[error("{0}")]
+    Store(#[from] object_store::Error),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] shh_catalog::CatalogError),
+    /// Parquet encoding failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// Arrow failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// A batch does not have the version's schema.
+    #[error("batch schema does not match the dataset schema: {0}")]
+    SchemaMismatch(String),
+    /// A manifest could not be encoded or decoded.
+    #[error("manifest: {0}")]
+    Manifest(String),
+    /// A stored manifest does not hash to its version id.
+    #[error("manifest {path} hashes to {found}, not to its version id {expected}")]
+    ManifestMismatch {
+        /// Manifest path.
+        path: String,
+        /// The version id.
+        expected: String,
+        /// What it hashes to.
+        found: String,
+    },
+    /// A data file does not match its manifest entry.
+    #[error("file {path} does not match the manifest: {what}")]
+    FileMismatch {
+        /// File path in the store.
+        path: String,
+        /// What differs.
+        what: String,
+    },
+    /// Local I/O (export).
+    #[error("{path}: {source}")]
+    Io {
+        /// Local path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Checks a dataset name (it becomes part of store paths).
+pub fn validate_name(name: &str) -> Result<(), DatasetError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DatasetError::InvalidName(name.to_owned()))
+    }
+}

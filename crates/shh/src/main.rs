@@ -1,1 +1,490 @@
-fn main() {}
+//! `shh`: the command-line interface. Parses arguments, asks for the passphrase, calls the hub
+//! library and prints results (text for people, `--json` for machines). No logic lives here.
+
+#![forbid(unsafe_code)]
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use shh_hub::dataset::{VersionWriter, WriteOptions, sample};
+use shh_hub::ops::{DatasetRef, short_ref};
+use shh_hub::{Hub, InitOptions, KdfParams, ResidencyRule, StoreUrl};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "shh",
+    version,
+    about = "Sovereign Health Hub: encrypted, versioned, auditable health data"
+)]
+struct Cli {
+    /// Hub directory (configuration, keystore, embedded catalog).
+    #[arg(long, global = true, env = "SHH_HUB", default_value = "./shh-hub")]
+    hub: PathBuf,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a hub: configuration, keystore and catalog.
+    Init(InitArgs),
+    /// Run the demonstration on a fresh local hub.
+    Demo {
+        /// Where to create the demo hub.
+        #[arg(long, default_value = "./shh-demo")]
+        dir: PathBuf,
+        /// Rows in the sample dataset.
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+    },
+    /// Key custody.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Dataset versions.
+    #[command(subcommand)]
+    Datasets(DatasetsCmd),
+    /// The raw store, as its provider sees it (ciphertext only).
+    #[command(subcommand)]
+    Store(StoreCmd),
+    /// Developer tools (tests, benchmarks).
+    #[command(subcommand, hide = true)]
+    Debug(DebugCmd),
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Primary store URL (default: file://<hub>/store).
+    #[arg(long)]
+    store: Option<String>,
+    /// Another destination data may go to (a store URL; its endpoint and region are allowed).
+    #[arg(long = "allow")]
+    allow: Vec<String>,
+    /// Argon2id memory in MiB.
+    #[arg(long, default_value_t = 64)]
+    kdf_memory_mib: u32,
+    /// Argon2id passes.
+    #[arg(long, default_value_t = 3)]
+    kdf_passes: u32,
+    /// Weak key derivation, for tests only.
+    #[arg(long, hide = true)]
+    insecure_fast_kdf: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// List master keys (never their secrets).
+    List,
+    /// Change the passphrase (re-wraps the master keys; no data object changes).
+    Passwd,
+}
+
+#[derive(Subcommand)]
+enum DatasetsCmd {
+    /// List datasets and their current versions.
+    List,
+    /// Show a version: NAME[@VERSION].
+    Show { reference: String },
+    /// List every version of a dataset.
+    Versions { name: String },
+    /// Re-read every file of a version and check both hashes; non-zero exit names the first bad file.
+    Verify { reference: String },
+    /// Export a version as plain Parquet plus its manifest.
+    Export {
+        reference: String,
+        /// Directory to export into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// List the objects in the backend with their stored sizes.
+    Ls,
+}
+
+#[derive(Subcommand)]
+enum DebugCmd {
+    /// Write a sample dataset version (used by tests and benchmarks).
+    WriteSample {
+        #[arg(long)]
+        dataset: String,
+        #[arg(long)]
+        rows: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows_per_file: u64,
+        #[arg(long)]
+        marker: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+fn passphrase(prompt: &str, confirm: bool, var: &str) -> Result<String> {
+    if let Ok(p) = std::env::var(var) {
+        return Ok(p);
+    }
+    let p = rpassword::prompt_password(prompt)
+        .with_context(|| format!("cannot read a passphrase: set {var} or run in a terminal"))?;
+    if confirm {
+        let again = rpassword::prompt_password("Repeat: ")?;
+        if again != p {
+            bail!("the passphrases differ");
+        }
+    }
+    Ok(p)
+}
+
+fn spinner(json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn open(hub: &Path) -> Result<Hub> {
+    Hub::read_config(hub)?;
+    let p = passphrase(
+        &format!("Passphrase for hub {}: ", hub.display()),
+        false,
+        "SHH_PASSPHRASE",
+    )?;
+    Ok(Hub::open(hub, &p).await?)
+}
+
+fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let json = cli.json;
+    match cli.cmd {
+        Cmd::Init(a) => {
+            let mut allow = Vec::new();
+            for u in &a.allow {
+                allow.push(ResidencyRule::for_url(&StoreUrl::parse(u)?));
+            }
+            let kdf = if a.insecure_fast_kdf {
+                KdfParams::INSECURE_FAST
+            } else {
+                KdfParams {
+                    m_cost_kib: a.kdf_memory_mib * 1024,
+                    t_cost: a.kdf_passes,
+                    p_cost: 1,
+                }
+            };
+            let store = a.store.as_deref().map(StoreUrl::parse).transpose()?;
+            let p = passphrase("New passphrase: ", true, "SHH_PASSPHRASE")?;
+            let hub = Hub::init(&cli.hub, &p, InitOptions { store, allow, kdf }).await?;
+            if json {
+                print_json(hub.config())?;
+            } else {
+                println!(
+                    "created hub {} in {}",
+                    hub.config().hub_id,
+                    hub.dir().display()
+                );
+                println!("  store:   {}", hub.config().store);
+                println!("  catalog: {}", hub.config().catalog);
+                for r in &hub.config().residency.allow {
+                    println!("  allowed: {r}");
+                }
+            }
+        }
+        Cmd::Demo { dir, rows } => {
+            let (pass, generated) = match std::env::var("SHH_PASSPHRASE") {
+                Ok(p) => (p, false),
+                Err(_) => (shh_hub::demo::random_passphrase(), true),
+            };
+            let pb = spinner(json);
+            let mut step = |s: &str| {
+                pb.println(format!("• {s}"));
+                pb.set_message(s.to_owned());
+            };
+            let r = shh_hub::demo::run(&dir, &pass, rows, &mut step).await?;
+            pb.finish_and_clear();
+            if json {
+                print_json(&r)?;
+            } else {
+                println!();
+                println!("hub:      {}", r.hub.display());
+                println!("store:    {}", r.store);
+                println!(
+                    "version:  {} ({} rows, {} files verified)",
+                    r.version, r.rows, r.files_verified
+                );
+                println!(
+                    "raw store (what the provider holds; every object starts with the SHHENC header):"
+                );
+                for (p, size, head) in &r.raw_objects {
+                    println!("  {:>10}  {head}…  {p}", human_bytes(*size));
+                }
+                println!(
+                    "plaintext marker found in the raw store: {}",
+                    if r.marker_in_store {
+                        "YES — this is a bug"
+                    } else {
+                        "no"
+                    }
+                );
+                if generated {
+                    println!("\nthe demo hub's passphrase is {pass:?} (demo only); to explore:");
+                    println!("  export SHH_PASSPHRASE='{pass}' SHH_HUB={}", dir.display());
+                } else {
+                    println!("\nto explore: SHH_HUB={} shh datasets list", dir.display());
+                }
+                println!(
+                    "  shh datasets show outpatient_claims && shh datasets verify outpatient_claims"
+                );
+            }
+            if r.marker_in_store {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Cmd::Keys(KeysCmd::List) => {
+            let hub = open(&cli.hub).await?;
+            let keys = hub.keystore().keys();
+            if json {
+                print_json(&keys)?;
+            } else {
+                for k in keys {
+                    println!(
+                        "{:<14} v{:<3} {}  created {}",
+                        k.purpose.to_string(),
+                        k.version,
+                        k.id,
+                        k.created_at.format("%Y-%m-%d %H:%M:%S")
+                    );
+                }
+            }
+        }
+        Cmd::Keys(KeysCmd::Passwd) => {
+            let mut hub = open(&cli.hub).await?;
+            let new = passphrase("New passphrase: ", true, "SHH_NEW_PASSPHRASE")?;
+            hub.change_passphrase(&new)?;
+            if !json {
+                println!("passphrase changed; master keys re-wrapped, no data object touched");
+            }
+        }
+        Cmd::Datasets(DatasetsCmd::List) => {
+            let hub = open(&cli.hub).await?;
+            let ds = hub.catalog().datasets().await?;
+            if json {
+                print_json(&ds)?;
+            } else if ds.is_empty() {
+                println!("no datasets");
+            } else {
+                for d in ds {
+                    let cur = d
+                        .current
+                        .as_deref()
+                        .map(|c| short_ref(&d.name, c))
+                        .unwrap_or_default();
+                    println!("{:<24} {:<40} {} version(s)", d.name, cur, d.versions);
+                }
+            }
+        }
+        Cmd::Datasets(DatasetsCmd::Versions { name }) => {
+            let hub = open(&cli.hub).await?;
+            let vs = hub.catalog().versions(&name).await?;
+            if json {
+                print_json(&vs)?;
+            } else {
+                for v in vs {
+                    println!(
+                        "{}  {}  {:>12} rows  {} file(s)",
+                        short_ref(&v.dataset, &v.id),
+                        v.created_at.format("%Y-%m-%d %H:%M:%S"),
+                        v.rows,
+                        v.files
+                    );
+                }
+            }
+        }
+        Cmd::Datasets(DatasetsCmd::Show { reference }) => {
+            let hub = open(&cli.hub).await?;
+            let v = hub.show(&DatasetRef::parse(&reference)?).await?;
+            if json {
+                print_json(&v)?;
+            } else {
+                println!(
+                    "{}{}",
+                    v.reference,
+                    if v.current { " (current)" } else { "" }
+                );
+                println!("  id:      {}", v.id);
+                println!("  parent:  {}", v.parent.as_deref().unwrap_or("-"));
+                println!("  created: {}", v.created_at.to_rfc3339());
+                println!("  rows:    {}", v.rows);
+                println!("  columns:");
+                for (n, t) in &v.columns {
+                    println!("    {n:<24} {t}");
+                }
+                println!("  files:");
+                for f in &v.files {
+                    println!(
+                        "    {}  {} rows  {} plain / {} stored  blake3 {}",
+                        f.path,
+                        f.rows,
+                        human_bytes(f.plain_size),
+                        human_bytes(f.stored_size),
+                        &f.plain_blake3[..16]
+                    );
+                }
+            }
+        }
+        Cmd::Datasets(DatasetsCmd::Verify { reference }) => {
+            let hub = open(&cli.hub).await?;
+            let r = DatasetRef::parse(&reference)?;
+            let pb = spinner(json);
+            pb.set_message(format!("verifying {reference}"));
+            let report = hub.verify(&r).await?;
+            pb.finish_and_clear();
+            if json {
+                print_json(&report)?;
+            }
+            match report.first_bad() {
+                Some(bad) => {
+                    eprintln!(
+                        "verification FAILED for {}: first bad file {}: {}",
+                        short_ref(&report.dataset, &report.version),
+                        bad.path,
+                        bad.error.as_deref().unwrap_or("mismatch")
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                None if !json => println!(
+                    "{}: OK — {} file(s), {} rows, {} of ciphertext re-read; both hashes match the manifest",
+                    short_ref(&report.dataset, &report.version),
+                    report.files.len(),
+                    report.rows,
+                    human_bytes(report.stored_bytes)
+                ),
+                None => {}
+            }
+        }
+        Cmd::Datasets(DatasetsCmd::Export { reference, out }) => {
+            let hub = open(&cli.hub).await?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let r = hub.export(&DatasetRef::parse(&reference)?, &out).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "exported {} rows ({}) to {}",
+                    r.rows,
+                    human_bytes(r.bytes),
+                    r.dir.display()
+                );
+                for f in &r.files {
+                    println!("  {}", f.display());
+                }
+                println!("  {}", r.dir.join("manifest.json").display());
+            }
+        }
+        Cmd::Store(StoreCmd::Ls) => {
+            let hub = open(&cli.hub).await?;
+            let objs = hub.raw_objects().await?;
+            if json {
+                print_json(&objs)?;
+            } else {
+                for (p, s) in objs {
+                    println!("{:>10}  {p}", human_bytes(s));
+                }
+            }
+        }
+        Cmd::Debug(DebugCmd::WriteSample {
+            dataset,
+            rows,
+            rows_per_file,
+            marker,
+            seed,
+        }) => {
+            let hub = open(&cli.hub).await?;
+            let opts = WriteOptions {
+                max_rows_per_file: rows_per_file,
+                ..Default::default()
+            };
+            let mut w = VersionWriter::new(
+                hub.store().clone(),
+                hub.catalog().clone(),
+                &dataset,
+                sample::schema(),
+                opts,
+            )
+            .await?;
+            let mut n = 0usize;
+            w.on_file(move |f| {
+                n += 1;
+                eprintln!("file {n} written: {} ({} rows)", f.path, f.rows);
+            });
+            for b in sample::batches(rows, 8192, seed, marker.as_deref()) {
+                w.write(&b).await?;
+            }
+            let v = w.commit().await?;
+            println!("{}", short_ref(&dataset, &v.id));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn chain(e: &anyhow::Error) -> String {
+    let mut s = e.to_string();
+    for c in e.chain().skip(1) {
+        let c = c.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+    }
+    s
+}

@@ -1,0 +1,131 @@
+//! Dataset operations as the CLI and server call them: parse `NAME[@VERSION]`, list, show,
+//! verify, export, and look at the raw (ciphertext) store.
+
+use crate::{Hub, HubError, Result};
+use arrow_schema::Schema;
+use futures::TryStreamExt;
+use serde::Serialize;
+use shh_dataset::{ExportReport, FileEntry, SHORT_ID, VerifyReport};
+use std::collections::BTreeMap;
+
+/// `NAME` or `NAME@VERSION-PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetRef {
+    /// Dataset name.
+    pub name: String,
+    /// Version id prefix; `None` means current.
+    pub version: Option<String>,
+}
+
+impl DatasetRef {
+    /// Parses `NAME[@VERSION]`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let (name, version) = match s.split_once('@') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (s, None),
+        };
+        shh_dataset::validate_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            version,
+        })
+    }
+}
+
+/// A version as shown to people and machines.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    /// `name@short-id`.
+    pub reference: String,
+    /// Dataset.
+    pub dataset: String,
+    /// Full id.
+    pub id: String,
+    /// Whether it is the current version.
+    pub current: bool,
+    /// Parent id.
+    pub parent: Option<String>,
+    /// Creation time.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Rows.
+    pub rows: u64,
+    /// Columns: name → Arrow type.
+    pub columns: Vec<(String, String)>,
+    /// Files.
+    pub files: Vec<FileEntry>,
+    /// Creation parameters.
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+/// `name@<first 12 hex of id>`.
+pub fn short_ref(dataset: &str, id: &str) -> String {
+    format!("{dataset}@{}", &id[..SHORT_ID.min(id.len())])
+}
+
+fn columns(schema: &Schema) -> Vec<(String, String)> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect()
+}
+
+impl Hub {
+    /// Shows one version (its manifest is authenticated on the way).
+    pub async fn show(&self, r: &DatasetRef) -> Result<VersionView> {
+        let rec = self
+            .catalog()
+            .version(&r.name, r.version.as_deref())
+            .await?;
+        let current = self.catalog().dataset(&r.name).await?.current;
+        let m = shh_dataset::load_manifest(self.store(), &rec).await?;
+        Ok(VersionView {
+            reference: short_ref(&r.name, &rec.id),
+            dataset: r.name.clone(),
+            current: current.as_deref() == Some(rec.id.as_str()),
+            id: rec.id,
+            parent: m.parent.clone(),
+            created_at: m.created_at,
+            rows: m.rows,
+            columns: columns(&m.schema),
+            files: m.files,
+            params: m.params,
+        })
+    }
+
+    /// Verifies one version.
+    pub async fn verify(&self, r: &DatasetRef) -> Result<VerifyReport> {
+        Ok(shh_dataset::verify_version(
+            self.store(),
+            self.catalog().as_ref(),
+            &r.name,
+            r.version.as_deref(),
+        )
+        .await?)
+    }
+
+    /// Exports one version to `out`.
+    pub async fn export(&self, r: &DatasetRef, out: &std::path::Path) -> Result<ExportReport> {
+        Ok(shh_dataset::export_version(
+            self.store(),
+            self.catalog().as_ref(),
+            &r.name,
+            r.version.as_deref(),
+            out,
+        )
+        .await?)
+    }
+
+    /// Every object in the backend, as the cloud provider sees it: path and stored size.
+    pub async fn raw_objects(&self) -> Result<Vec<(String, u64)>> {
+        let mut v: Vec<(String, u64)> = self
+            .raw_store()
+            .list(None)
+            .map_ok(|m| (m.location.to_string(), m.size))
+            .try_collect()
+            .await
+            .map_err(HubError::from)?;
+        v.sort();
+        Ok(v)
+    }
+}
