@@ -87,6 +87,9 @@ impl AsyncFileWriter for Sink {
     }
 }
 
+/// Called after each data file is written.
+type FileCallback = Box<dyn FnMut(&FileEntry) + Send>;
+
 struct OpenFile {
     path: String,
     writer: AsyncArrowWriter<Sink>,
@@ -106,7 +109,7 @@ pub struct VersionWriter {
     files: Vec<FileEntry>,
     rows: u64,
     /// Called after each file is durably written (progress display, tests).
-    on_file: Option<Box<dyn FnMut(&FileEntry) + Send>>,
+    on_file: Option<FileCallback>,
 }
 
 impl VersionWriter {

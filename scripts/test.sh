@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): format, lints, then every test, with S3 (moto,
+# s3s-fs) and Azure Blob (Azurite) servers started on 127.0.0.1 and stopped afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export SHH_REQUIRE_SERVERS=1   # a missing server fails the run; it is never silently skipped
+export SHH_TEST_DATA="${SHH_TEST_DATA:-$(cd .. && pwd)/shared/data}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "installing and starting test servers"
+scripts/test-servers.sh start
+trap 'scripts/test-servers.sh stop' EXIT
+# shellcheck disable=SC1091
+source .cache/servers/env
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+  # nextest does not run doctests.
+  cargo test --workspace --doc
+else
+  cargo test --workspace --no-fail-fast
+fi
