@@ -6,15 +6,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use shh_crypt::EncryptedStore;
 use shh_keys::StorageKeys;
 use shh_store::conformance::{Capabilities, run, servers};
-use shh_store::{ResidencyPolicy, ResidencyRule, StoreUrl, open_store};
 use std::sync::Arc;
 
-fn open(url: &str) -> Arc<dyn ObjectStore> {
-    let url = StoreUrl::parse(url).expect("url");
-    let mut policy = ResidencyPolicy::local_only();
-    policy.allow.push(ResidencyRule::for_url(&url));
-    open_store(&url, &policy).expect("open")
-}
+use shh_store::conformance::open_for_test as open;
 
 async fn encrypted_suite(inner: Arc<dyn ObjectStore>, caps: Capabilities) {
     let enc = EncryptedStore::from_arc(Arc::new(inner.clone()), StorageKeys::ephemeral());

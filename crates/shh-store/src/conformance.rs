@@ -381,6 +381,14 @@ async fn cleanup(store: &dyn ObjectStore, root: &Path) {
     assert!(left.is_empty(), "cleanup left {} objects", left.len());
 }
 
+/// Opens `url` for a test, allowing its destination in a local-only residency policy.
+pub fn open_for_test(url: &str) -> std::sync::Arc<dyn ObjectStore> {
+    let url = crate::StoreUrl::parse(url).unwrap_or_else(|e| panic!("{e}"));
+    let mut policy = crate::ResidencyPolicy::local_only();
+    policy.allow.push(crate::ResidencyRule::for_url(&url));
+    crate::open_store(&url, &policy).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Test servers started by `scripts/test-servers.sh`, found through environment variables.
 ///
 /// When `SHH_REQUIRE_SERVERS=1` (as in CI), a missing server is a failure, not a skip: a green

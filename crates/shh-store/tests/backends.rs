@@ -1,14 +1,9 @@
 //! Every backend, unwrapped, against the conformance suite (S3 and Azure on real local servers).
 
 use shh_store::conformance::{Capabilities, run, servers};
-use shh_store::{ResidencyPolicy, ResidencyRule, StoreUrl, open_store};
+use shh_store::{ResidencyPolicy, StoreUrl, open_store};
 
-fn open(url: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
-    let url = StoreUrl::parse(url).expect("url");
-    let mut policy = ResidencyPolicy::local_only();
-    policy.allow.push(ResidencyRule::for_url(&url));
-    open_store(&url, &policy).expect("open")
-}
+use shh_store::conformance::open_for_test as open;
 
 #[tokio::test]
 async fn file_backend() {

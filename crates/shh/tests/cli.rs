@@ -1,33 +1,13 @@
 //! End-to-end tests of the `shh` binary on the embedded default (local disk + SQLite): what a
 //! user relies on, observed from outside the process.
 
+mod common;
+
+use common::{json, ok, shh};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 const PASS: &str = "correct horse battery staple";
-
-fn shh(hub: &Path, pass: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shh"))
-        .arg("--hub")
-        .arg(hub)
-        .args(args)
-        .env("SHH_PASSPHRASE", pass)
-        .env_remove("SHH_HUB")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run shh")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "shh failed: {}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn init(dir: &Path) -> PathBuf {
     let hub = dir.join("hub");
@@ -78,10 +58,6 @@ fn data_files(hub: &Path, dataset: &str) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(o)).expect("json output")
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! A hub whose primary store is a real S3 server (s3s-fs, which checks SigV4 signatures) or
 //! Azure Blob (Azurite): write, verify, tamper-free ciphertext, and refused bad credentials.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::{ok, shh_env};
 
 const PASS: &str = "remote test passphrase";
 
@@ -33,30 +34,6 @@ fn fresh(url: &str, tag: &str) -> String {
     }
 }
 
-fn shh(hub: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shh"));
-    c.arg("--hub")
-        .arg(hub)
-        .args(args)
-        .env("SHH_PASSPHRASE", PASS)
-        .env_remove("SHH_HUB")
-        .stdin(Stdio::null());
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().expect("run shh")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "shh failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn round_trip(url: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = dir.path().join("hub");
@@ -82,9 +59,10 @@ fn round_trip(url: &str) {
             marker,
         ],
     ));
-    ok(&shh(&hub, &[], &["datasets", "verify", "claims"]));
+    ok(&shh_env(&hub, PASS, &[], &["datasets", "verify", "claims"]));
     let listed: serde_json::Value =
-        serde_json::from_str(&ok(&shh(&hub, &[], &["--json", "store", "ls"]))).expect("json");
+        serde_json::from_str(&ok(&shh_env(&hub, PASS, &[], &["--json", "store", "ls"])))
+            .expect("json");
     assert_eq!(
         listed.as_array().map(Vec::len),
         Some(4),

@@ -1,0 +1,43 @@
+//! Helpers shared by the CLI test files: run the real binary, check its exit.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// Runs `shh --hub HUB ARGS…` with `SHH_PASSPHRASE=pass` and extra environment variables.
+pub fn shh_env(hub: &Path, pass: &str, envs: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shh"));
+    c.arg("--hub")
+        .arg(hub)
+        .args(args)
+        .env("SHH_PASSPHRASE", pass)
+        .env_remove("SHH_HUB")
+        .stdin(Stdio::null());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().expect("run shh")
+}
+
+/// Runs `shh --hub HUB ARGS…` with `SHH_PASSPHRASE=pass`.
+pub fn shh(hub: &Path, pass: &str, args: &[&str]) -> Output {
+    shh_env(hub, pass, &[], args)
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "shh failed: {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts success and parses stdout as JSON.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).expect("json output")
+}
