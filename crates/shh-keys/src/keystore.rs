@@ -216,6 +216,16 @@ fn derive_kek(
     Ok(out)
 }
 
+fn salt_bytes(kdf: &KdfRecord, path: &Path) -> Result<Vec<u8>, KeystoreError> {
+    match hex::decode(&kdf.salt) {
+        Ok(s) if s.len() >= 16 => Ok(s),
+        _ => Err(KeystoreError::Corrupt {
+            path: path.to_owned(),
+            reason: "the salt must be at least 16 bytes of hex".into(),
+        }),
+    }
+}
+
 fn new_kdf_record(params: KdfParams) -> KdfRecord {
     KdfRecord {
         algorithm: "argon2id".into(),
@@ -232,7 +242,7 @@ impl Keystore {
             return Err(KeystoreError::AlreadyExists(path.to_owned()));
         }
         let kdf = new_kdf_record(params);
-        let kek = AeadKey::new(&*derive_kek(passphrase, params, kdf.salt.as_bytes())?);
+        let kek = AeadKey::new(&*derive_kek(passphrase, params, &salt_bytes(&kdf, path)?)?);
         let mut ks = Keystore {
             path: path.to_owned(),
             kdf,
@@ -269,7 +279,7 @@ impl Keystore {
         let kek = AeadKey::new(&*derive_kek(
             passphrase,
             file.kdf.params,
-            file.kdf.salt.as_bytes(),
+            &salt_bytes(&file.kdf, path)?,
         )?);
         let check = hex::decode(&file.check).map_err(|_| corrupt("check is not hex".into()))?;
         open_blob::<KEY_LEN>(&kek, &check, CHECK_AAD)
@@ -311,7 +321,7 @@ impl Keystore {
         let kek = AeadKey::new(&*derive_kek(
             new_passphrase,
             kdf.params,
-            kdf.salt.as_bytes(),
+            &salt_bytes(&kdf, &self.path)?,
         )?);
         let old = (
             std::mem::replace(&mut self.kdf, kdf),
