@@ -4,6 +4,12 @@
 mod common;
 
 use common::{ok, shh_env};
+use std::path::Path;
+use std::process::Output;
+
+fn shh(hub: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
+    shh_env(hub, PASS, envs, args)
+}
 
 const PASS: &str = "remote test passphrase";
 
@@ -59,14 +65,21 @@ fn round_trip(url: &str) {
             marker,
         ],
     ));
-    ok(&shh_env(&hub, PASS, &[], &["datasets", "verify", "claims"]));
+    ok(&shh(&hub, &[], &["datasets", "verify", "claims"]));
     let listed: serde_json::Value =
-        serde_json::from_str(&ok(&shh_env(&hub, PASS, &[], &["--json", "store", "ls"])))
-            .expect("json");
+        serde_json::from_str(&ok(&shh(&hub, &[], &["--json", "store", "ls"]))).expect("json");
+    let shown: serde_json::Value = serde_json::from_str(&ok(&shh(
+        &hub,
+        &[],
+        &["--json", "datasets", "show", "claims"],
+    )))
+    .expect("json");
+    let files = shown["files"].as_array().map(Vec::len).unwrap_or_default();
+    assert!(files >= 2, "30,000 rows at 10,000 per file: {shown}");
     assert_eq!(
         listed.as_array().map(Vec::len),
-        Some(4),
-        "3 data files and a manifest: {listed}"
+        Some(files + 1),
+        "the data files and one manifest, nothing else: {listed}"
     );
     let out = dir.path().join("export");
     ok(&shh(
