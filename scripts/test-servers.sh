@@ -2,7 +2,7 @@
 # Installs (idempotently), starts and stops the real servers the tests run against, all on
 # 127.0.0.1: moto (S3, unsigned), s3s-fs (S3, checks SigV4 signatures) and Azurite (Azure Blob).
 #
-#   scripts/test-servers.sh install   # tools into .cache/ (nothing system-wide but Debian packages)
+#   scripts/test-servers.sh install   # tools into ~/.cache/shh-test-tools (or $SHH_TOOLS_DIR)
 #   scripts/test-servers.sh start     # starts them, creates the buckets, writes .cache/servers/env
 #   scripts/test-servers.sh stop
 #
@@ -10,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-CACHE=$ROOT/.cache
-RUN=$CACHE/servers
+# Tools are shared by every checkout of this user (rebuilt when missing); run state is per checkout.
+CACHE=${SHH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/shh-test-tools}
+RUN=$ROOT/.cache/servers
 MOTO_PORT=${SHH_MOTO_PORT:-19100}
 S3S_PORT=${SHH_S3S_PORT:-19200}
 AZURITE_PORT=${SHH_AZURITE_PORT:-19300}
