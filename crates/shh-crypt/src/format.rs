@@ -291,21 +291,6 @@ impl ObjectKey {
         Ok(n)
     }
 
-    /// Encrypts a whole plaintext into a complete object.
-    pub fn seal_all(&self, plain: &[u8]) -> Result<Vec<u8>, FormatError> {
-        let layout = self.layout();
-        let mut out = Vec::with_capacity(layout.stored_len(plain.len() as u64) as usize);
-        out.extend_from_slice(&self.header);
-        let n = layout.segments_for_plain(plain.len() as u64);
-        let seg = self.segment as usize;
-        for i in 0..n {
-            let start = (i as usize) * seg;
-            let end = (start + seg).min(plain.len());
-            self.seal_segment(i, i + 1 == n, &plain[start..end], &mut out)?;
-        }
-        Ok(out)
-    }
-
     /// Decrypts stored segments `first..` (as laid out contiguously in `stored`), where
     /// `total_segments` says which index is the final one. Appends plaintext to `out`.
     pub fn open_segments(

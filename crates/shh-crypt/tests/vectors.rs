@@ -1,8 +1,8 @@
 //! The test vectors published in `docs/format.md`: the document is checked against the code, so
 //! the two cannot drift apart. With SHH_PRINT_VECTORS=1 the vectors are printed instead.
 
-use shh_crypt::SegmentDecryptor;
 use shh_crypt::format::{DEFAULT_SEGMENT, ObjectKey};
+use shh_crypt::{SegmentDecryptor, SegmentEncryptor};
 use shh_keys::{
     AeadKey, DataKey, KEY_LEN, KeyId, KeyWrapper, NONCE_LEN, WRAPPED_KEY_LEN, WrapError,
 };
@@ -84,7 +84,11 @@ fn encode(v: &Vector) -> Vec<u8> {
     let dek: DataKey = zeroize::Zeroizing::new([0x44; KEY_LEN]);
     let key =
         ObjectKey::with_key(fixed().as_ref(), v.path, v.segment, &dek, [0x55; 7]).expect("key");
-    key.seal_all(&v.plaintext).expect("seal")
+    let mut out = Vec::new();
+    let mut enc = SegmentEncryptor::new(key);
+    enc.push(&v.plaintext, &mut out).expect("seal");
+    enc.finish(&mut out).expect("seal");
+    out
 }
 
 #[test]
