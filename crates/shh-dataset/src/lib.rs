@@ -12,17 +12,16 @@
 
 #![forbid(unsafe_code)]
 
-mod canonical;
 mod manifest;
 mod ops;
 pub mod sample;
 mod writer;
 
-pub use canonical::to_canonical_vec;
 pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest, SHORT_ID, data_path, manifest_path};
 pub use ops::{
     ExportReport, FileCheck, VerifyReport, export_version, load_manifest, verify_version,
 };
+pub use shh_audit::canonical::to_canonical_vec;
 pub use writer::{CommittedVersion, VersionWriter, WriteOptions};
 
 use object_store::ObjectStore;

@@ -6,10 +6,10 @@
 //! it is the version an analysis cites, and every byte of data is pinned by it.
 
 use crate::DatasetError;
-use crate::canonical::to_canonical_vec;
 use arrow_schema::Schema;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use shh_audit::canonical::to_canonical_vec;
 use std::collections::BTreeMap;
 
 /// Manifest format marker; a change in meaning gets a new marker.

@@ -14,9 +14,11 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod local;
 mod residency;
 mod url;
 
+pub use local::DurableLocal;
 pub use residency::{Destination, ResidencyError, ResidencyPolicy, ResidencyRule};
 pub use url::{StoreKind, StoreUrl, UrlError};
 
@@ -91,7 +93,7 @@ fn build_unchecked(url: &StoreUrl) -> Result<Arc<dyn ObjectStore>, StoreError> {
             let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
                 .map_err(backend(url))?
                 .with_automatic_cleanup(true);
-            Ok(Arc::new(fs))
+            Ok(Arc::new(DurableLocal::new(fs)))
         }
         StoreKind::S3 => {
             let dest = url.destination();

@@ -1,7 +1,7 @@
 //! Canonical JSON: object keys sorted, no insignificant whitespace, so that the same value
-//! always hashes the same (manifest identities depend on it). Keys are sorted by UTF-16 code
+//! always hashes the same (manifest identities and audit leaves depend on it). Keys are sorted by UTF-16 code
 //! units and numbers written as `serde_json` writes them, which matches RFC 8785 for the
-//! integers and strings manifests contain.
+//! integers and strings manifests and audit events contain (events refuse floats).
 
 use serde_json::Value;
 

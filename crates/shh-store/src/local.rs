@@ -1,0 +1,152 @@
+//! Local disk that keeps its word: `object_store`'s `LocalFileSystem` writes a staging file
+//! and renames it into place, but never calls `fsync`, so a power loss can lose an object
+//! whose `put` already returned. The hub returns an action's result only after its audit event
+//! is durable (and a dataset version only after its files are), so [`DurableLocal`] syncs the
+//! file and its directory before a write is acknowledged. On S3 and Azure a successful PUT is
+//! already durable; this wrapper is for `file://` only.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+};
+use std::fmt;
+use std::sync::Arc;
+
+/// A `LocalFileSystem` whose completed writes are on stable storage.
+#[derive(Debug, Clone)]
+pub struct DurableLocal {
+    inner: Arc<LocalFileSystem>,
+}
+
+impl DurableLocal {
+    /// Wraps `inner`.
+    pub fn new(inner: LocalFileSystem) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+impl fmt::Display for DurableLocal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DurableLocal({})", self.inner)
+    }
+}
+
+/// Syncs the object's file and then its directory (which makes the rename durable).
+async fn sync(fs: Arc<LocalFileSystem>, location: Path) -> object_store::Result<()> {
+    let file = fs.path_to_filesystem(&location)?;
+    tokio::task::spawn_blocking(move || {
+        let sync_one = |p: &std::path::Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+        sync_one(&file)?;
+        if let Some(dir) = file.parent() {
+            sync_one(dir)?;
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await
+    .map_err(|e| object_store::Error::Generic {
+        store: "DurableLocal",
+        source: Box::new(e),
+    })?
+    .map_err(|e| object_store::Error::Generic {
+        store: "DurableLocal",
+        source: Box::new(e),
+    })
+}
+
+#[async_trait]
+impl ObjectStore for DurableLocal {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let r = self.inner.put_opts(location, payload, opts).await?;
+        sync(self.inner.clone(), location.clone()).await?;
+        Ok(r)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(DurableUpload {
+            inner,
+            fs: self.inner.clone(),
+            location: location.clone(),
+        }))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await?;
+        sync(self.inner.clone(), to.clone()).await
+    }
+}
+
+#[derive(Debug)]
+struct DurableUpload {
+    inner: Box<dyn MultipartUpload>,
+    fs: Arc<LocalFileSystem>,
+    location: Path,
+}
+
+#[async_trait]
+impl MultipartUpload for DurableUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let r = self.inner.complete().await?;
+        sync(self.fs.clone(), self.location.clone()).await?;
+        Ok(r)
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
