@@ -22,7 +22,7 @@ fn write(v: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write(&Value::String(k.clone()), out);
+                write_str(k, out);
                 out.push(b':');
                 if let Some(x) = map.get(k) {
                     write(x, out);
@@ -40,9 +40,18 @@ fn write(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        // Scalars: serde_json's compact form is already canonical for strings and integers.
-        other => out.extend_from_slice(other.to_string().as_bytes()),
+        Value::String(st) => write_str(st, out),
+        // Scalars: serde_json's compact form is already canonical for integers and literals.
+        other => {
+            // Writing a scalar into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
+}
+
+/// A string with serde_json's escaping (only `"`, `\` and control characters), as RFC 8785 wants.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]

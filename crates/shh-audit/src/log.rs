@@ -18,7 +18,7 @@
 //! processes appending at once race on the create-only segment name; the loser reads the
 //! winner's segment and renumbers its batch after it.
 
-use crate::event::{Actor, Draft, Event, EventError};
+use crate::event::{Actor, Draft, Event, EventError, Rendered};
 use crate::merkle::{Frontier, Hash, inclusion_proof, leaf_hash};
 use crate::sth::{PublicKey, SignedTreeHead, Signer};
 use crate::verify::{Verifier, VerifyReport};
@@ -125,8 +125,7 @@ struct HeadRecord {
 }
 
 struct Pending {
-    event: Draft,
-    actor: Actor,
+    event: Rendered,
     tx: oneshot::Sender<Result<u64, String>>,
 }
 
@@ -401,32 +400,39 @@ impl AuditLog {
     }
 
     /// Appends an event and returns its sequence number once it is durable.
+    /// The event's time is when it was submitted; its sequence number is its place in the log.
     pub async fn append(&self, actor: &Actor, event: Draft) -> Result<u64> {
-        event.check()?;
+        // Serializing here, in the caller's task, keeps the writer lock's critical path short.
+        let event = event.render(Utc::now(), &self.hub, actor)?;
         let (tx, rx) = oneshot::channel();
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Pending {
-                event,
-                actor: actor.clone(),
-                tx,
-            });
+            .push(Pending { event, tx });
         // Let appenders that are already running queue up behind this one: on a store that
         // answers without suspending (memory, a fast disk) there would be no group otherwise.
         tokio::task::yield_now().await;
-        {
-            // Whoever gets the writer lock commits everything queued so far, ours included
-            // unless an earlier holder already did.
-            let mut st = self.state.lock().await;
-            let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
-            if !batch.is_empty() {
-                self.commit(&mut st, batch).await;
+        let mut rx = rx;
+        loop {
+            // Either a leader commits our event, or we become the leader and commit everything
+            // queued. Waiting for the lock alone would make every waiter take it in turn after
+            // its event was already written, each committing a batch of one.
+            tokio::select! {
+                biased;
+                r = &mut rx => {
+                    return r
+                        .map_err(|_| AuditError::Append("the log writer was cancelled".into()))?
+                        .map_err(AuditError::Append);
+                }
+                mut st = self.state.lock() => {
+                    let batch =
+                        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+                    if !batch.is_empty() {
+                        self.commit(&mut st, batch).await;
+                    }
+                }
             }
         }
-        rx.await
-            .map_err(|_| AuditError::Append("the log writer was cancelled".into()))?
-            .map_err(AuditError::Append)
     }
 
     async fn commit(&self, st: &mut State, batch: Vec<Pending>) {
@@ -446,19 +452,14 @@ impl AuditLog {
     }
 
     async fn write_batch(&self, st: &mut State, batch: &[Pending]) -> Result<u64> {
-        let now = Utc::now();
         for _ in 0..MAX_RACES {
             let first = st.frontier.size();
             let mut body = Vec::with_capacity(batch.len() * 320);
             let mut leaves = Vec::with_capacity(batch.len());
             for (i, p) in batch.iter().enumerate() {
-                let e = p
-                    .event
-                    .clone()
-                    .place(first + i as u64, now, &self.hub, &p.actor);
-                let bytes = e.canonical_bytes()?;
-                leaves.push(leaf_hash(&bytes));
-                body.extend_from_slice(&bytes);
+                let start = body.len();
+                p.event.write(first + i as u64, &mut body);
+                leaves.push(leaf_hash(&body[start..]));
                 body.push(b'\n');
             }
             let path = seg_path(first);
@@ -574,31 +575,53 @@ impl AuditLog {
         if let Some((seq, msg)) = head_problem {
             v.fail_head(seq, msg);
         }
+        // Segments are small (one batch each): gather them so the verifier parses and hashes
+        // large batches on every core.
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_lines = 0u64;
+        let flush = |v: &mut Verifier, pending: &mut Vec<Bytes>, n: &mut u64| {
+            let all: Vec<&[u8]> = pending.iter().flat_map(|b| lines(b)).collect();
+            v.push(&all);
+            pending.clear();
+            *n = 0;
+        };
         let mut segs = self.segments().await?;
         while let Some((first, path, body)) = segs.next().await {
-            if first != v.size() {
-                let what = if first > v.size() {
+            let expected = v.size() + pending_lines;
+            if first != expected {
+                flush(&mut v, &mut pending, &mut pending_lines);
+                if v.failed() {
+                    break;
+                }
+                let what = if first > expected {
                     "missing"
                 } else {
                     "duplicated"
                 };
                 v.fail_at(
-                    v.size(),
-                    format!(
-                        "{path} starts at event {first}, expected {}: events {what}",
-                        v.size()
-                    ),
+                    expected,
+                    format!("{path} starts at event {first}, expected {expected}: events {what}"),
                 );
                 break;
             }
             match body {
-                Ok(b) => v.push(&lines(&b).collect::<Vec<_>>()),
-                Err(e) => v.fail_at(first, e.to_string()),
+                Ok(b) => {
+                    pending_lines += lines(&b).count() as u64;
+                    pending.push(b);
+                    if pending_lines >= 16_384 {
+                        flush(&mut v, &mut pending, &mut pending_lines);
+                    }
+                }
+                Err(e) => {
+                    flush(&mut v, &mut pending, &mut pending_lines);
+                    v.fail_at(first, e.to_string());
+                }
             }
             if v.failed() {
                 break;
             }
         }
+        flush(&mut v, &mut pending, &mut pending_lines);
         Ok(v.finish(false))
     }
 

@@ -19,10 +19,11 @@ mod writer;
 
 pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest, SHORT_ID, data_path, manifest_path};
 pub use ops::{
-    ExportReport, FileCheck, VerifyReport, export_version, load_manifest, verify_version,
+    ExportReport, FileCheck, StagedExport, VerifyReport, export_version, load_manifest,
+    stage_export, verify_version,
 };
 pub use shh_audit::canonical::to_canonical_vec;
-pub use writer::{CommittedVersion, VersionWriter, WriteOptions};
+pub use writer::{CommittedVersion, SealedVersion, VersionWriter, WriteOptions};
 
 use object_store::ObjectStore;
 use shh_crypt::EncryptedStore;

@@ -138,6 +138,51 @@ pub async fn export_version(
     version: Option<&str>,
     out: &std::path::Path,
 ) -> Result<ExportReport, DatasetError> {
+    stage_export(store, catalog, dataset, version, out)
+        .await?
+        .publish()
+        .await
+}
+
+/// An export assembled in its hidden directory, not yet visible under its name. The hub
+/// records the audit event before [`StagedExport::publish`]: nothing leaves unrecorded.
+#[derive(Debug)]
+pub struct StagedExport {
+    tmp: PathBuf,
+    report: ExportReport,
+}
+
+impl StagedExport {
+    /// What the export holds (paths as they will be once published).
+    pub fn report(&self) -> &ExportReport {
+        &self.report
+    }
+
+    /// Renames the export into place.
+    pub async fn publish(self) -> Result<ExportReport, DatasetError> {
+        tokio::fs::rename(&self.tmp, &self.report.dir)
+            .await
+            .map_err(|source| DatasetError::Io {
+                path: self.report.dir.display().to_string(),
+                source,
+            })?;
+        Ok(self.report)
+    }
+
+    /// Removes the staged files.
+    pub async fn discard(self) {
+        let _ = tokio::fs::remove_dir_all(&self.tmp).await;
+    }
+}
+
+/// Builds an export in a hidden directory next to its final place; see [`export_version`].
+pub async fn stage_export(
+    store: &HubStore,
+    catalog: &dyn Catalog,
+    dataset: &str,
+    version: Option<&str>,
+    out: &std::path::Path,
+) -> Result<StagedExport, DatasetError> {
     let record = catalog.version(dataset, version).await?;
     let manifest = load_manifest(store, &record).await?;
     let name = format!("{dataset}@{}", &record.id[..SHORT_ID]);
@@ -194,16 +239,16 @@ pub async fn export_version(
     }
     .await;
     match result {
-        Ok((files, bytes)) => {
-            tokio::fs::rename(&tmp, &dir).await.map_err(io(&dir))?;
-            Ok(ExportReport {
+        Ok((files, bytes)) => Ok(StagedExport {
+            tmp,
+            report: ExportReport {
                 dir,
                 version: record.id,
                 files,
                 rows: manifest.rows,
                 bytes,
-            })
-        }
+            },
+        }),
         Err(e) => {
             let _ = tokio::fs::remove_dir_all(&tmp).await;
             Err(e)

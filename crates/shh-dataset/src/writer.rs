@@ -220,7 +220,14 @@ impl VersionWriter {
     }
 
     /// Finishes the files, writes the manifest create-only and moves the current pointer.
-    pub async fn commit(mut self) -> Result<CommittedVersion, DatasetError> {
+    pub async fn commit(self) -> Result<CommittedVersion, DatasetError> {
+        self.seal().await?.publish().await
+    }
+
+    /// Finishes the files and writes the manifest create-only, without publishing: the
+    /// version has its identity but is not visible. The hub records the audit event between
+    /// [`Self::seal`] and [`SealedVersion::publish`], so no version is ever visible without it.
+    pub async fn seal(mut self) -> Result<SealedVersion, DatasetError> {
         self.close_file().await?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
@@ -256,11 +263,32 @@ impl VersionWriter {
             files: manifest.files.len() as u64,
             bytes: manifest.plain_bytes(),
         };
-        self.catalog.commit_version(&record).await?;
-        Ok(CommittedVersion {
-            manifest,
-            id,
-            record,
+        Ok(SealedVersion {
+            catalog: self.catalog.clone(),
+            version: CommittedVersion {
+                manifest,
+                id,
+                record,
+            },
         })
+    }
+}
+
+/// A version whose files and manifest are stored but which the catalog does not show yet.
+pub struct SealedVersion {
+    catalog: Arc<dyn Catalog>,
+    version: CommittedVersion,
+}
+
+impl SealedVersion {
+    /// The version as it will be published.
+    pub fn version(&self) -> &CommittedVersion {
+        &self.version
+    }
+
+    /// Moves the dataset's current pointer to this version (compare-and-swap on the parent).
+    pub async fn publish(self) -> Result<CommittedVersion, DatasetError> {
+        self.catalog.commit_version(&self.version.record).await?;
+        Ok(self.version)
     }
 }

@@ -1,6 +1,6 @@
 //! `shh demo`: the first thing a newcomer runs. Creates a hub on the embedded default (local
-//! disk + SQLite), writes a dataset version, verifies it, and shows that the store holds only
-//! ciphertext. Later features extend it.
+//! disk + SQLite), writes a dataset version, verifies it, shows that the store holds only
+//! ciphertext, and verifies the audit log that recorded all of it. Later features extend it.
 
 use crate::{Hub, HubError, InitOptions, KdfParams, Result};
 use futures::TryStreamExt;
@@ -31,6 +31,12 @@ pub struct DemoReport {
     pub raw_objects: Vec<(String, u64, String)>,
     /// Whether the plaintext marker was found anywhere in the raw store (it must not be).
     pub marker_in_store: bool,
+    /// The audit events the demo produced: seq, action, target.
+    pub audit_events: Vec<(u64, String, String)>,
+    /// The audit log's verification.
+    pub audit: shh_audit::VerifyReport,
+    /// The audit public key (PEM).
+    pub audit_pubkey: String,
 }
 
 /// A random passphrase for a throw-away demo hub (printed to the user, so never for real data).
@@ -117,7 +123,7 @@ pub async fn run(
     for b in sample::batches(rows, 16 * 1024, 2026, Some(PLAINTEXT_MARKER)) {
         w.write(&b).await?;
     }
-    let v = w.commit().await?;
+    let v = hub.commit_version(w).await?;
 
     progress.step("verifying every file against the manifest (ciphertext and plaintext BLAKE3)");
     let r = crate::ops::DatasetRef {
@@ -145,7 +151,24 @@ pub async fn run(
         raw_objects.push((m.location.to_string(), m.size, head));
     }
     raw_objects.sort();
+
+    progress
+        .step("verifying the audit log: recomputing the Merkle tree, checking every signed head");
+    let audit = hub.audit_verify(Vec::new()).await?;
+    let audit_events = hub
+        .audit_events(&shh_audit::EventFilter::default())
+        .await?
+        .into_iter()
+        .map(|e| {
+            let t = e.targets;
+            let target = t.dataset.or(t.object).unwrap_or_default();
+            (e.seq, e.action, target)
+        })
+        .collect();
     Ok(DemoReport {
+        audit_events,
+        audit,
+        audit_pubkey: hub.audit_public_key()?.to_pem(),
         hub: hub.dir().to_owned(),
         store: hub.config().store.clone(),
         version: crate::ops::short_ref("outpatient_claims", &v.id),

@@ -6,11 +6,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod ops;
 
 pub use config::{CONFIG_FILE, CONFIG_FORMAT, HubConfig, KEYSTORE_FILE};
+pub use shh_audit as audit_log;
+pub use shh_audit::{Actor, Draft};
 pub use shh_catalog::{Catalog, CatalogError, DatasetRecord, VersionRecord};
 pub use shh_dataset as dataset;
 pub use shh_keys::{KdfParams, KeyInfo, KeyPurpose, Keystore, KeystoreError};
@@ -54,6 +57,12 @@ pub enum HubError {
     /// Object store.
     #[error("{0}")]
     Object(#[from] object_store::Error),
+    /// Audit log: an action whose event cannot be recorded does not report success.
+    #[error(transparent)]
+    Audit(#[from] shh_audit::AuditError),
+    /// Audit signing key.
+    #[error(transparent)]
+    AuditKey(#[from] shh_audit::KeyError),
     /// Local I/O.
     #[error("{path}: {source}")]
     Io {
@@ -104,6 +113,8 @@ pub struct Hub {
     raw: Arc<dyn ObjectStore>,
     store: Arc<HubStore>,
     catalog: Arc<dyn Catalog>,
+    audit: tokio::sync::OnceCell<shh_audit::AuditLog>,
+    actor: Actor,
 }
 
 impl Hub {
@@ -142,6 +153,7 @@ impl Hub {
             catalog: "sqlite://catalog.db".into(),
             residency,
         };
+        let kdf_params = opts.kdf;
         let created = Self::create_files(&dir, passphrase, &config, opts.kdf).await;
         if created.is_err() {
             for f in [
@@ -155,7 +167,17 @@ impl Hub {
             }
         }
         created?;
-        Self::open(&dir, passphrase).await
+        let hub = Self::open(&dir, passphrase).await?;
+        hub.record(
+            Draft::new("hub.init")
+                .object(hub.config.store.clone())
+                .detail("catalog", hub.config.catalog.clone())
+                .detail("kdf_memory_kib", u64::from(kdf_params.m_cost_kib))
+                .detail("kdf_passes", u64::from(kdf_params.t_cost))
+                .detail("audit_key", hub.audit_public_key()?.fingerprint()),
+        )
+        .await?;
+        Ok(hub)
     }
 
     async fn create_files(
@@ -164,7 +186,8 @@ impl Hub {
         config: &HubConfig,
         kdf: KdfParams,
     ) -> Result<()> {
-        Keystore::create(&dir.join(KEYSTORE_FILE), passphrase, kdf)?;
+        Keystore::create(&dir.join(KEYSTORE_FILE), passphrase, kdf)?
+            .add_key(KeyPurpose::AuditSigning)?;
         let catalog = shh_catalog::open_catalog(&config.catalog, dir)?;
         catalog.set_meta("hub.id", &config.hub_id).await?;
         catalog
@@ -206,7 +229,11 @@ impl Hub {
     /// Opens and unlocks the hub in `dir`.
     pub async fn open(dir: &Path, passphrase: &str) -> Result<Hub> {
         let config = Self::read_config(dir)?;
-        let keystore = Keystore::open(&dir.join(KEYSTORE_FILE), passphrase)?;
+        let mut keystore = Keystore::open(&dir.join(KEYSTORE_FILE), passphrase)?;
+        if keystore.current(KeyPurpose::AuditSigning).is_none() {
+            // Hubs created before the audit log get their signing key on first unlock.
+            keystore.add_key(KeyPurpose::AuditSigning)?;
+        }
         let url = StoreUrl::parse(&config.store).map_err(shh_store::StoreError::from)?;
         let raw = shh_store::open_store(&url, &config.residency)?;
         let store = Arc::new(EncryptedStore::new(raw.clone(), keystore.storage_keys()));
@@ -218,6 +245,8 @@ impl Hub {
             raw,
             store,
             catalog,
+            audit: tokio::sync::OnceCell::new(),
+            actor: audit::actor_from_env(),
         })
     }
 
@@ -247,8 +276,53 @@ impl Hub {
     }
 
     /// Changes the passphrase: re-wraps the master keys only; no stored object changes.
-    pub fn change_passphrase(&mut self, new_passphrase: &str) -> Result<()> {
-        self.keystore.change_passphrase(new_passphrase, None)?;
-        Ok(())
+    /// The change is recorded in the audit log (a failed change too).
+    pub async fn change_passphrase(&mut self, new_passphrase: &str) -> Result<()> {
+        let event = Draft::new("keys.passwd").object(self.keystore.path().display().to_string());
+        match self.keystore.change_passphrase(new_passphrase, None) {
+            Ok(()) => {
+                self.record(event.detail("master_keys", self.keystore.keys().len() as u64))
+                    .await?;
+                Ok(())
+            }
+            Err(e) => {
+                self.record(event.failed(e.to_string())).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Publishes a dataset version written with [`shh_dataset::VersionWriter`], recording the
+    /// event after its manifest is sealed and before the catalog shows it: no version is ever
+    /// visible without its audit event.
+    pub async fn commit_version(
+        &self,
+        writer: shh_dataset::VersionWriter,
+    ) -> Result<shh_dataset::CommittedVersion> {
+        let sealed = writer.seal().await?;
+        let v = sealed.version();
+        let reference = ops::short_ref(&v.record.dataset, &v.id);
+        let mut event = Draft::new("dataset.version.write")
+            .dataset(reference.clone())
+            .detail("version", v.id.clone())
+            .detail("rows", v.manifest.rows)
+            .detail("files", v.manifest.files.len() as u64)
+            .detail("bytes", v.manifest.plain_bytes());
+        if let Some(p) = &v.manifest.parent {
+            event = event.detail("parent", p.clone());
+        }
+        self.record(event).await?;
+        match sealed.publish().await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.record(
+                    Draft::new("dataset.version.publish")
+                        .dataset(reference)
+                        .failed(e.to_string()),
+                )
+                .await?;
+                Err(e.into())
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@ use crate::{Hub, HubError, Result};
 use arrow_schema::Schema;
 use futures::TryStreamExt;
 use serde::Serialize;
+use shh_audit::Draft;
 use shh_dataset::{ExportReport, FileEntry, SHORT_ID, VerifyReport};
 use std::collections::BTreeMap;
 
@@ -93,27 +94,53 @@ impl Hub {
         })
     }
 
-    /// Verifies one version.
+    /// Verifies one version; the outcome is recorded.
     pub async fn verify(&self, r: &DatasetRef) -> Result<VerifyReport> {
-        Ok(shh_dataset::verify_version(
+        let report = shh_dataset::verify_version(
             self.store(),
             self.catalog().as_ref(),
             &r.name,
             r.version.as_deref(),
         )
-        .await?)
+        .await?;
+        let mut event = Draft::new("dataset.verify")
+            .dataset(short_ref(&r.name, &report.version))
+            .detail("files", report.files.len() as u64)
+            .detail("stored_bytes", report.stored_bytes);
+        if let Some(bad) = report.first_bad() {
+            event = event.detail("first_bad_file", bad.path.clone()).detail(
+                "error",
+                bad.error.clone().unwrap_or_else(|| "mismatch".into()),
+            );
+        }
+        event = event.detail("ok", report.first_bad().is_none());
+        self.record(event).await?;
+        Ok(report)
     }
 
-    /// Exports one version to `out`.
+    /// Exports one version to `out`. The event (rows and bytes out, the version exported) is
+    /// durable before the files appear under their name.
     pub async fn export(&self, r: &DatasetRef, out: &std::path::Path) -> Result<ExportReport> {
-        Ok(shh_dataset::export_version(
+        let staged = shh_dataset::stage_export(
             self.store(),
             self.catalog().as_ref(),
             &r.name,
             r.version.as_deref(),
             out,
         )
-        .await?)
+        .await?;
+        let rep = staged.report();
+        let event = Draft::new("dataset.export")
+            .dataset(short_ref(&r.name, &rep.version))
+            .object(rep.dir.display().to_string())
+            .detail("rows_out", rep.rows)
+            .detail("bytes_out", rep.bytes)
+            .detail("files", rep.files.len() as u64);
+        if let Err(e) = self.record(event).await {
+            staged.discard().await;
+            return Err(e);
+        }
+        Ok(staged.publish().await?)
     }
 
     /// Every object in the backend, as the cloud provider sees it: path and stored size.

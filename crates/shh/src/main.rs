@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
+
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -49,6 +51,9 @@ enum Cmd {
     /// Dataset versions.
     #[command(subcommand)]
     Datasets(DatasetsCmd),
+    /// The tamper-evident audit log: read, verify, export, prove.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// The raw store, as its provider sees it (ciphertext only).
     #[command(subcommand)]
     Store(StoreCmd),
@@ -124,6 +129,13 @@ enum DebugCmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Append a burst of events from concurrent writers (crash tests, load).
+    AuditBurst {
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 64)]
+        writers: u64,
+    },
 }
 
 fn passphrase(prompt: &str, confirm: bool, var: &str) -> Result<String> {
@@ -154,12 +166,12 @@ fn spinner(json: bool) -> ProgressBar {
     pb
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-async fn open(hub: &Path) -> Result<Hub> {
+pub(crate) async fn open(hub: &Path) -> Result<Hub> {
     Hub::read_config(hub)?;
     let p = passphrase(
         &format!("Passphrase for hub {}: ", hub.display()),
@@ -255,6 +267,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         "no"
                     }
                 );
+                println!(
+                    "audit log (every action above, signed and hash-chained in a Merkle tree):"
+                );
+                for (seq, action, target) in &r.audit_events {
+                    println!("  {seq:>4}  {action:<22} {target}");
+                }
+                println!(
+                    "audit verification: {}",
+                    if r.audit.ok {
+                        format!(
+                            "OK — {} events, {} signed heads",
+                            r.audit.events, r.audit.heads
+                        )
+                    } else {
+                        format!("FAILED — {}", r.audit.problem.as_deref().unwrap_or(""))
+                    }
+                );
                 if generated {
                     println!("\nthe demo hub's passphrase is {pass:?} (demo only); to explore:");
                     println!("  export SHH_PASSPHRASE='{pass}' SHH_HUB={}", dir.display());
@@ -264,8 +293,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!(
                     "  shh datasets show outpatient_claims && shh datasets verify outpatient_claims"
                 );
+                println!(
+                    "  shh audit log && shh audit verify && shh audit export --out audit-copy"
+                );
             }
-            if r.marker_in_store {
+            if r.marker_in_store || !r.audit.ok {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -289,7 +321,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Keys(KeysCmd::Passwd) => {
             let mut hub = open(&cli.hub).await?;
             let new = passphrase("New passphrase: ", true, "SHH_NEW_PASSPHRASE")?;
-            hub.change_passphrase(&new)?;
+            hub.change_passphrase(&new).await?;
             if !json {
                 println!("passphrase changed; master keys re-wrapped, no data object touched");
             }
@@ -449,9 +481,36 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for b in sample::batches(rows, 8192, seed, marker.as_deref()) {
                 w.write(&b).await?;
             }
-            let v = w.commit().await?;
+            let v = hub.commit_version(w).await?;
             println!("{}", short_ref(&dataset, &v.id));
         }
+        Cmd::Debug(DebugCmd::AuditBurst { count, writers }) => {
+            let hub = std::sync::Arc::new(open(&cli.hub).await?);
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let per = count.div_ceil(writers.max(1));
+            let mut tasks = Vec::new();
+            for w in 0..writers.max(1) {
+                let (hub, done) = (hub.clone(), done.clone());
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..per {
+                        let d = shh_hub::Draft::new("debug.burst")
+                            .detail("writer", w)
+                            .detail("i", i);
+                        hub.record(d).await?;
+                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        if n % 1000 == 0 {
+                            eprintln!("appended {n}");
+                        }
+                    }
+                    Ok::<_, shh_hub::HubError>(())
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            println!("{}", hub.audit_log().await?.size().await);
+        }
+        Cmd::Audit(a) => return audit::run(a, &cli.hub, json).await,
     }
     Ok(ExitCode::SUCCESS)
 }

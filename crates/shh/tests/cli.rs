@@ -400,6 +400,17 @@ fn demo_runs_and_finds_no_plaintext() {
     let r = json(&o);
     assert_eq!(r["marker_in_store"], false);
     assert_eq!(r["rows"], 5000);
+    assert_eq!(r["audit"]["ok"], true);
+    let actions: Vec<&str> = r["audit_events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e[1].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions,
+        ["hub.init", "dataset.version.write", "dataset.verify"]
+    );
     // Running it again replaces the previous demo hub.
     let o = Command::new(env!("CARGO_BIN_EXE_shh"))
         .args([

@@ -1,0 +1,331 @@
+//! The audit log seen from outside: every operation leaves an event, an auditor verifies an
+//! export with only the public key, tampering with the stored log or the export is named, and a
+//! process killed in a burst of appends leaves a log without gaps.
+
+mod common;
+
+use common::{json, ok, shh, shh_env};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const PASS: &str = "correct horse battery staple";
+
+fn init(dir: &Path) -> PathBuf {
+    let hub = dir.join("hub");
+    ok(&shh(&hub, PASS, &["init", "--insecure-fast-kdf"]));
+    hub
+}
+
+fn events(hub: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut a = vec!["--json", "audit", "log"];
+    a.extend_from_slice(args);
+    json(&shh(hub, PASS, &a))
+        .as_array()
+        .cloned()
+        .expect("array")
+}
+
+#[test]
+fn every_operation_is_recorded_and_the_log_verifies() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = init(dir.path());
+    let env = [("SHH_ACTOR", "carol"), ("SHH_ROLE", "custodian")];
+    ok(&shh_env(
+        &hub,
+        PASS,
+        &env,
+        &[
+            "debug",
+            "write-sample",
+            "--dataset",
+            "claims",
+            "--rows",
+            "500",
+        ],
+    ));
+    ok(&shh(&hub, PASS, &["datasets", "verify", "claims"]));
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    ok(&shh(
+        &hub,
+        PASS,
+        &[
+            "datasets",
+            "export",
+            "claims",
+            "--out",
+            out.to_str().expect("utf8"),
+        ],
+    ));
+    ok(&shh_env(
+        &hub,
+        PASS,
+        &[("SHH_NEW_PASSPHRASE", "new pass")],
+        &["keys", "passwd"],
+    ));
+    let pass = "new pass";
+
+    let all = json(&shh(hub.as_path(), pass, &["--json", "audit", "log"]));
+    let actions: Vec<&str> = all
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "hub.init",
+            "dataset.version.write",
+            "dataset.verify",
+            "dataset.export",
+            "keys.passwd"
+        ]
+    );
+    let write = &all[1];
+    assert_eq!(write["actor"], "carol");
+    assert_eq!(write["role"], "custodian");
+    assert_eq!(write["details"]["rows"], 500);
+    assert!(
+        write["targets"]["dataset"]
+            .as_str()
+            .expect("ds")
+            .starts_with("claims@")
+    );
+    assert_eq!(all[3]["details"]["rows_out"], 500);
+    for (i, e) in all.as_array().expect("array").iter().enumerate() {
+        assert_eq!(e["seq"], i as u64);
+    }
+
+    // Filters.
+    let only = json(&shh(
+        &hub,
+        pass,
+        &["--json", "audit", "log", "--action", "dataset.*"],
+    ));
+    assert_eq!(only.as_array().map(Vec::len), Some(3));
+    let carol = json(&shh(
+        &hub,
+        pass,
+        &["--json", "audit", "log", "--actor", "carol"],
+    ));
+    assert_eq!(carol.as_array().map(Vec::len), Some(1));
+    let future = json(&shh(
+        &hub,
+        pass,
+        &["--json", "audit", "log", "--since", "2999-01-01"],
+    ));
+    assert_eq!(future.as_array().map(Vec::len), Some(0));
+
+    let v = shh(&hub, pass, &["audit", "verify"]);
+    assert!(ok(&v).contains("OK"), "{}", ok(&v));
+}
+
+#[test]
+fn an_auditor_verifies_an_export_with_only_the_public_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = init(dir.path());
+    for i in 0..3 {
+        ok(&shh(
+            &hub,
+            PASS,
+            &[
+                "debug",
+                "write-sample",
+                "--dataset",
+                &format!("t{i}"),
+                "--rows",
+                "10",
+            ],
+        ));
+    }
+    let key = dir.path().join("hub.pem");
+    std::fs::write(&key, ok(&shh(&hub, PASS, &["audit", "pubkey"]))).expect("key");
+    let kept = dir.path().join("head.json");
+    std::fs::write(&kept, ok(&shh(&hub, PASS, &["audit", "head"]))).expect("head");
+    let out = dir.path().join("audit-export");
+    ok(&shh(
+        &hub,
+        PASS,
+        &["audit", "export", "--out", out.to_str().expect("utf8")],
+    ));
+
+    // No hub, no passphrase: a different directory and an empty environment.
+    let verify = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_shh"));
+        c.args(["audit", "verify", "--export"])
+            .arg(&out)
+            .arg("--pubkey")
+            .arg(&key)
+            .args(extra)
+            .env_clear()
+            .current_dir(dir.path())
+            .stdin(Stdio::null());
+        c.output().expect("run")
+    };
+    let good = verify(&["--known-head", kept.to_str().expect("utf8")]);
+    assert!(ok(&good).contains("4 events"), "{}", ok(&good));
+
+    // Alter the third event's content: verification fails and names it.
+    let ev = out.join("events.ndjson");
+    let text = std::fs::read_to_string(&ev).expect("read");
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[2] = lines[2].replace("\"rows\":10", "\"rows\":11");
+    std::fs::write(&ev, lines.join("\n") + "\n").expect("write");
+    let bad = verify(&[]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("first bad event 2"), "{err}");
+
+    // A key that is not the hub's verifies nothing.
+    std::fs::write(&ev, text).expect("restore");
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, format!("{}\n", "11".repeat(32))).expect("key");
+    let o = Command::new(env!("CARGO_BIN_EXE_shh"))
+        .args(["audit", "verify", "--export"])
+        .arg(&out)
+        .arg("--pubkey")
+        .arg(&other)
+        .env_clear()
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+}
+
+#[test]
+fn tampering_with_the_stored_log_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = init(dir.path());
+    for i in 0..4 {
+        ok(&shh(
+            &hub,
+            PASS,
+            &[
+                "debug",
+                "write-sample",
+                "--dataset",
+                &format!("t{i}"),
+                "--rows",
+                "10",
+            ],
+        ));
+    }
+    ok(&shh(&hub, PASS, &["audit", "verify"]));
+    // Swap the ciphertext of the segments holding events 1 and 3.
+    let seg = |n: u64| hub.join("store/audit/log").join(format!("{n:020}.ndjson"));
+    let (a, b) = (
+        std::fs::read(seg(1)).expect("a"),
+        std::fs::read(seg(3)).expect("b"),
+    );
+    std::fs::write(seg(1), &b).expect("w");
+    std::fs::write(seg(3), &a).expect("w");
+    let o = shh(&hub, PASS, &["audit", "verify"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("first bad event 1"), "{err}");
+}
+
+#[test]
+fn inclusion_proof_is_checkable_by_any_rfc6962_verifier() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = init(dir.path());
+    for i in 0..6 {
+        ok(&shh(
+            &hub,
+            PASS,
+            &[
+                "debug",
+                "write-sample",
+                "--dataset",
+                &format!("t{i}"),
+                "--rows",
+                "10",
+            ],
+        ));
+    }
+    let p = json(&shh(&hub, PASS, &["audit", "proof", "3"]));
+    assert_eq!(p["leaf_index"], 3);
+    assert_eq!(p["tree_size"], 7);
+    let event = p["event"].as_str().expect("event");
+    let leaf = shh_hub::audit_log::merkle::leaf_hash(event.as_bytes());
+    assert_eq!(hex::encode(leaf), p["leaf_hash"]);
+    let path: Vec<[u8; 32]> = p["audit_path"]
+        .as_array()
+        .expect("path")
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().expect("hex"))
+                .expect("hex")
+                .try_into()
+                .expect("32")
+        })
+        .collect();
+    let root: [u8; 32] = hex::decode(p["root"].as_str().expect("root"))
+        .expect("hex")
+        .try_into()
+        .expect("32");
+    assert_eq!(p["head"]["root"], p["root"]);
+    assert!(shh_hub::audit_log::merkle::verify_inclusion(
+        3, 7, &leaf, &path, &root
+    ));
+    assert!(!shh(&hub, PASS, &["audit", "proof", "99"]).status.success());
+}
+
+#[test]
+fn killed_burst_of_appends_leaves_a_log_without_gaps() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = init(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shh"))
+        .arg("--hub")
+        .arg(&hub)
+        .args([
+            "debug",
+            "audit-burst",
+            "--count",
+            "10000000",
+            "--writers",
+            "32",
+        ])
+        .env("SHH_PASSPHRASE", PASS)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut seen = 0;
+    while seen < 3 {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("appended ") => seen += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(seen, 3, "the burst should have reported progress");
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+
+    let v = json(&shh(&hub, PASS, &["--json", "audit", "verify"]));
+    assert_eq!(v["ok"], true, "{v}");
+    let n = v["events"].as_u64().expect("events");
+    assert!(n > 3000, "{n} events");
+    // The next append continues the sequence, and the log still verifies.
+    ok(&shh(
+        &hub,
+        PASS,
+        &[
+            "debug",
+            "write-sample",
+            "--dataset",
+            "after",
+            "--rows",
+            "10",
+        ],
+    ));
+    let last = events(&hub, &["--action", "dataset.version.write"]);
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0]["seq"], n);
+    let v = json(&shh(&hub, PASS, &["--json", "audit", "verify"]));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["unsigned_tail"], 0);
+}
