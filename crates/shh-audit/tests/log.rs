@@ -282,7 +282,8 @@ async fn export_verifies_offline_and_catches_every_tampering() {
     let other = Signer::from_seed(&[1; 32]).expect("key").public();
     assert!(!verify_export(&out, &[other], Vec::new()).expect("v").ok);
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<String>)>, &str, u64)> = vec![
+    type Edit = Box<dyn Fn(&mut Vec<String>)>;
+    let cases: Vec<(&str, Edit, &str, u64)> = vec![
         (
             "change",
             Box::new(|l| l[5] = l[5].replace("\"i\":5", "\"i\":6")),
