@@ -4,8 +4,6 @@
 //! - `audit/log/<first seq, 20 digits>.ndjson`: a segment, one batch of canonical events;
 //! - `audit/heads/<size, 20 digits>.json`: the signed tree head after that batch, with the
 //!   Merkle frontier so that the next writer resumes without re-reading the log;
-//! - `audit/LATEST`: a hint (never trusted) naming a recent head, so opening a long log lists
-//!   only its end.
 //!
 //! **Group commit.** [`AuditLog::append`] queues the event; whoever holds the writer lock takes
 //! the whole queue, writes it as one segment (one durable object write), signs a head, and
@@ -34,9 +32,6 @@ use tokio::sync::oneshot;
 
 const LOG_PREFIX: &str = "audit/log";
 const HEAD_PREFIX: &str = "audit/heads";
-const LATEST: &str = "audit/LATEST";
-/// Rewrite the LATEST hint after this many heads: opening then lists at most this many.
-const HINT_EVERY: u64 = 32;
 /// Create-only races lost in a row before giving up (another writer appending without pause).
 const MAX_RACES: usize = 64;
 
@@ -132,7 +127,6 @@ struct Pending {
 struct State {
     frontier: Frontier,
     signed: u64,
-    hint_lag: u64,
 }
 
 /// Selects events for `shh audit log`.
@@ -223,7 +217,6 @@ impl AuditLog {
             state: tokio::sync::Mutex::new(State {
                 frontier: Frontier::new(),
                 signed: 0,
-                hint_lag: 0,
             }),
         };
         {
@@ -252,22 +245,9 @@ impl AuditLog {
     }
 
     async fn load(&self, st: &mut State) -> Result<()> {
-        let hint = match self.store.get(&Path::from(LATEST)).await {
-            Ok(r) => r
-                .bytes()
-                .await
-                .ok()
-                .and_then(|b| std::str::from_utf8(&b).ok()?.trim().parse::<u64>().ok()),
-            Err(_) => None,
-        };
-        let mut heads = match hint {
-            Some(h) => self.head_sizes(Some(h)).await?,
-            None => Vec::new(),
-        };
-        if heads.is_empty() {
-            heads = self.head_sizes(None).await?;
-        }
-        st.hint_lag = heads.len() as u64;
+        // A full listing: offset listings (S3 start-after) are not answered consistently by
+        // every S3 implementation (s3s-fs returns keys of other prefixes).
+        let heads = self.head_sizes().await?;
         if let Some(&size) = heads.last() {
             let rec = self.read_head(size).await?;
             let corrupt = |reason: &str| AuditError::Corrupt {
@@ -298,12 +278,14 @@ impl AuditLog {
 
     /// Folds in segments written after the frontier (by a crashed or concurrent writer).
     async fn catch_up(&self, st: &mut State) -> Result<()> {
-        let offset = Path::from(format!("{LOG_PREFIX}/{:020}", st.frontier.size()));
+        let size = st.frontier.size();
         let mut segs: Vec<(u64, Path)> = self
             .store
-            .list_with_offset(Some(&Path::from(LOG_PREFIX)), &offset)
+            .list(Some(&Path::from(LOG_PREFIX)))
             .try_filter_map(|m| async move {
-                Ok(number_in(&m.location, LOG_PREFIX, ".ndjson").map(|n| (n, m.location)))
+                Ok(number_in(&m.location, LOG_PREFIX, ".ndjson")
+                    .filter(|n| *n >= size)
+                    .map(|n| (n, m.location)))
             })
             .try_collect()
             .await
@@ -340,16 +322,12 @@ impl AuditLog {
         })
     }
 
-    /// Sizes of the stored heads, ascending; from the hint on if given.
-    async fn head_sizes(&self, from: Option<u64>) -> Result<Vec<u64>> {
+    /// Sizes of the stored heads, ascending.
+    async fn head_sizes(&self) -> Result<Vec<u64>> {
         let prefix = Path::from(HEAD_PREFIX);
-        let listing = match from {
-            Some(h) => self
-                .store
-                .list_with_offset(Some(&prefix), &Path::from(format!("{HEAD_PREFIX}/{h:020}"))),
-            None => self.store.list(Some(&prefix)),
-        };
-        let mut sizes: Vec<u64> = listing
+        let mut sizes: Vec<u64> = self
+            .store
+            .list(Some(&prefix))
             .try_filter_map(|m| async move { Ok(number_in(&m.location, HEAD_PREFIX, ".json")) })
             .try_collect()
             .await
@@ -374,17 +352,6 @@ impl AuditLog {
             Err(e) => return Err(store_err(&path)(e)),
         }
         st.signed = size;
-        st.hint_lag += 1;
-        if st.hint_lag >= HINT_EVERY {
-            // Only a hint: losing it costs a longer listing, never correctness.
-            let put = self
-                .store
-                .put(&Path::from(LATEST), PutPayload::from(size.to_string()))
-                .await;
-            if put.is_ok() {
-                st.hint_lag = 0;
-            }
-        }
         Ok(())
     }
 
@@ -488,7 +455,7 @@ impl AuditLog {
     async fn stored_heads(&self) -> Result<(Vec<SignedTreeHead>, Option<(u64, String)>)> {
         let mut out = Vec::new();
         let mut prev = 0;
-        for size in self.head_sizes(None).await? {
+        for size in self.head_sizes().await? {
             match self.read_head(size).await {
                 Ok(rec) if rec.sth.head.size == size => out.push(rec.sth),
                 Ok(rec) => {

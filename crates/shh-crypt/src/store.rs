@@ -319,21 +319,25 @@ fn file_stream(
     keys: Arc<dyn KeyWrapper>,
     stored_len: u64,
 ) -> BoxStream<'static, object_store::Result<Bytes>> {
-    let chunk = (HEADER_LEN as u64 + FILE_CHUNK_SEGMENTS * (DEFAULT_SEGMENT as u64 + 16)) as usize;
+    let chunk = (HEADER_LEN as u64 + FILE_CHUNK_SEGMENTS * (DEFAULT_SEGMENT as u64 + 16))
+        .min(stored_len.max(1)) as usize;
+    // One read buffer per stream, sized to the object when it is small: audit segments and
+    // manifests are a few hundred bytes, and zeroing a megabyte for each would dominate.
     let state = (
         file,
         Some(SegmentDecryptor::new(keys, path.as_ref(), stored_len)),
         path,
+        vec![0u8; chunk],
     );
-    futures::stream::try_unfold(state, move |(file, dec, path)| async move {
+    futures::stream::try_unfold(state, move |(file, dec, path, buf)| async move {
         let Some(mut dec) = dec else {
             return Ok(None);
         };
         let p = path.clone();
-        let (file, dec, out) = tokio::task::spawn_blocking(move || {
+        let (file, dec, out, buf) = tokio::task::spawn_blocking(move || {
             use std::io::Read;
             let mut file = file;
-            let mut buf = vec![0u8; chunk];
+            let mut buf = buf;
             let mut out = Vec::new();
             loop {
                 let n = file
@@ -344,12 +348,12 @@ fn file_stream(
                     })?;
                 if n == 0 {
                     dec.finish().map_err(|e| integrity(&p, e))?;
-                    return Ok::<_, object_store::Error>((file, None, out));
+                    return Ok::<_, object_store::Error>((file, None, out, buf));
                 }
                 dec.push(&buf[..n], &mut out)
                     .map_err(|e| integrity(&p, e))?;
                 if !out.is_empty() {
-                    return Ok((file, Some(dec), out));
+                    return Ok((file, Some(dec), out, buf));
                 }
             }
         })
@@ -358,7 +362,7 @@ fn file_stream(
         if out.is_empty() && dec.is_none() {
             return Ok(None);
         }
-        Ok(Some((Bytes::from(out), (file, dec, path))))
+        Ok(Some((Bytes::from(out), (file, dec, path, buf))))
     })
     .boxed()
 }

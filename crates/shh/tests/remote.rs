@@ -76,10 +76,37 @@ fn round_trip(url: &str) {
     .expect("json");
     let files = shown["files"].as_array().map(Vec::len).unwrap_or_default();
     assert!(files >= 2, "30,000 rows at 10,000 per file: {shown}");
+    let paths: Vec<&str> = listed
+        .as_array()
+        .expect("listing")
+        .iter()
+        .filter_map(|o| o[0].as_str())
+        .collect();
+    let datasets = paths.iter().filter(|p| p.starts_with("datasets/")).count();
     assert_eq!(
-        listed.as_array().map(Vec::len),
-        Some(files + 1),
-        "the data files and one manifest, nothing else: {listed}"
+        datasets,
+        files + 1,
+        "the data files and one manifest: {listed}"
+    );
+    // Besides them, only the audit log: hub.init, the version write and the verify, each a
+    // segment with its signed head.
+    let audit = paths.iter().filter(|p| p.starts_with("audit/log/")).count();
+    let heads = paths
+        .iter()
+        .filter(|p| p.starts_with("audit/heads/"))
+        .count();
+    assert_eq!((audit, heads), (3, 3), "{listed}");
+    assert_eq!(
+        datasets + audit + heads,
+        paths.len(),
+        "nothing else: {listed}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&shh(&hub, &[], &["--json", "audit", "verify"]))).expect("json");
+    assert_eq!(
+        (v["ok"].as_bool(), v["events"].as_u64()),
+        (Some(true), Some(3)),
+        "{v}"
     );
     let out = dir.path().join("export");
     ok(&shh(
@@ -103,12 +130,14 @@ fn hub_on_signed_s3() {
     let url = fresh(&url, "cli");
     round_trip(&url);
     // s3s-fs checks signatures: a wrong secret is refused, so the test above really signed.
+    // (A second hub gets its own prefix: two hubs never share one audit log.)
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = dir.path().join("hub");
+    let other = fresh(&url, "bad-signature");
     ok(&shh(
         &hub,
         &[],
-        &["init", "--insecure-fast-kdf", "--store", &url],
+        &["init", "--insecure-fast-kdf", "--store", &other],
     ));
     let o = shh(
         &hub,
