@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{json, ok, shh, shh_env};
+use common::{json, kill_after_progress, ok, shh, shh_env};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -14,6 +14,18 @@ fn init(dir: &Path) -> PathBuf {
     let hub = dir.join("hub");
     ok(&shh(&hub, PASS, &["init", "--insecure-fast-kdf"]));
     hub
+}
+
+/// Writes `n` small datasets `t0`…: one `dataset.version.write` event each.
+fn write_tables(hub: &Path, n: usize) {
+    for i in 0..n {
+        let name = format!("t{i}");
+        ok(&shh(
+            hub,
+            PASS,
+            &["debug", "write-sample", "--dataset", &name, "--rows", "10"],
+        ));
+    }
 }
 
 fn events(hub: &Path, args: &[&str]) -> Vec<serde_json::Value> {
@@ -125,20 +137,7 @@ fn every_operation_is_recorded_and_the_log_verifies() {
 fn an_auditor_verifies_an_export_with_only_the_public_key() {
     let dir = tempfile::tempdir().expect("tmp");
     let hub = init(dir.path());
-    for i in 0..3 {
-        ok(&shh(
-            &hub,
-            PASS,
-            &[
-                "debug",
-                "write-sample",
-                "--dataset",
-                &format!("t{i}"),
-                "--rows",
-                "10",
-            ],
-        ));
-    }
+    write_tables(&hub, 3);
     let key = dir.path().join("hub.pem");
     std::fs::write(&key, ok(&shh(&hub, PASS, &["audit", "pubkey"]))).expect("key");
     let kept = dir.path().join("head.json");
@@ -196,20 +195,7 @@ fn an_auditor_verifies_an_export_with_only_the_public_key() {
 fn tampering_with_the_stored_log_is_named() {
     let dir = tempfile::tempdir().expect("tmp");
     let hub = init(dir.path());
-    for i in 0..4 {
-        ok(&shh(
-            &hub,
-            PASS,
-            &[
-                "debug",
-                "write-sample",
-                "--dataset",
-                &format!("t{i}"),
-                "--rows",
-                "10",
-            ],
-        ));
-    }
+    write_tables(&hub, 4);
     ok(&shh(&hub, PASS, &["audit", "verify"]));
     // Swap the ciphertext of the segments holding events 1 and 3.
     let seg = |n: u64| hub.join("store/audit/log").join(format!("{n:020}.ndjson"));
@@ -229,20 +215,7 @@ fn tampering_with_the_stored_log_is_named() {
 fn inclusion_proof_is_checkable_by_any_rfc6962_verifier() {
     let dir = tempfile::tempdir().expect("tmp");
     let hub = init(dir.path());
-    for i in 0..6 {
-        ok(&shh(
-            &hub,
-            PASS,
-            &[
-                "debug",
-                "write-sample",
-                "--dataset",
-                &format!("t{i}"),
-                "--rows",
-                "10",
-            ],
-        ));
-    }
+    write_tables(&hub, 6);
     let p = json(&shh(&hub, PASS, &["audit", "proof", "3"]));
     assert_eq!(p["leaf_index"], 3);
     assert_eq!(p["tree_size"], 7);
@@ -275,35 +248,21 @@ fn inclusion_proof_is_checkable_by_any_rfc6962_verifier() {
 fn killed_burst_of_appends_leaves_a_log_without_gaps() {
     let dir = tempfile::tempdir().expect("tmp");
     let hub = init(dir.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shh"))
-        .arg("--hub")
-        .arg(&hub)
-        .args([
+    let seen = kill_after_progress(
+        &hub,
+        PASS,
+        &[
             "debug",
             "audit-burst",
             "--count",
             "10000000",
             "--writers",
             "32",
-        ])
-        .env("SHH_PASSPHRASE", PASS)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let mut seen = 0;
-    while seen < 3 {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("appended ") => seen += 1,
-            Some(_) => {}
-            None => break,
-        }
-    }
+        ],
+        "appended ",
+        3,
+    );
     assert_eq!(seen, 3, "the burst should have reported progress");
-    child.kill().expect("kill -9");
-    child.wait().expect("wait");
 
     let v = json(&shh(&hub, PASS, &["--json", "audit", "verify"]));
     assert_eq!(v["ok"], true, "{v}");

@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{json, ok, shh};
+use common::{json, kill_after_progress, ok, shh};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const PASS: &str = "correct horse battery staple";
 
@@ -294,34 +294,23 @@ fn killed_write_leaves_no_version_and_the_next_write_succeeds() {
     let before = current(&hub);
 
     // A long write, killed once it has written some files but long before it finishes.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shh"))
-        .args([
-            "--hub",
-            hub.to_str().expect("utf8"),
+    let seen = kill_after_progress(
+        &hub,
+        PASS,
+        &[
             "debug",
             "write-sample",
             "--dataset",
             "claims",
-        ])
-        .args(["--rows", "5000000", "--rows-per-file", "50000"])
-        .env("SHH_PASSPHRASE", PASS)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let mut seen = 0;
-    while seen < 3 {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("file ") => seen += 1,
-            Some(_) => {}
-            None => break,
-        }
-    }
+            "--rows",
+            "5000000",
+            "--rows-per-file",
+            "50000",
+        ],
+        "file ",
+        3,
+    );
     assert_eq!(seen, 3, "the writer should have reported three files");
-    child.kill().expect("kill -9");
-    child.wait().expect("wait");
 
     assert_eq!(current(&hub), before, "the pointer must not move");
     let versions = json(&shh(

@@ -41,3 +41,38 @@ pub fn ok(o: &Output) -> String {
 pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(o)).expect("json output")
 }
+
+/// Runs `shh --hub HUB ARGS…`, waits until it has printed `lines` stderr lines starting with
+/// `progress`, then kills it (SIGKILL) mid-work. Returns how many such lines it saw.
+pub fn kill_after_progress(
+    hub: &Path,
+    pass: &str,
+    args: &[&str],
+    progress: &str,
+    lines: usize,
+) -> usize {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shh"))
+        .arg("--hub")
+        .arg(hub)
+        .args(args)
+        .env("SHH_PASSPHRASE", pass)
+        .env_remove("SHH_HUB")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut out = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut seen = 0;
+    while seen < lines {
+        match out.next() {
+            Some(Ok(l)) if l.starts_with(progress) => seen += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    seen
+}
