@@ -268,7 +268,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 );
                 println!(
-                    "audit log (every action above, signed and hash-chained in a Merkle tree):"
+                    "audit log (every action above: leaves of an RFC 6962 Merkle tree, with signed heads):"
                 );
                 for (seq, action, target) in &r.audit_events {
                     println!("  {seq:>4}  {action:<22} {target}");
