@@ -112,12 +112,16 @@ pub enum EventError {
 impl Event {
     /// The canonical bytes: what the log stores and the Merkle leaf hashes.
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, EventError> {
-        for (k, v) in &self.details {
-            if has_float(v) {
-                return Err(EventError::Float(k.clone()));
-            }
-        }
+        no_floats(&self.details)?;
         Ok(to_canonical_vec(&serde_json::to_value(self)?))
+    }
+}
+
+/// Refuses details holding a float, naming the detail.
+fn no_floats(details: &BTreeMap<String, Value>) -> Result<(), EventError> {
+    match details.iter().find(|(_, v)| has_float(v)) {
+        Some((k, _)) => Err(EventError::Float(k.clone())),
+        None => Ok(()),
     }
 }
 
@@ -215,10 +219,7 @@ impl Draft {
 
     /// Refuses what could not be stored canonically (floats in details).
     pub fn check(&self) -> Result<(), EventError> {
-        match self.details.iter().find(|(_, v)| has_float(v)) {
-            Some((k, _)) => Err(EventError::Float(k.clone())),
-            None => Ok(()),
-        }
+        no_floats(&self.details)
     }
 
     /// Renders the draft's canonical bytes around its future sequence number, so that the
