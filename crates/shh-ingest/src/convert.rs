@@ -1,0 +1,619 @@
+//! Cells to Arrow: parse each kept cell by its type, check its constraints, run the NIR leak
+//! guard, pseudonymize or generalize it, and drop opted-out patients — one chunk at a time, on
+//! as many threads as there are cores.
+//!
+//! A row is checked completely before any of its values is appended, so a rejected row (with
+//! `--max-errors`) leaves no trace in the batch. Error messages name the file, line and field
+//! but never echo the value of an identifier column.
+
+use crate::plan::{Column, DateFormat, Kind, Plan};
+use crate::policy::Class;
+use crate::{CellError, FkSet};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use shh_pseudo::generalize::Generalized;
+use shh_pseudo::{Pseudonymizer, RiskAccumulator};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Rows read from a source, holding only the kept columns, in plan order.
+#[derive(Debug, Clone, Default)]
+pub struct RawChunk {
+    /// The source file (for messages).
+    pub file: Arc<str>,
+    /// Line (CSV, NDJSON) or row (Parquet) of each row.
+    pub lines: Vec<u64>,
+    /// Cell bytes, row-major.
+    pub data: Vec<u8>,
+    /// End offset of each cell in `data`.
+    pub ends: Vec<u32>,
+    /// Whether each cell is an explicit null (Parquet, JSON).
+    pub nulls: Vec<bool>,
+}
+
+impl RawChunk {
+    /// A chunk for `file`.
+    pub fn new(file: Arc<str>) -> Self {
+        Self {
+            file,
+            ..Default::default()
+        }
+    }
+    /// Rows in the chunk.
+    pub fn rows(&self) -> usize {
+        self.lines.len()
+    }
+    /// Appends a cell.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
+        self.ends.push(self.data.len() as u32);
+        self.nulls.push(false);
+    }
+    /// Appends a null cell.
+    pub fn push_null(&mut self) {
+        self.ends.push(self.data.len() as u32);
+        self.nulls.push(true);
+    }
+    /// Bytes held.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.ends.len() * 5 + self.lines.len() * 8
+    }
+}
+
+/// A rejected row (with `--max-errors`): where and why, never the values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reject {
+    /// File.
+    pub file: String,
+    /// Line or row.
+    pub line: u64,
+    /// Field.
+    pub field: String,
+    /// Reason.
+    pub reason: String,
+}
+
+/// What one chunk became.
+#[derive(Debug)]
+pub struct Converted {
+    /// The stored rows.
+    pub batch: RecordBatch,
+    /// Line of each stored row.
+    pub lines: Vec<u64>,
+    /// Rows rejected (only with a positive error budget).
+    pub rejects: Vec<Reject>,
+    /// Rows excluded because the patient opted out.
+    pub opted_out: u64,
+    /// Risk counts for this chunk.
+    pub risk: RiskAccumulator,
+    /// Foreign-key misses: (foreign key index, line).
+    pub fk_misses: Vec<(usize, u64)>,
+    /// Primary-key hashes with their line.
+    pub pk: Vec<(u128, u64)>,
+    /// Per `unique` column: value hashes with their line.
+    pub unique: Vec<Vec<(u128, u64)>>,
+}
+
+/// Everything conversion needs besides the chunk.
+pub struct Converter {
+    /// The plan.
+    pub plan: Plan,
+    /// Pseudonyms under the hub's current key.
+    pub pseudonymizer: Pseudonymizer,
+    /// Pseudonyms of opted-out patients.
+    pub optout: HashSet<String>,
+    /// Reference keys for the plan's foreign keys (same order); `None`: not checked.
+    pub fk_sets: Vec<Option<FkSet>>,
+    /// Whether rows may be rejected instead of failing the ingest.
+    pub reject_rows: bool,
+}
+
+enum Out {
+    Null,
+    /// Range in the chunk's data.
+    Raw(usize, usize),
+    /// Range in the row scratch.
+    Scratch(usize, usize),
+    I64(i64),
+    I32(i32),
+    F64(f64),
+    Bool(bool),
+    Date(i32),
+    Ts(i64),
+}
+
+enum Builder {
+    Utf8(StringBuilder),
+    I64(Int64Builder),
+    I32(Int32Builder),
+    F64(Float64Builder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+    Ts(TimestampMicrosecondBuilder),
+}
+
+impl Builder {
+    fn new(t: &arrow_schema::DataType, n: usize) -> Self {
+        use arrow_schema::DataType as D;
+        match t {
+            D::Int64 => Builder::I64(Int64Builder::with_capacity(n)),
+            D::Int32 => Builder::I32(Int32Builder::with_capacity(n)),
+            D::Float64 => Builder::F64(Float64Builder::with_capacity(n)),
+            D::Boolean => Builder::Bool(BooleanBuilder::with_capacity(n)),
+            D::Date32 => Builder::Date(Date32Builder::with_capacity(n)),
+            D::Timestamp(..) => Builder::Ts(
+                TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
+            ),
+            _ => Builder::Utf8(StringBuilder::with_capacity(n, n * 16)),
+        }
+    }
+
+    fn append(&mut self, v: &Out, data: &str, scratch: &str) {
+        match (self, v) {
+            (Builder::Utf8(b), Out::Null) => b.append_null(),
+            (Builder::Utf8(b), Out::Raw(s, e)) => b.append_value(&data[*s..*e]),
+            (Builder::Utf8(b), Out::Scratch(s, e)) => b.append_value(&scratch[*s..*e]),
+            (Builder::I64(b), Out::I64(x)) => b.append_value(*x),
+            (Builder::I64(b), _) => b.append_null(),
+            (Builder::I32(b), Out::I32(x)) => b.append_value(*x),
+            (Builder::I32(b), _) => b.append_null(),
+            (Builder::F64(b), Out::F64(x)) => b.append_value(*x),
+            (Builder::F64(b), _) => b.append_null(),
+            (Builder::Bool(b), Out::Bool(x)) => b.append_value(*x),
+            (Builder::Bool(b), _) => b.append_null(),
+            (Builder::Date(b), Out::Date(x)) => b.append_value(*x),
+            (Builder::Date(b), _) => b.append_null(),
+            (Builder::Ts(b), Out::Ts(x)) => b.append_value(*x),
+            (Builder::Ts(b), _) => b.append_null(),
+            (Builder::Utf8(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Builder::Utf8(mut b) => Arc::new(b.finish()),
+            Builder::I64(mut b) => Arc::new(b.finish()),
+            Builder::I32(mut b) => Arc::new(b.finish()),
+            Builder::F64(mut b) => Arc::new(b.finish()),
+            Builder::Bool(mut b) => Arc::new(b.finish()),
+            Builder::Date(mut b) => Arc::new(b.finish()),
+            Builder::Ts(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+const EPOCH_DAYS_CE: i32 = 719_163;
+
+fn days(d: NaiveDate) -> i32 {
+    use chrono::Datelike;
+    d.num_days_from_ce() - EPOCH_DAYS_CE
+}
+
+fn parse_date(s: &str, f: &DateFormat) -> Option<NaiveDate> {
+    match f {
+        DateFormat::Default => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok(),
+        DateFormat::Any => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .or_else(|| parse_datetime(s, &DateFormat::Any).map(|t| t.date_naive())),
+        DateFormat::Pattern(p) => NaiveDate::parse_from_str(s, p).ok(),
+        DateFormat::PartialPattern(_) => None,
+    }
+}
+
+fn parse_datetime(s: &str, f: &DateFormat) -> Option<DateTime<Utc>> {
+    match f {
+        DateFormat::Default => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|| {
+                NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
+                    .ok()
+                    .map(|t| t.and_utc())
+            }),
+        DateFormat::Any => parse_datetime(s, &DateFormat::Default)
+            .or_else(|| {
+                NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                    .ok()
+                    .map(|t| t.and_utc())
+            })
+            .or_else(|| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc())
+            }),
+        DateFormat::Pattern(p) => DateTime::parse_from_str(s, p)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|| {
+                NaiveDateTime::parse_from_str(s, p)
+                    .ok()
+                    .map(|t| t.and_utc())
+            }),
+        DateFormat::PartialPattern(_) => None,
+    }
+}
+
+fn partial_ok(s: &str, p: &str) -> bool {
+    let mut parsed = chrono::format::Parsed::new();
+    chrono::format::parse(&mut parsed, s, chrono::format::StrftimeItems::new(p)).is_ok()
+}
+
+fn parse_year_month(s: &str) -> Option<(i32, u32)> {
+    let (y, m) = match s.split_once('-') {
+        Some((y, m)) => (y, m),
+        None if s.len() == 6 && s.is_char_boundary(4) => (&s[..4], &s[4..]),
+        None => return None,
+    };
+    let y: i32 = y.parse().ok()?;
+    let m: u32 = m.parse().ok()?;
+    ((1..=12).contains(&m) && y.to_string().len() <= 4).then_some((y, m))
+}
+
+fn json_number(v: &Option<serde_json::Value>) -> Option<f64> {
+    match v {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+impl Converter {
+    fn quote(&self, c: &Column, s: &str) -> String {
+        if c.rule.class == Class::Identifier {
+            format!("a value of {} characters", s.chars().count())
+        } else {
+            let short: String = s.chars().take(40).collect();
+            format!("{short:?}")
+        }
+    }
+
+    /// Parses and checks one cell; returns its output value.
+    #[allow(clippy::too_many_arguments)]
+    fn cell(
+        &self,
+        c: &Column,
+        text: &str,
+        start: usize,
+        null: bool,
+        scratch: &mut String,
+        norm: &mut Vec<u8>,
+    ) -> Result<Out, String> {
+        if null || self.plan.missing.contains(text) {
+            if c.required {
+                return Err("a value is required".into());
+            }
+            return Ok(Out::Null);
+        }
+        let cons = &c.field.constraints;
+        if cons.min_length.is_some() || cons.max_length.is_some() {
+            let n = text.chars().count();
+            if let Some(m) = cons.min_length
+                && n < m
+            {
+                return Err(format!("{} is shorter than minLength {m}", self.quote(c, text)));
+            }
+            if let Some(m) = cons.max_length
+                && n > m
+            {
+                return Err(format!("{} is longer than maxLength {m}", self.quote(c, text)));
+            }
+        }
+        if let Some(p) = &c.pattern
+            && !p.is_match(text)
+        {
+            return Err(format!("{} does not match the pattern", self.quote(c, text)));
+        }
+        if let Some(a) = &c.allowed
+            && !a.contains(text)
+        {
+            return Err(format!("{} is not one of the allowed values", self.quote(c, text)));
+        }
+        if c.guard && text.len() >= 15 && shh_pseudo::nir::is_nir(text) {
+            return Err(format!(
+                "holds a value that looks like a French NIR (social-security number) but the column is not declared `identifier` in the policy; declare it `identifier` (pseudonymized) or `direct` (dropped)"
+            ));
+        }
+        let bad_type = |what: &str| format!("{} is not a valid {what}", self.quote(c, text));
+        let range = |v: f64| -> Result<(), String> {
+            if let Some(m) = json_number(&cons.minimum)
+                && v < m
+            {
+                return Err(format!("{} is below the minimum {m}", self.quote(c, text)));
+            }
+            if let Some(m) = json_number(&cons.maximum)
+                && v > m
+            {
+                return Err(format!("{} is above the maximum {m}", self.quote(c, text)));
+            }
+            Ok(())
+        };
+        // The typed value, before the policy's transformation.
+        let typed = match &c.kind {
+            Kind::String | Kind::Other | Kind::Time => Out::Raw(start, start + text.len()),
+            Kind::Integer => {
+                let v: i64 = text
+                    .strip_prefix('+')
+                    .unwrap_or(text)
+                    .parse()
+                    .map_err(|_| bad_type("integer"))?;
+                range(v as f64)?;
+                Out::I64(v)
+            }
+            Kind::Number => {
+                let v: f64 = text.parse().map_err(|_| bad_type("number"))?;
+                range(v)?;
+                if let Some(d) = cons.decimals
+                    && !text.contains(['e', 'E'])
+                    && let Some((_, frac)) = text.split_once('.')
+                    && frac.len() > d as usize
+                {
+                    return Err(format!(
+                        "{} has more than {d} decimals",
+                        self.quote(c, text)
+                    ));
+                }
+                Out::F64(v)
+            }
+            Kind::Boolean { yes, no } => {
+                if yes.iter().any(|y| y == text) {
+                    Out::Bool(true)
+                } else if no.iter().any(|n| n == text) {
+                    Out::Bool(false)
+                } else {
+                    return Err(bad_type("boolean"));
+                }
+            }
+            Kind::Date(DateFormat::PartialPattern(p)) | Kind::DateTime(DateFormat::PartialPattern(p)) => {
+                if !partial_ok(text, p) {
+                    return Err(bad_type(&format!("date in format {p}")));
+                }
+                Out::Raw(start, start + text.len())
+            }
+            Kind::Date(f) => Out::Date(days(parse_date(text, f).ok_or_else(|| bad_type("date"))?)),
+            Kind::DateTime(f) => Out::Ts(
+                parse_datetime(text, f)
+                    .ok_or_else(|| bad_type("datetime"))?
+                    .timestamp_micros(),
+            ),
+            Kind::Year => {
+                let v: i32 = text.parse().map_err(|_| bad_type("year"))?;
+                range(f64::from(v))?;
+                Out::I32(v)
+            }
+            Kind::YearMonth => {
+                let (y, m) = parse_year_month(text).ok_or_else(|| bad_type("year-month"))?;
+                let s = scratch.len();
+                use std::fmt::Write;
+                let _ = write!(scratch, "{y:04}-{m:02}");
+                Out::Scratch(s, scratch.len())
+            }
+        };
+        match (c.rule.class, c.rule.generalize) {
+            (Class::Identifier, _) => {
+                let s = scratch.len();
+                self.pseudonymizer.pseudonym_into(text, norm, scratch);
+                Ok(Out::Scratch(s, scratch.len()))
+            }
+            (_, Some(g)) => {
+                let r = match (&c.kind, &typed) {
+                    (_, Out::Date(d)) => NaiveDate::from_num_days_from_ce_opt(d + EPOCH_DAYS_CE)
+                        .map(|d| g.date(d))
+                        .ok_or_else(|| bad_type("date"))?,
+                    (_, Out::Ts(t)) => DateTime::from_timestamp_micros(*t)
+                        .map(|t| g.date(t.date_naive()))
+                        .ok_or_else(|| bad_type("datetime"))?,
+                    (Kind::YearMonth, _) => {
+                        let (y, m) = parse_year_month(text).ok_or_else(|| bad_type("year-month"))?;
+                        g.year_month(y, m)
+                    }
+                    (_, Out::I64(v)) => g.int(*v),
+                    (_, Out::I32(v)) => g.int(i64::from(*v)),
+                    _ => g.text(text),
+                }
+                .map_err(|e| format!("cannot generalize {}: {e}", self.quote(c, text)))?;
+                Ok(match r {
+                    Generalized::Int(v) => Out::I64(v),
+                    Generalized::Text(t) => {
+                        let s = scratch.len();
+                        scratch.push_str(&t);
+                        Out::Scratch(s, scratch.len())
+                    }
+                })
+            }
+            _ => Ok(typed),
+        }
+    }
+
+    /// Converts a chunk. `Err` is the first bad cell when rows may not be rejected.
+    pub fn convert(&self, chunk: &RawChunk) -> Result<Converted, CellError> {
+        let ncols = self.plan.columns.len();
+        let rows = chunk.rows();
+        let mut builders: Vec<Builder> = self
+            .plan
+            .columns
+            .iter()
+            .map(|c| Builder::new(&c.out, rows))
+            .collect();
+        let mut lines = Vec::with_capacity(rows);
+        let mut rejects = Vec::new();
+        let mut opted_out = 0;
+        let qnames = self.plan.quasi.iter().map(|&i| self.plan.columns[i].name.clone()).collect();
+        let mut risk = RiskAccumulator::new(qnames);
+        let mut outs: Vec<Out> = Vec::with_capacity(ncols);
+        let mut scratch = String::new();
+        let mut norm = Vec::new();
+        let mut risk_vals: Vec<Option<String>> = Vec::with_capacity(self.plan.quasi.len());
+        let data = match std::str::from_utf8(&chunk.data) {
+            Ok(d) => d,
+            Err(e) => return self.convert_invalid_utf8(chunk, e.valid_up_to()),
+        };
+        let ident_cols: Vec<usize> = (0..ncols)
+            .filter(|&i| self.plan.columns[i].rule.class == Class::Identifier)
+            .collect();
+        'rows: for r in 0..rows {
+            outs.clear();
+            scratch.clear();
+            let line = chunk.lines[r];
+            let mut start = if r == 0 {
+                0
+            } else {
+                chunk.ends[r * ncols - 1] as usize
+            };
+            for (ci, c) in self.plan.columns.iter().enumerate() {
+                let end = chunk.ends[r * ncols + ci] as usize;
+                let text = &data[start..end];
+                let null = chunk.nulls[r * ncols + ci];
+                match self.cell(c, text, start, null, &mut scratch, &mut norm) {
+                    Ok(o) => outs.push(o),
+                    Err(reason) => {
+                        let e = CellError {
+                            file: chunk.file.to_string(),
+                            line,
+                            field: c.name.clone(),
+                            reason,
+                        };
+                        if self.reject_rows {
+                            rejects.push(e.into());
+                            continue 'rows;
+                        }
+                        return Err(e);
+                    }
+                }
+                start = end;
+            }
+            if !self.optout.is_empty()
+                && ident_cols.iter().any(|&i| match outs[i] {
+                    Out::Scratch(s, e) => self.optout.contains(&scratch[s..e]),
+                    _ => false,
+                })
+            {
+                opted_out += 1;
+                continue;
+            }
+            let d = data;
+            if !self.plan.quasi.is_empty() {
+                risk_vals.clear();
+                for &qi in &self.plan.quasi {
+                    risk_vals.push(match &outs[qi] {
+                        Out::Null => None,
+                        Out::Raw(s, e) => Some(d[*s..*e].to_owned()),
+                        Out::Scratch(s, e) => Some(scratch[*s..*e].to_owned()),
+                        Out::I64(v) => Some(v.to_string()),
+                        Out::I32(v) => Some(v.to_string()),
+                        Out::F64(v) => Some(v.to_string()),
+                        Out::Bool(v) => Some(v.to_string()),
+                        Out::Date(v) => Some(v.to_string()),
+                        Out::Ts(v) => Some(v.to_string()),
+                    });
+                }
+                let refs: Vec<Option<&str>> = risk_vals.iter().map(|v| v.as_deref()).collect();
+                risk.add(&refs);
+            }
+            for (b, o) in builders.iter_mut().zip(&outs) {
+                b.append(o, d, &scratch);
+            }
+            lines.push(line);
+        }
+        let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
+        let batch = RecordBatch::try_new(self.plan.output.clone(), arrays).map_err(|e| CellError {
+            file: chunk.file.to_string(),
+            line: chunk.lines.first().copied().unwrap_or(0),
+            field: "(batch)".into(),
+            reason: e.to_string(),
+        })?;
+        let pk = if self.plan.primary_key.is_empty() {
+            Vec::new()
+        } else {
+            crate::keys::key_hashes(&batch, &self.plan.primary_key)
+                .into_iter()
+                .zip(&lines)
+                .filter_map(|(h, l)| h.map(|h| (h, *l)))
+                .collect()
+        };
+        let unique = self
+            .plan
+            .unique
+            .iter()
+            .map(|&i| {
+                crate::keys::key_hashes(&batch, &[i])
+                    .into_iter()
+                    .zip(&lines)
+                    .filter_map(|(h, l)| h.map(|h| (h, *l)))
+                    .collect()
+            })
+            .collect();
+        let mut fk_misses = Vec::new();
+        for (k, (fk, set)) in self.plan.foreign_keys.iter().zip(&self.fk_sets).enumerate() {
+            let Some(set) = set else { continue };
+            for (h, l) in crate::keys::key_hashes(&batch, &fk.columns).into_iter().zip(&lines) {
+                if let Some(h) = h
+                    && !set.contains(&h)
+                {
+                    fk_misses.push((k, *l));
+                }
+            }
+        }
+        Ok(Converted {
+            batch,
+            lines,
+            rejects,
+            opted_out,
+            risk,
+            fk_misses,
+            pk,
+            unique,
+        })
+    }
+}
+
+impl Converter {
+    /// A chunk with invalid UTF-8: the row holding the first bad byte fails (or is rejected
+    /// and the rest converted).
+    fn convert_invalid_utf8(&self, chunk: &RawChunk, at: usize) -> Result<Converted, CellError> {
+        let ncols = self.plan.columns.len();
+        let cell = chunk.ends.partition_point(|&e| (e as usize) <= at);
+        let (row, col) = (cell / ncols, cell % ncols);
+        let e = CellError {
+            file: chunk.file.to_string(),
+            line: chunk.lines[row],
+            field: self.plan.columns[col].name.clone(),
+            reason: "is not valid UTF-8".into(),
+        };
+        if !self.reject_rows {
+            return Err(e);
+        }
+        let mut rest = RawChunk::new(chunk.file.clone());
+        for r in (0..chunk.rows()).filter(|&r| r != row) {
+            let mut start = if r == 0 { 0 } else { chunk.ends[r * ncols - 1] as usize };
+            for c in 0..ncols {
+                let end = chunk.ends[r * ncols + c] as usize;
+                if chunk.nulls[r * ncols + c] {
+                    rest.push_null();
+                } else {
+                    rest.push(&chunk.data[start..end]);
+                }
+                start = end;
+            }
+            rest.lines.push(chunk.lines[r]);
+        }
+        let mut out = self.convert(&rest)?;
+        out.rejects.insert(0, e.into());
+        Ok(out)
+    }
+}
+
+impl From<CellError> for Reject {
+    fn from(e: CellError) -> Self {
+        Reject {
+            file: e.file,
+            line: e.line,
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
