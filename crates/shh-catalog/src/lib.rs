@@ -106,6 +106,18 @@ pub struct VersionRecord {
     pub bytes: u64,
 }
 
+/// One entry of the opt-out register: a patient who objected to the use of their data, known
+/// only by their pseudonym under one key version (the source identifier is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptOutRecord {
+    /// The pseudonym.
+    pub pseudonym: String,
+    /// The pseudonym key version it was computed under.
+    pub key_version: u32,
+    /// When the objection was registered.
+    pub added_at: DateTime<Utc>,
+}
+
 /// The catalog interface every backend implements.
 #[async_trait]
 pub trait Catalog: Send + Sync + std::fmt::Debug {
@@ -125,6 +137,10 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// Records `version` and moves the dataset's current pointer to it, only if the pointer is
     /// still `version.parent` (creating the dataset when the parent is `None`).
     async fn commit_version(&self, version: &VersionRecord) -> Result<()>;
+    /// Adds opt-out entries (in one transaction); returns how many were new.
+    async fn add_optouts(&self, entries: &[OptOutRecord]) -> Result<u64>;
+    /// The opt-out register, by pseudonym.
+    async fn optouts(&self) -> Result<Vec<OptOutRecord>>;
 }
 
 /// Opens the catalog a URL names: `sqlite://PATH` (relative paths resolve against `base`).

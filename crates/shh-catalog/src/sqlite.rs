@@ -1,6 +1,6 @@
 //! The embedded SQLite catalog (one file in the hub directory, WAL mode).
 
-use crate::{Catalog, CatalogError, DatasetRecord, Result, VersionRecord};
+use crate::{Catalog, CatalogError, DatasetRecord, OptOutRecord, Result, VersionRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS versions (
     bytes INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     PRIMARY KEY (dataset, id)
+);
+CREATE TABLE IF NOT EXISTS optout (
+    pseudonym TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (pseudonym, key_version)
 );
 ";
 
@@ -152,6 +158,51 @@ fn get_dataset(conn: &Connection, name: &str) -> Result<DatasetRecord> {
 
 #[async_trait]
 impl Catalog for SqliteCatalog {
+    async fn add_optouts(&self, entries: &[OptOutRecord]) -> Result<u64> {
+        let entries = entries.to_vec();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(be)?;
+            let mut added = 0u64;
+            {
+                let mut st = tx
+                    .prepare(
+                        "INSERT INTO optout (pseudonym, key_version, added_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .map_err(be)?;
+                for e in &entries {
+                    added += st
+                        .execute(params![e.pseudonym, e.key_version, e.added_at.to_rfc3339()])
+                        .map_err(be)? as u64;
+                }
+            }
+            tx.commit().map_err(be)?;
+            Ok(added)
+        })
+        .await
+    }
+
+    async fn optouts(&self) -> Result<Vec<OptOutRecord>> {
+        self.with(|c| {
+            let mut st = c
+                .prepare("SELECT pseudonym, key_version, added_at FROM optout ORDER BY pseudonym")
+                .map_err(be)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(OptOutRecord {
+                        pseudonym: r.get(0)?,
+                        key_version: r.get(1)?,
+                        added_at: ts(r.get(2)?)?,
+                    })
+                })
+                .map_err(be)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(be)
+        })
+        .await
+    }
+
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         let key = key.to_owned();
         self.with(move |c| {

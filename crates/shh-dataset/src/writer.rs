@@ -6,7 +6,7 @@ use arrow::record_batch::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use object_store::PutMode;
+use object_store::{ObjectStoreExt, PutMode};
 use object_store::path::Path;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::async_writer::AsyncFileWriter;
@@ -151,6 +151,12 @@ impl VersionWriter {
         self.on_file = Some(Box::new(f));
     }
 
+    /// Replaces the creation parameters recorded in the manifest (known only at the end of an
+    /// ingest: counts, source hashes, the risk report).
+    pub fn set_params(&mut self, params: BTreeMap<String, serde_json::Value>) {
+        self.opts.params = params;
+    }
+
     /// The version this one will build on.
     pub fn parent(&self) -> Option<&str> {
         self.parent.as_deref()
@@ -217,6 +223,21 @@ impl VersionWriter {
         }
         self.files.push(entry);
         Ok(())
+    }
+
+    /// Gives up: the file being written is aborted and the files already written are deleted
+    /// (best effort: a file that cannot be deleted is unreferenced and invisible), so a failed
+    /// write leaves nothing behind.
+    pub async fn abort(mut self) {
+        if let Some(f) = self.current.take() {
+            let mut sink = f.writer.into_inner();
+            if let Some(w) = sink.writer.take() {
+                let _ = w.abort().await;
+            }
+        }
+        for f in std::mem::take(&mut self.files) {
+            let _ = self.store.delete(&Path::from(f.path.as_str())).await;
+        }
     }
 
     /// Finishes the files, writes the manifest create-only and moves the current pointer.

@@ -9,10 +9,13 @@
 pub mod audit;
 pub mod config;
 pub mod demo;
+pub mod ingest;
 pub mod ops;
 
 pub use config::{CONFIG_FILE, CONFIG_FORMAT, HubConfig, KEYSTORE_FILE};
 pub use shh_audit as audit_log;
+pub use shh_ingest;
+pub use shh_pseudo;
 pub use shh_audit::{Actor, Draft};
 pub use shh_catalog::{Catalog, CatalogError, DatasetRecord, VersionRecord};
 pub use shh_dataset as dataset;
@@ -60,6 +63,9 @@ pub enum HubError {
     /// Audit log: an action whose event cannot be recorded does not report success.
     #[error(transparent)]
     Audit(#[from] shh_audit::AuditError),
+    /// Ingest (bad input names the file, line and field).
+    #[error(transparent)]
+    Ingest(#[from] shh_ingest::IngestError),
     /// Audit signing key.
     #[error(transparent)]
     AuditKey(#[from] shh_audit::KeyError),
@@ -186,8 +192,9 @@ impl Hub {
         config: &HubConfig,
         kdf: KdfParams,
     ) -> Result<()> {
-        Keystore::create(&dir.join(KEYSTORE_FILE), passphrase, kdf)?
-            .add_key(KeyPurpose::AuditSigning)?;
+        let mut ks = Keystore::create(&dir.join(KEYSTORE_FILE), passphrase, kdf)?;
+        ks.add_key(KeyPurpose::AuditSigning)?;
+        ks.add_key(KeyPurpose::Pseudonym)?;
         let catalog = shh_catalog::open_catalog(&config.catalog, dir)?;
         catalog.set_meta("hub.id", &config.hub_id).await?;
         catalog
@@ -233,6 +240,10 @@ impl Hub {
         if keystore.current(KeyPurpose::AuditSigning).is_none() {
             // Hubs created before the audit log get their signing key on first unlock.
             keystore.add_key(KeyPurpose::AuditSigning)?;
+        }
+        if keystore.current(KeyPurpose::Pseudonym).is_none() {
+            // Likewise the pseudonym key, for hubs created before ingest.
+            keystore.add_key(KeyPurpose::Pseudonym)?;
         }
         let url = StoreUrl::parse(&config.store).map_err(shh_store::StoreError::from)?;
         let raw = shh_store::open_store(&url, &config.residency)?;
@@ -299,10 +310,21 @@ impl Hub {
         &self,
         writer: shh_dataset::VersionWriter,
     ) -> Result<shh_dataset::CommittedVersion> {
+        self.commit_version_as(writer, Draft::new("dataset.version.write"))
+            .await
+    }
+
+    /// Like [`Self::commit_version`], recording `event` (its action and details) with the
+    /// version's reference, id, rows, files and bytes added.
+    pub async fn commit_version_as(
+        &self,
+        writer: shh_dataset::VersionWriter,
+        event: Draft,
+    ) -> Result<shh_dataset::CommittedVersion> {
         let sealed = writer.seal().await?;
         let v = sealed.version();
         let reference = ops::short_ref(&v.record.dataset, &v.id);
-        let mut event = Draft::new("dataset.version.write")
+        let mut event = event
             .dataset(reference.clone())
             .detail("version", v.id.clone())
             .detail("rows", v.manifest.rows)

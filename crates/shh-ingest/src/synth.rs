@@ -292,7 +292,8 @@ pub fn nir_of(sex: u32, birth_year: i32, birth_month: u32, dept: &str, idx: u64)
         "2B" => ("2B".to_owned(), 18),
         d => (d.to_owned(), d.parse::<u64>().unwrap_or(99)),
     };
-    let tail = idx % 1_000_000;
+    // A bijection of 0..10⁶ (7919 is prime to 10⁶): unique, but not visibly sequential.
+    let tail = (idx % 1_000_000 * 7919 + 104_729) % 1_000_000;
     let body = (((u64::from(sex) * 100 + yy) * 100 + mm) * 100 + dept_num) * 1_000_000 + tail;
     let key = shh_pseudo::nir::key_of(body);
     format!("{sex}{yy:02}{mm:02}{dept_text}{tail:06}{key:02}")

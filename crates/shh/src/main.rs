@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod ingest;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -45,6 +46,14 @@ enum Cmd {
         #[arg(long, default_value_t = 200_000)]
         rows: u64,
     },
+    /// Ingest CSV, Parquet or FHIR NDJSON into a new dataset version, pseudonymized.
+    Ingest(ingest::IngestArgs),
+    /// Generate synthetic data.
+    #[command(subcommand)]
+    Synth(ingest::SynthCmd),
+    /// The opt-out register (patients who object to the use of their data).
+    #[command(subcommand)]
+    Optout(ingest::OptoutCmd),
     /// Key custody.
     #[command(subcommand)]
     Keys(KeysCmd),
@@ -99,6 +108,8 @@ enum DatasetsCmd {
     Versions { name: String },
     /// Re-read every file of a version and check both hashes; non-zero exit names the first bad file.
     Verify { reference: String },
+    /// The re-identification risk report of a version (Markdown, or JSON with --json).
+    Risk { reference: String },
     /// Export a version as plain Parquet plus its manifest.
     Export {
         reference: String,
@@ -181,7 +192,7 @@ pub(crate) async fn open(hub: &Path) -> Result<Hub> {
     Ok(Hub::open(hub, &p).await?)
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut i = 0;
@@ -511,6 +522,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", hub.audit_log().await?.size().await);
         }
         Cmd::Audit(a) => return audit::run(a, &cli.hub, json).await,
+        Cmd::Ingest(a) => return ingest::ingest(a, &cli.hub, json).await,
+        Cmd::Synth(c) => return ingest::synth(c, json),
+        Cmd::Optout(c) => return ingest::optout(c, &cli.hub, json).await,
+        Cmd::Datasets(DatasetsCmd::Risk { reference }) => {
+            return ingest::risk(&reference, &cli.hub, json).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,393 @@
+//! Ingest into the hub: resolves schema and policy, unlocks the pseudonym key, loads the
+//! opt-out register and the keys that foreign keys point to, runs the ingest pipeline into a
+//! new dataset version, and records the `dataset.ingest` event before the version is visible.
+//!
+//! A failed ingest publishes nothing: the files already written are deleted, the current
+//! version is unchanged, and the failure itself is recorded.
+
+use crate::{Hub, HubError, KeyPurpose, Result};
+use serde::Serialize;
+use shh_audit::Draft;
+use shh_catalog::OptOutRecord;
+use shh_dataset::{VersionWriter, WriteOptions};
+use shh_ingest::fhir;
+use shh_ingest::pipeline::{self, PipelineOptions};
+use shh_ingest::source::{CsvSource, ParquetSource, Source};
+use shh_ingest::{ColumnPolicy, Converter, Format, IngestError, IngestStats, Plan, TableSchema};
+use shh_pseudo::Pseudonymizer;
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What to ingest.
+#[derive(Debug, Clone, Default)]
+pub struct IngestRequest {
+    /// Target dataset.
+    pub dataset: String,
+    /// Input files (one format).
+    pub files: Vec<PathBuf>,
+    /// Format; from the extension when `None`.
+    pub format: Option<Format>,
+    /// Table Schema (required for CSV and Parquet; FHIR has built-in ones).
+    pub schema: Option<PathBuf>,
+    /// Column policy (defaults when `None`).
+    pub policy: Option<PathBuf>,
+    /// Rows that may be rejected before the ingest fails.
+    pub max_errors: u64,
+    /// Where rejected rows are listed (file, line, field, reason — never values).
+    pub rejects: Option<PathBuf>,
+    /// Foreign-key violations are errors.
+    pub strict_fk: bool,
+    /// FHIR: map resource types without a dedicated mapping by the generic allow-list.
+    pub fhir_generic: bool,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    /// `name@short-id` of the new version.
+    pub reference: String,
+    /// Full version id.
+    pub version: String,
+    /// Pseudonym key version used.
+    pub pseudonym_key_version: u32,
+    /// Identifier columns (pseudonymized).
+    pub identifiers: Vec<String>,
+    /// Columns dropped at read time, with their class.
+    pub dropped: Vec<(String, String)>,
+    /// Counts, sources, foreign keys, risk.
+    #[serde(flatten)]
+    pub stats: IngestStats,
+}
+
+fn ingest_err(e: IngestError) -> HubError {
+    HubError::Ingest(e)
+}
+
+impl Hub {
+    /// The pseudonymizer under the current pseudonym key.
+    pub fn pseudonymizer(&self) -> Result<Pseudonymizer> {
+        let k = self
+            .keystore()
+            .current(KeyPurpose::Pseudonym)
+            .ok_or_else(|| HubError::Config {
+                path: self.dir().to_owned(),
+                reason: "the keystore holds no pseudonym key".into(),
+            })?;
+        Ok(Pseudonymizer::new(k.info.version, k.secret()))
+    }
+
+    /// Adds source identifiers to the opt-out register (stored as pseudonyms only).
+    pub async fn optout_add(&self, ids: &[String]) -> Result<(u64, u64)> {
+        let p = self.pseudonymizer()?;
+        let now = chrono::Utc::now();
+        let entries: Vec<OptOutRecord> = ids
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|id| OptOutRecord {
+                pseudonym: p.pseudonym(id),
+                key_version: p.version(),
+                added_at: now,
+            })
+            .collect();
+        let added = self.catalog().add_optouts(&entries).await?;
+        self.record(
+            Draft::new("optout.add")
+                .detail("submitted", entries.len() as u64)
+                .detail("added", added)
+                .detail("key_version", u64::from(p.version())),
+        )
+        .await?;
+        Ok((entries.len() as u64, added))
+    }
+
+    /// The opt-out register.
+    pub async fn optout_list(&self) -> Result<Vec<OptOutRecord>> {
+        Ok(self.catalog().optouts().await?)
+    }
+
+    /// Ingests files into a new version of a dataset.
+    pub async fn ingest(
+        &self,
+        req: &IngestRequest,
+        progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<IngestReport> {
+        shh_dataset::validate_name(&req.dataset)?;
+        let result = self.ingest_inner(req, progress).await;
+        if let Err(e) = &result {
+            let mut ev = Draft::new("dataset.ingest")
+                .dataset(req.dataset.clone())
+                .detail("files", file_names(req))
+                .failed(e.to_string());
+            if let Some(s) = &req.schema {
+                ev = ev.detail("schema", s.display().to_string());
+            }
+            self.record(ev).await?;
+        }
+        result
+    }
+
+    async fn ingest_inner(
+        &self,
+        req: &IngestRequest,
+        progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<IngestReport> {
+        let first = req.files.first().ok_or_else(|| {
+            ingest_err(IngestError::Plan {
+                reason: "no input file".into(),
+            })
+        })?;
+        let format = match req.format {
+            Some(f) => f,
+            None => Format::from_path(first).ok_or_else(|| {
+                ingest_err(IngestError::Plan {
+                    reason: format!(
+                        "{}: cannot tell the format from the extension; use --format csv|parquet|fhir-ndjson",
+                        first.display()
+                    ),
+                })
+            })?,
+        };
+        let (schema, policy, fhir_map, resource) = if format == Format::FhirNdjson {
+            if req.schema.is_some() || req.policy.is_some() {
+                return Err(ingest_err(IngestError::Plan {
+                    reason: "FHIR NDJSON uses the built-in mapping (docs/ingest.md); --schema and --policy do not apply".into(),
+                }));
+            }
+            let rt = fhir::sniff_resource_type(first).map_err(ingest_err)?;
+            let map = fhir::mapping(&rt, req.fhir_generic).ok_or_else(|| {
+                ingest_err(IngestError::Plan {
+                    reason: format!(
+                        "{}: FHIR resource type {rt} has no mapping (mapped: {}); pass --fhir-generic to keep only id, subject, status, code and date",
+                        first.display(),
+                        fhir::MAPPED_TYPES.join(", ")
+                    ),
+                })
+            })?;
+            let (s, p) = fhir::schema_and_policy(&rt, map);
+            (s, p, Some(map), Some(rt))
+        } else {
+            let path = req.schema.as_ref().ok_or_else(|| {
+                ingest_err(IngestError::Plan {
+                    reason: "--schema SCHEMA.json is required for CSV and Parquet".into(),
+                })
+            })?;
+            let s = TableSchema::from_file(path).map_err(|e| ingest_err(e.into()))?;
+            let p = match &req.policy {
+                Some(p) => ColumnPolicy::from_file(p).map_err(|e| ingest_err(e.into()))?,
+                None => ColumnPolicy::defaults(),
+            };
+            (s, p, None, None)
+        };
+        let plan = Plan::new(&schema, &policy).map_err(ingest_err)?;
+        let pseudonymizer = self.pseudonymizer()?;
+        let optout: HashSet<String> = self
+            .catalog()
+            .optouts()
+            .await?
+            .into_iter()
+            .filter(|o| o.key_version == pseudonymizer.version())
+            .map(|o| o.pseudonym)
+            .collect();
+        let mut fk_sets = Vec::new();
+        for fk in &plan.foreign_keys {
+            fk_sets.push(self.reference_keys(&fk.resource, &fk.ref_fields).await?);
+        }
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        for f in &req.files {
+            if Format::from_path(f).is_some_and(|x| x != format) && req.format.is_none() {
+                return Err(ingest_err(IngestError::Plan {
+                    reason: format!("{}: all files of one ingest have one format", f.display()),
+                }));
+            }
+            sources.push(match format {
+                Format::Csv => Box::new(CsvSource::open(f, &schema, &plan).map_err(ingest_err)?),
+                Format::Parquet => {
+                    Box::new(ParquetSource::open(f, &schema, &plan).map_err(ingest_err)?)
+                }
+                Format::FhirNdjson => {
+                    let rt = resource.as_deref().unwrap_or_default();
+                    let got = fhir::sniff_resource_type(f).map_err(ingest_err)?;
+                    if got != rt {
+                        return Err(ingest_err(IngestError::Plan {
+                            reason: format!(
+                                "{}: holds {got}, the first file {rt}; ingest one resource type per dataset",
+                                f.display()
+                            ),
+                        }));
+                    }
+                    Box::new(
+                        fhir::FhirSource::open(f, rt, fhir_map.unwrap_or_default(), &plan)
+                            .map_err(ingest_err)?,
+                    )
+                }
+            });
+        }
+        let identifiers: Vec<String> = plan.identifiers().iter().map(|s| s.to_string()).collect();
+        let dropped: Vec<(String, String)> = plan
+            .dropped
+            .iter()
+            .map(|(n, c)| (n.clone(), c.as_str().to_owned()))
+            .collect();
+        let conv = Converter {
+            plan,
+            pseudonymizer,
+            optout,
+            fk_sets,
+            reject_rows: req.max_errors > 0,
+        };
+        let key_version = conv.pseudonymizer.version();
+        let mut writer = VersionWriter::new(
+            self.store().clone(),
+            self.catalog().clone(),
+            &req.dataset,
+            conv.plan.output.clone(),
+            WriteOptions::default(),
+        )
+        .await?;
+
+        // The pipeline runs on blocking threads; batches come back over a bounded channel and
+        // are encoded and encrypted here, so reading, converting and writing overlap.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let opts = PipelineOptions {
+            max_errors: req.max_errors,
+            strict_fk: req.strict_fk,
+            ..Default::default()
+        };
+        let rejects_path = req.rejects.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            let mut rejects = match rejects_path {
+                Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(&p).map_err(
+                    |source| IngestError::Io {
+                        path: p.display().to_string(),
+                        source,
+                    },
+                )?)),
+                None => None,
+            };
+            if let Some(w) = rejects.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(w, "file,line,field,reason");
+            }
+            let out = rejects.as_mut().map(|w| w as &mut dyn std::io::Write);
+            let p = move |n: u64| progress(n);
+            let stats = pipeline::run(&conv, sources, &opts, out, &p, |b| {
+                tx.blocking_send(b)
+                    .map_err(|_| IngestError::Sink("the writer stopped".into()))
+            });
+            if let Some(mut w) = rejects {
+                use std::io::Write;
+                let _ = w.flush();
+            }
+            stats
+        });
+        let mut write_error = None;
+        while let Some(b) = rx.recv().await {
+            if let Err(e) = writer.write(&b).await {
+                write_error = Some(e);
+                break;
+            }
+        }
+        drop(rx);
+        let stats = run
+            .await
+            .map_err(|e| ingest_err(IngestError::Sink(e.to_string())))?;
+        let stats = match (write_error, stats) {
+            (Some(e), _) => {
+                writer.abort().await;
+                return Err(e.into());
+            }
+            (None, Err(e)) => {
+                writer.abort().await;
+                return Err(ingest_err(e));
+            }
+            (None, Ok(s)) => s,
+        };
+        let mut params = BTreeMap::new();
+        params.insert("source".to_owned(), serde_json::json!("shh ingest"));
+        params.insert("format".to_owned(), serde_json::to_value(format).unwrap_or_default());
+        params.insert("sources".to_owned(), serde_json::to_value(&stats.sources).unwrap_or_default());
+        if let Some(s) = &req.schema {
+            params.insert("schema".to_owned(), serde_json::json!(s.display().to_string()));
+        }
+        if let Some(rt) = &resource {
+            params.insert("fhir_resource".to_owned(), serde_json::json!(rt));
+        }
+        params.insert("policy".to_owned(), serde_json::json!(policy.source));
+        params.insert("pseudonym_key_version".to_owned(), serde_json::json!(key_version));
+        params.insert("dropped_columns".to_owned(), serde_json::to_value(&dropped).unwrap_or_default());
+        params.insert("rows_read".to_owned(), serde_json::json!(stats.rows_read));
+        params.insert("rows_rejected".to_owned(), serde_json::json!(stats.rows_rejected));
+        params.insert("rows_opted_out".to_owned(), serde_json::json!(stats.opted_out));
+        params.insert("foreign_keys".to_owned(), serde_json::to_value(&stats.foreign_keys).unwrap_or_default());
+        params.insert("risk".to_owned(), serde_json::to_value(&stats.risk).unwrap_or_default());
+        writer.set_params(params);
+        let fk_violations: u64 = stats.foreign_keys.iter().map(|f| f.violations).sum();
+        let event = Draft::new("dataset.ingest")
+            .detail("format", serde_json::to_value(format).unwrap_or_default())
+            .detail(
+                "sources",
+                stats
+                    .sources
+                    .iter()
+                    .map(|s| serde_json::json!({"file": s.path, "bytes": s.bytes, "blake3": s.blake3}))
+                    .collect::<Vec<_>>(),
+            )
+            .detail("rows_read", stats.rows_read)
+            .detail("rows_written", stats.rows_written)
+            .detail("rows_rejected", stats.rows_rejected)
+            .detail("rows_opted_out", stats.opted_out)
+            .detail("fk_violations", fk_violations)
+            .detail("pseudonym_key_version", u64::from(key_version))
+            .detail("unique_records", stats.risk.unique_records);
+        let v = self.commit_version_as(writer, event).await?;
+        Ok(IngestReport {
+            reference: crate::ops::short_ref(&req.dataset, &v.id),
+            version: v.id,
+            pseudonym_key_version: key_version,
+            identifiers,
+            dropped,
+            stats,
+        })
+    }
+
+    /// The key hashes of `fields` in the current version of dataset `resource`, or `None`
+    /// when the hub has no such dataset (the foreign key is then reported as not checked).
+    async fn reference_keys(
+        &self,
+        resource: &str,
+        fields: &[String],
+    ) -> Result<Option<shh_ingest::FkSet>> {
+        if shh_dataset::validate_name(resource).is_err() {
+            return Ok(None);
+        }
+        let rec = match self.catalog().version(resource, None).await {
+            Ok(r) => r,
+            Err(shh_catalog::CatalogError::NoDataset(_)) => return Ok(None),
+            Err(shh_catalog::CatalogError::NoVersion { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let m = shh_dataset::load_manifest(self.store(), &rec).await?;
+        if fields.iter().any(|f| m.schema.index_of(f).is_err()) {
+            return Ok(None);
+        }
+        let mut set = HashSet::new();
+        shh_dataset::read_columns(self.store(), &m, fields, |b| {
+            let idx: Vec<usize> = fields
+                .iter()
+                .filter_map(|f| b.schema().index_of(f).ok())
+                .collect();
+            for h in shh_ingest::key_hashes(&b, &idx).into_iter().flatten() {
+                set.insert(h);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(Some(Arc::new(set)))
+    }
+}
+
+fn file_names(req: &IngestRequest) -> Vec<String> {
+    req.files.iter().map(|f| f.display().to_string()).collect()
+}

@@ -1,0 +1,265 @@
+//! `shh ingest`, `shh synth snds`, `shh optout …` and `shh datasets risk`: the producer's and
+//! the privacy officer's commands.
+
+use crate::{human_bytes, open, print_json};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use shh_hub::ingest::{IngestReport, IngestRequest};
+use shh_hub::shh_ingest::Format;
+use shh_hub::shh_pseudo::RiskReport;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct IngestArgs {
+    /// Dataset to write a new version of.
+    #[arg(long)]
+    dataset: String,
+    /// Frictionless Table Schema (JSON); not used for FHIR NDJSON (built-in mapping).
+    #[arg(long)]
+    schema: Option<PathBuf>,
+    /// Column policy (TOML); built-in defaults otherwise.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// csv, parquet or fhir-ndjson (default: from the extension).
+    #[arg(long)]
+    format: Option<String>,
+    /// Reject up to N bad rows (listed in --rejects) instead of failing on the first.
+    #[arg(long, default_value_t = 0)]
+    max_errors: u64,
+    /// Where rejected rows are listed (file, line, field, reason; never values).
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Foreign-key violations fail the ingest.
+    #[arg(long)]
+    strict_fk: bool,
+    /// FHIR: map resource types without a dedicated mapping by the generic allow-list.
+    #[arg(long)]
+    fhir_generic: bool,
+    /// Input files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum SynthCmd {
+    /// A synthetic population in SNDS shape: T.csv, T.json (Table Schema), T.policy.toml.
+    Snds {
+        /// Patients.
+        #[arg(long, default_value_t = 10_000)]
+        patients: u64,
+        /// Seed (same seed, same files).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum OptoutCmd {
+    /// Register patients who object (source identifiers; stored only as pseudonyms).
+    Add {
+        /// Source identifiers (NIRs).
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Register the identifiers in a file, one per line.
+    Import { file: PathBuf },
+    /// List the register (pseudonyms and key versions).
+    List,
+}
+
+fn bar(json: bool, what: &str) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec}) {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.set_message(what.to_owned());
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    pb
+}
+
+pub fn print_report(r: &IngestReport) {
+    println!(
+        "{}: {} rows written ({} read, {} rejected, {} excluded by opt-out), pseudonym key v{}",
+        r.reference,
+        r.stats.rows_written,
+        r.stats.rows_read,
+        r.stats.rows_rejected,
+        r.stats.opted_out,
+        r.pseudonym_key_version
+    );
+    if !r.identifiers.is_empty() {
+        println!("  pseudonymized: {}", r.identifiers.join(", "));
+    }
+    if !r.dropped.is_empty() {
+        let d: Vec<String> = r.dropped.iter().map(|(n, c)| format!("{n} ({c})")).collect();
+        println!("  dropped:       {}", d.join(", "));
+    }
+    for s in &r.stats.sources {
+        println!("  source:        {} ({}, blake3 {})", s.path, human_bytes(s.bytes), &s.blake3[..16]);
+    }
+    for f in &r.stats.foreign_keys {
+        if f.checked {
+            println!(
+                "  foreign key {:?} → {}: {} violation(s){}",
+                f.fields,
+                f.resource,
+                f.violations,
+                if f.examples.is_empty() { String::new() } else { format!(", first at {}", f.examples.join(", ")) }
+            );
+        } else {
+            println!("  foreign key {:?} → {}: not checked (no such dataset in the hub)", f.fields, f.resource);
+        }
+    }
+    risk_summary(&r.stats.risk);
+}
+
+pub fn risk_summary(r: &RiskReport) {
+    if r.quasi_identifiers.is_empty() {
+        println!("  risk:          no quasi-identifier declared");
+        return;
+    }
+    println!(
+        "  risk:          {} classes over {}; smallest class {}; {:.2}% of records in classes < 5, {:.2}% < 10",
+        r.classes,
+        r.quasi_identifiers.join(" × "),
+        r.smallest_class,
+        r.share_below_k5 * 100.0,
+        r.share_below_k10 * 100.0
+    );
+    if let Some(d) = r.drivers.first().filter(|d| d.unique_removed > 0) {
+        println!("                 uniqueness driven most by {} ({} unique records)", d.column, d.unique_removed);
+    }
+}
+
+pub async fn ingest(a: IngestArgs, hub: &Path, json: bool) -> Result<ExitCode> {
+    let format = match a.format.as_deref() {
+        Some(f) => Some(Format::parse(f).with_context(|| format!("unknown format {f:?} (csv, parquet, fhir-ndjson)"))?),
+        None => None,
+    };
+    let hub = open(hub).await?;
+    let req = IngestRequest {
+        dataset: a.dataset,
+        files: a.files,
+        format,
+        schema: a.schema,
+        policy: a.policy,
+        max_errors: a.max_errors,
+        rejects: a.rejects,
+        strict_fk: a.strict_fk,
+        fhir_generic: a.fhir_generic,
+    };
+    let pb = bar(json, &format!("ingesting into {}", req.dataset));
+    let p = pb.clone();
+    let start = Instant::now();
+    let r = hub.ingest(&req, Arc::new(move |n| p.set_position(n))).await;
+    pb.finish_and_clear();
+    let r = r?;
+    if json {
+        print_json(&r)?;
+    } else {
+        print_report(&r);
+        let secs = start.elapsed().as_secs_f64();
+        println!("  took:          {secs:.2} s ({:.0} rows/s)", r.stats.rows_read as f64 / secs.max(1e-9));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn synth(c: SynthCmd, json: bool) -> Result<ExitCode> {
+    let SynthCmd::Snds { patients, seed, out } = c;
+    let pb = if json {
+        ProgressBar::hidden()
+    } else {
+        let pb = ProgressBar::new(patients);
+        pb.set_style(
+            ProgressStyle::with_template("{bar:30} {human_pos}/{human_len} patients ({per_sec}, eta {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb
+    };
+    let start = Instant::now();
+    let p = pb.clone();
+    let r = shh_hub::shh_ingest::synth::generate(&out, patients, seed, &move |n| p.set_position(n))
+        .with_context(|| format!("writing into {}", out.display()))?;
+    pb.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    if json {
+        print_json(&r)?;
+    } else {
+        for (t, rows, bytes) in &r.tables {
+            println!("{t:<10} {rows:>12} rows  {:>10}  {}", human_bytes(*bytes), out.join(format!("{t}.csv")).display());
+        }
+        println!(
+            "{} patients, {} rows in {secs:.2} s ({:.2} M rows/s); schemas and policies beside each CSV",
+            r.patients,
+            r.rows,
+            r.rows as f64 / secs.max(1e-9) / 1e6
+        );
+        println!(
+            "ingest with: shh ingest --dataset IR_BEN_R --schema {0}/IR_BEN_R.json --policy {0}/IR_BEN_R.policy.toml {0}/IR_BEN_R.csv",
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn optout(c: OptoutCmd, hub: &Path, json: bool) -> Result<ExitCode> {
+    let hub = open(hub).await?;
+    match c {
+        OptoutCmd::Add { ids } => report_added(hub.optout_add(&ids).await?, json)?,
+        OptoutCmd::Import { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let ids: Vec<String> = text.lines().map(str::to_owned).collect();
+            if ids.iter().all(|l| l.trim().is_empty()) {
+                bail!("{}: no identifier", file.display());
+            }
+            report_added(hub.optout_add(&ids).await?, json)?;
+        }
+        OptoutCmd::List => {
+            let l = hub.optout_list().await?;
+            if json {
+                print_json(&l)?;
+            } else {
+                for o in &l {
+                    println!("{}  key v{}  {}", o.pseudonym, o.key_version, o.added_at.format("%Y-%m-%d %H:%M:%S"));
+                }
+                println!("{} patient(s) opted out", l.len());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_added((submitted, added): (u64, u64), json: bool) -> Result<()> {
+    if json {
+        print_json(&serde_json::json!({"submitted": submitted, "added": added}))?;
+    } else {
+        println!("{added} added to the opt-out register ({} already there); stored as pseudonyms only", submitted - added);
+    }
+    Ok(())
+}
+
+pub async fn risk(reference: &str, hub: &Path, json: bool) -> Result<ExitCode> {
+    let hub = open(hub).await?;
+    let v = hub.show(&shh_hub::ops::DatasetRef::parse(reference)?).await?;
+    let Some(risk) = v.params.get("risk") else {
+        bail!("{}: no risk report (the version was not written by `shh ingest`)", v.reference);
+    };
+    let r: RiskReport = serde_json::from_value(risk.clone()).context("reading the risk report")?;
+    if json {
+        print_json(&r)?;
+    } else {
+        print!("{}", r.to_markdown(&v.reference));
+    }
+    Ok(ExitCode::SUCCESS)
+}
