@@ -40,6 +40,9 @@ pub struct IngestRequest {
     pub strict_fk: bool,
     /// FHIR: map resource types without a dedicated mapping by the generic allow-list.
     pub fhir_generic: bool,
+    /// Report schema violations instead of failing (values kept without the broken
+    /// constraint, or null when they do not have the type); the NIR guard still fails.
+    pub lenient: bool,
 }
 
 /// What an ingest did.
@@ -180,7 +183,7 @@ impl Hub {
             };
             (s, p, None, None)
         };
-        let plan = Plan::new(&schema, &policy).map_err(ingest_err)?;
+        let plan = Plan::with_mode(&schema, &policy, req.lenient).map_err(ingest_err)?;
         let pseudonymizer = self.pseudonymizer()?;
         let optout: HashSet<String> = self
             .catalog()
@@ -236,6 +239,7 @@ impl Hub {
             optout,
             fk_sets,
             reject_rows: req.max_errors > 0,
+            lenient: req.lenient,
         };
         let key_version = conv.pseudonymizer.version();
         let mut writer = VersionWriter::new(
@@ -320,6 +324,11 @@ impl Hub {
         params.insert("rows_read".to_owned(), serde_json::json!(stats.rows_read));
         params.insert("rows_rejected".to_owned(), serde_json::json!(stats.rows_rejected));
         params.insert("rows_opted_out".to_owned(), serde_json::json!(stats.opted_out));
+        if req.lenient {
+            params.insert("lenient".to_owned(), serde_json::json!(true));
+            params.insert("violations".to_owned(), serde_json::to_value(&stats.violations).unwrap_or_default());
+            params.insert("duplicates".to_owned(), serde_json::to_value(&stats.duplicates).unwrap_or_default());
+        }
         params.insert("foreign_keys".to_owned(), serde_json::to_value(&stats.foreign_keys).unwrap_or_default());
         params.insert("risk".to_owned(), serde_json::to_value(&stats.risk).unwrap_or_default());
         writer.set_params(params);
@@ -339,6 +348,10 @@ impl Hub {
             .detail("rows_rejected", stats.rows_rejected)
             .detail("rows_opted_out", stats.opted_out)
             .detail("fk_violations", fk_violations)
+            .detail(
+                "schema_violations",
+                stats.violations.iter().map(|v| v.count).sum::<u64>(),
+            )
             .detail("pseudonym_key_version", u64::from(key_version))
             .detail("unique_records", stats.risk.unique_records);
         let v = self.commit_version_as(writer, event).await?;

@@ -86,6 +86,8 @@ pub struct Converted {
     pub lines: Vec<u64>,
     /// Rows rejected (only with a positive error budget).
     pub rejects: Vec<Reject>,
+    /// Lenient mode: (plan column, line, reason) of each value that broke the schema.
+    pub violations: Vec<(usize, u64, String)>,
     /// Rows excluded because the patient opted out.
     pub opted_out: u64,
     /// Risk counts for this chunk.
@@ -110,6 +112,9 @@ pub struct Converter {
     pub fk_sets: Vec<Option<FkSet>>,
     /// Whether rows may be rejected instead of failing the ingest.
     pub reject_rows: bool,
+    /// Lenient: values that break the schema are reported, not fatal (kept without the broken
+    /// constraint, or null when they do not have the type). The NIR guard is never relaxed.
+    pub lenient: bool,
 }
 
 enum Out {
@@ -187,6 +192,8 @@ impl Builder {
 }
 
 const EPOCH_DAYS_CE: i32 = 719_163;
+/// How the leak guard's refusal starts: it is never relaxed, even when lenient.
+const NIR_GUARD: &str = "holds a value that looks like a French NIR";
 
 fn days(d: NaiveDate) -> i32 {
     use chrono::Datelike;
@@ -282,15 +289,16 @@ impl Converter {
         null: bool,
         scratch: &mut String,
         norm: &mut Vec<u8>,
+        strict: bool,
     ) -> Result<Out, String> {
         if null || self.plan.missing.contains(text) {
-            if c.required {
+            if c.required && strict {
                 return Err("a value is required".into());
             }
             return Ok(Out::Null);
         }
         let cons = &c.field.constraints;
-        if cons.min_length.is_some() || cons.max_length.is_some() {
+        if strict && (cons.min_length.is_some() || cons.max_length.is_some()) {
             let n = text.chars().count();
             if let Some(m) = cons.min_length
                 && n < m
@@ -304,22 +312,27 @@ impl Converter {
             }
         }
         if let Some(p) = &c.pattern
+            && strict
             && !p.is_match(text)
         {
             return Err(format!("{} does not match the pattern", self.quote(c, text)));
         }
         if let Some(a) = &c.allowed
+            && strict
             && !a.contains(text)
         {
             return Err(format!("{} is not one of the allowed values", self.quote(c, text)));
         }
         if c.guard && text.len() >= 15 && shh_pseudo::nir::is_nir(text) {
             return Err(format!(
-                "holds a value that looks like a French NIR (social-security number) but the column is not declared `identifier` in the policy; declare it `identifier` (pseudonymized) or `direct` (dropped)"
+                "{NIR_GUARD} (social-security number) but the column is not declared `identifier` in the policy; declare it `identifier` (pseudonymized) or `direct` (dropped)"
             ));
         }
         let bad_type = |what: &str| format!("{} is not a valid {what}", self.quote(c, text));
         let range = |v: f64| -> Result<(), String> {
+            if !strict {
+                return Ok(());
+            }
             if let Some(m) = json_number(&cons.minimum)
                 && v < m
             {
@@ -348,6 +361,7 @@ impl Converter {
                 let v: f64 = text.parse().map_err(|_| bad_type("number"))?;
                 range(v)?;
                 if let Some(d) = cons.decimals
+                    && strict
                     && !text.contains(['e', 'E'])
                     && let Some((_, frac)) = text.split_once('.')
                     && frac.len() > d as usize
@@ -441,6 +455,7 @@ impl Converter {
             .collect();
         let mut lines = Vec::with_capacity(rows);
         let mut rejects = Vec::new();
+        let mut violations = Vec::new();
         let mut opted_out = 0;
         let qnames = self.plan.quasi.iter().map(|&i| self.plan.columns[i].name.clone()).collect();
         let mut risk = RiskAccumulator::new(qnames);
@@ -468,7 +483,21 @@ impl Converter {
                 let end = chunk.ends[r * ncols + ci] as usize;
                 let text = &data[start..end];
                 let null = chunk.nulls[r * ncols + ci];
-                match self.cell(c, text, start, null, &mut scratch, &mut norm) {
+                let mut result = self.cell(c, text, start, null, &mut scratch, &mut norm, true);
+                if self.lenient
+                    && let Err(reason) = &result
+                    && !reason.starts_with(NIR_GUARD)
+                {
+                    // Report the violation; keep the typed value without constraints, or null
+                    // if it does not even have the type.
+                    violations.push((ci, line, reason.clone()));
+                    result = match self.cell(c, text, start, null, &mut scratch, &mut norm, false) {
+                        Err(r) if r.starts_with(NIR_GUARD) => Err(r),
+                        Err(_) => Ok(Out::Null),
+                        ok => ok,
+                    };
+                }
+                match result {
                     Ok(o) => outs.push(o),
                     Err(reason) => {
                         let e = CellError {
@@ -562,6 +591,7 @@ impl Converter {
             batch,
             lines,
             rejects,
+            violations,
             opted_out,
             risk,
             fk_misses,

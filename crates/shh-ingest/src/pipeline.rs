@@ -52,6 +52,17 @@ pub struct ForeignKeyReport {
     pub examples: Vec<String>,
 }
 
+/// Values that broke the schema in one column (lenient mode).
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    /// The column.
+    pub field: String,
+    /// Values that broke the schema.
+    pub count: u64,
+    /// The first (`file:line: reason`).
+    pub first: String,
+}
+
 /// What an ingest read and wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestStats {
@@ -65,6 +76,10 @@ pub struct IngestStats {
     pub rows_rejected: u64,
     /// Rows excluded by the opt-out register.
     pub opted_out: u64,
+    /// Lenient mode: schema violations by column, and duplicate keys.
+    pub violations: Vec<Violation>,
+    /// Lenient mode: duplicate primary keys or unique values (`columns: second repeats first`).
+    pub duplicates: Vec<String>,
     /// Foreign keys.
     pub foreign_keys: Vec<ForeignKeyReport>,
     /// Foreign keys that could not be checked (a column dropped).
@@ -130,6 +145,7 @@ pub fn run(
     let mut pk = UniqueChecker::default();
     let mut uniques: Vec<UniqueChecker> = plan.unique.iter().map(|_| UniqueChecker::default()).collect();
     let mut fk_counts = vec![0u64; plan.foreign_keys.len()];
+    let mut viol: Vec<Option<Violation>> = vec![None; plan.columns.len()];
     let mut fk_examples: Vec<Vec<String>> = vec![Vec::new(); plan.foreign_keys.len()];
     let io = |e: std::io::Error| IngestError::Io {
         path: "(temporary files)".into(),
@@ -186,6 +202,14 @@ pub fn run(
                 break;
             }
             opted_out += c.opted_out;
+            for (ci, l, reason) in c.violations {
+                let v = viol[ci].get_or_insert_with(|| Violation {
+                    field: plan.columns[ci].name.clone(),
+                    count: 0,
+                    first: format!("{}: {reason}", locate(&names, tag(l))),
+                });
+                v.count += 1;
+            }
             let tagged: Vec<(u128, u64)> = c.pk.iter().map(|(h, l)| (*h, tag(*l))).collect();
             pk.extend(&tagged).map_err(io)?;
             for (u, keys) in uniques.iter_mut().zip(&c.unique) {
@@ -214,8 +238,9 @@ pub fn run(
     if let Some(e) = failure {
         return Err(e);
     }
+    let mut dup_errors = Vec::new();
     if let Some(d) = pk.finish().map_err(io)? {
-        return Err(IngestError::Duplicate {
+        dup_errors.push(IngestError::Duplicate {
             columns: plan.primary_key.iter().map(|&i| plan.columns[i].name.clone()).collect(),
             first: locate(&names, d.first),
             second: locate(&names, d.second),
@@ -223,12 +248,16 @@ pub fn run(
     }
     for (u, &i) in uniques.into_iter().zip(&plan.unique) {
         if let Some(d) = u.finish().map_err(io)? {
-            return Err(IngestError::Duplicate {
+            dup_errors.push(IngestError::Duplicate {
                 columns: vec![plan.columns[i].name.clone()],
                 first: locate(&names, d.first),
                 second: locate(&names, d.second),
             });
         }
+    }
+    let duplicates = dup_errors.iter().map(ToString::to_string).collect();
+    if !conv.lenient && let Some(e) = dup_errors.into_iter().next() {
+        return Err(e);
     }
     let foreign_keys: Vec<ForeignKeyReport> = plan
         .foreign_keys
@@ -259,6 +288,8 @@ pub fn run(
         rows_written,
         rows_rejected: rejected,
         opted_out,
+        violations: viol.into_iter().flatten().collect(),
+        duplicates,
         foreign_keys,
         unchecked_foreign_keys: plan.unchecked_foreign_keys.clone(),
         risk: risk.report(),

@@ -191,6 +191,16 @@ impl Plan {
     /// Resolves a schema and a policy. Fails on a policy line naming no column, a
     /// generalization that does not fit a type, or an invalid `pattern`.
     pub fn new(schema: &TableSchema, policy: &ColumnPolicy) -> Result<Plan, IngestError> {
+        Self::with_mode(schema, policy, false)
+    }
+
+    /// Like [`Self::new`]; `lenient` makes every stored column nullable (a value that does not
+    /// have its type is stored as null and reported).
+    pub fn with_mode(
+        schema: &TableSchema,
+        policy: &ColumnPolicy,
+        lenient: bool,
+    ) -> Result<Plan, IngestError> {
         let bad = |reason: String| IngestError::Plan { reason };
         for n in policy.named() {
             if schema.field(n).is_none() {
@@ -244,7 +254,9 @@ impl Plan {
             if let Some(g) = rule.generalize {
                 md.insert("shh.generalized".to_owned(), generalization_name(g));
             }
-            fields.push(ArrowField::new(&f.name, out.clone(), !required).with_metadata(md));
+            fields.push(
+                ArrowField::new(&f.name, out.clone(), lenient || !required).with_metadata(md),
+            );
             let guard = rule.class != Class::Identifier && !rule.allow_nir_like;
             columns.push(Column {
                 name: f.name.clone(),

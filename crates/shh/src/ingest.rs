@@ -39,6 +39,10 @@ pub struct IngestArgs {
     /// FHIR: map resource types without a dedicated mapping by the generic allow-list.
     #[arg(long)]
     fhir_generic: bool,
+    /// Report values that break the schema instead of failing (kept without the broken
+    /// constraint, or null if not of the type); never relaxes the NIR leak guard.
+    #[arg(long)]
+    lenient: bool,
     /// Input files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -108,6 +112,12 @@ pub fn print_report(r: &IngestReport) {
     for s in &r.stats.sources {
         println!("  source:        {} ({}, blake3 {})", s.path, human_bytes(s.bytes), &s.blake3[..16]);
     }
+    for v in &r.stats.violations {
+        println!("  schema:        {} value(s) of {} break the schema; first {}", v.count, v.field, v.first);
+    }
+    for d in &r.stats.duplicates {
+        println!("  schema:        {d}");
+    }
     for f in &r.stats.foreign_keys {
         if f.checked {
             println!(
@@ -158,6 +168,7 @@ pub async fn ingest(a: IngestArgs, hub: &Path, json: bool) -> Result<ExitCode> {
         rejects: a.rejects,
         strict_fk: a.strict_fk,
         fhir_generic: a.fhir_generic,
+        lenient: a.lenient,
     };
     let pb = bar(json, &format!("ingesting into {}", req.dataset));
     let p = pb.clone();
