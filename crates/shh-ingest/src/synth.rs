@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | `IR_BEN_R` | beneficiaries: raw fake NIR (valid key), birth year and month, sex, département, commune (full INSEE code), death | (`BEN_NIR_PSA`, `BEN_RNG_GEM`) |
 //! | `ER_PRS_F` | outpatient claims (prestations): flux key, care date, act nature, provider, amounts | the 9 flux columns |
-//! | `ER_PHA_F` | pharmacy lines of the pharmacy claims: CIP13, ATC class, quantity, price | → `ER_PRS_F` |
+//! | `ER_PHA_F` | pharmacy lines of the pharmacy claims (with the patient, so opt-outs reach them): CIP13, ATC class, quantity, price | → `ER_PRS_F` |
 //! | `T_MCO_B` | hospital stays (PMSI MCO): ICD-10 diagnoses, dates, length of stay, age, sex | (`ETA_NUM`, `RSA_NUM`) |
 //!
 //! `BEN_NIR_PSA` and `NIR_ANO_17` hold the *source* identifier (a raw NIR), which ingest
@@ -386,7 +386,7 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
             for (k, (cip, atc, price)) in lines.iter().enumerate() {
                 let qty = 1 + rng.below(3);
                 let mut o = Out(&mut bufs[2], false);
-                o.s(&dates.flux[day]).s(&dates.flux[day]).i(1).i(1).i(0).s(&org).i(dct).i(1).i(1);
+                o.s(&nir).i(1).s(&dates.flux[day]).s(&dates.flux[day]).i(1).i(1).i(0).s(&org).i(dct).i(1).i(1);
                 o.i(k as u64 + 1).s(cip).s(atc).i(qty).money(u64::from(*price));
                 o.end();
                 rows[2] += 1;
@@ -567,7 +567,13 @@ fn schema(table: &str) -> serde_json::Value {
             )
         }
         "ER_PHA_F" => {
-            let mut f = flux_fields();
+            // SNDS joins pharmacy lines to the patient through ER_PRS_F; the producer's extract
+            // carries the patient too, so that opt-outs reach these rows directly.
+            let mut f = vec![
+                field("BEN_NIR_PSA", "string", "NIR du bénéficiaire (identifiant source)", nir_c),
+                field("BEN_RNG_GEM", "integer", "Rang de naissance du bénéficiaire", json!({"minimum": 0, "maximum": 99})),
+            ];
+            f.extend(flux_fields());
             f.extend([
                 field("PHA_ORD_NUM", "integer", "Numéro de ligne de pharmacie dans la prestation", json!({"minimum": 1})),
                 field("PHA_PRS_C13", "string", "Code CIP13 du médicament", json!({"minLength": 13, "maxLength": 13})),
@@ -621,7 +627,7 @@ fn policy(table: &str) -> &'static str {
             "# Column policy for IR_BEN_R (see docs/ingest.md).\n[columns]\nBEN_NIR_PSA = \"identifier\"\nBEN_NAI_ANN = \"quasi\"\nBEN_NAI_MOI = \"drop\"\nBEN_SEX_COD = \"quasi\"\nBEN_RES_DPT = \"drop\"\nBEN_RES_COM = { class = \"quasi\", generalize = \"departement\" }\nBEN_DCD_DTE = { class = \"quasi\", generalize = \"month\" }\n"
         }
         "ER_PRS_F" => "# Column policy for ER_PRS_F.\n[columns]\nBEN_NIR_PSA = \"identifier\"\n",
-        "ER_PHA_F" => "# Column policy for ER_PHA_F: no patient column; joins ER_PRS_F on the flux key.\n[columns]\n",
+        "ER_PHA_F" => "# Column policy for ER_PHA_F.\n[columns]\nBEN_NIR_PSA = \"identifier\"\n",
         _ => {
             "# Column policy for T_MCO_B.\n[columns]\nNIR_ANO_17 = \"identifier\"\nAGE_ANN = { class = \"quasi\", generalize = \"age_band:5\" }\nCOD_SEX = \"quasi\"\n"
         }

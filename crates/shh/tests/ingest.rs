@@ -1,0 +1,367 @@
+//! Ingest end to end through the real binary: a synthetic SNDS population goes in and no raw
+//! NIR comes out anywhere; bad input of every kind fails with file, line and field and leaves
+//! the current version and the store as they were; the leak guard, opt-outs, foreign keys, the
+//! shared SNDS tables and the FHIR files.
+
+mod common;
+
+use arrow::array::{Array, AsArray};
+use common::{json, ok, shh};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+const PASS: &str = "ingest-test-pass";
+
+fn init(dir: &Path) -> PathBuf {
+    let hub = dir.join("hub");
+    ok(&shh(&hub, PASS, &["init", "--insecure-fast-kdf"]));
+    hub
+}
+
+fn shared() -> PathBuf {
+    std::env::var_os("SHH_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
+}
+
+fn synth(dir: &Path, patients: u64) -> PathBuf {
+    let out = dir.join("synth");
+    ok(&shh(
+        &dir.join("nohub"),
+        PASS,
+        &["synth", "snds", "--patients", &patients.to_string(), "--seed", "7", "--out", out.to_str().expect("utf8")],
+    ));
+    out
+}
+
+fn ingest_table(hub: &Path, synth: &Path, t: &str, extra: &[&str]) -> std::process::Output {
+    let s = |x: &str| synth.join(x).display().to_string();
+    let (schema, policy, csv) = (s(&format!("{t}.json")), s(&format!("{t}.policy.toml")), s(&format!("{t}.csv")));
+    let mut args = vec!["--json", "ingest", "--dataset", t, "--schema", &schema, "--policy", &policy];
+    args.extend_from_slice(extra);
+    args.push(&csv);
+    shh(hub, PASS, &args)
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn nirs(synth: &Path) -> HashSet<Vec<u8>> {
+    let text = std::fs::read_to_string(synth.join("IR_BEN_R.csv")).expect("csv");
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').next().expect("nir").as_bytes().to_vec())
+        .collect()
+}
+
+fn count_nirs_in(bytes: &[u8], nirs: &HashSet<Vec<u8>>) -> usize {
+    bytes.windows(15).filter(|w| nirs.contains(*w)).count()
+}
+
+fn current(hub: &Path, dataset: &str) -> Option<String> {
+    let list = json(&shh(hub, PASS, &["--json", "datasets", "list"]));
+    list.as_array()
+        .expect("array")
+        .iter()
+        .find(|d| d["name"] == dataset)
+        .and_then(|d| d["current"].as_str().map(str::to_owned))
+}
+
+fn data_objects(hub: &Path, dataset: &str) -> usize {
+    let dir = hub.join("store/datasets").join(dataset).join("data");
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn synthetic_population_leaves_no_nir_anywhere() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let syn = synth(tmp.path(), 3000);
+    let hub = init(tmp.path());
+    let nirs = nirs(&syn);
+    assert_eq!(nirs.len(), 3000, "one unique NIR per patient");
+    // Opt two patients out before anything is ingested.
+    let mut out_ids: Vec<String> = nirs.iter().take(2).map(|n| String::from_utf8(n.clone()).expect("utf8")).collect();
+    out_ids.sort();
+    let o = json(&shh(&hub, PASS, &["--json", "optout", "add", &out_ids[0], &out_ids[1]]));
+    assert_eq!(o["added"], 2);
+    for t in ["IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "T_MCO_B"] {
+        let r = json(&ingest_table(&hub, &syn, t, &["--strict-fk"]));
+        assert!(r["rows_written"].as_u64().expect("rows") > 0, "{t}: {r}");
+        for fk in r["foreign_keys"].as_array().expect("fks") {
+            assert_eq!(fk["checked"], true, "{t}: {fk}");
+            assert_eq!(fk["violations"], 0, "{t}: {fk}");
+        }
+        if t == "IR_BEN_R" {
+            assert_eq!(r["opted_out"], 2, "both opted-out patients excluded");
+            assert_eq!(r["rows_written"], 2998);
+            assert!(r["risk"]["classes"].as_u64().expect("classes") > 0);
+        }
+    }
+    // The hub directory (store, catalog, keystore, config), an audit export, and plain exports
+    // of every dataset: no raw NIR, byte for byte.
+    let audit = tmp.path().join("audit");
+    ok(&shh(&hub, PASS, &["audit", "export", "--out", audit.to_str().expect("utf8")]));
+    let mut checked = 0;
+    for f in files(&hub).into_iter().chain(files(&audit)) {
+        let bytes = std::fs::read(&f).expect("read");
+        assert_eq!(count_nirs_in(&bytes, &nirs), 0, "raw NIR in {}", f.display());
+        checked += 1;
+    }
+    assert!(checked > 10);
+    let events = std::fs::read_to_string(audit.join("events.ndjson")).expect("events");
+    assert_eq!(events.matches("\"dataset.ingest\"").count(), 4);
+    // Exported Parquet is compressed: read the values themselves.
+    let exp = tmp.path().join("exp");
+    std::fs::create_dir_all(&exp).expect("mkdir");
+    let mut values = 0;
+    for t in ["IR_BEN_R", "ER_PRS_F", "T_MCO_B"] {
+        ok(&shh(&hub, PASS, &["datasets", "export", t, "--out", exp.to_str().expect("utf8")]));
+    }
+    let mut ben: HashSet<String> = HashSet::new();
+    let mut prs: HashSet<String> = HashSet::new();
+    for f in files(&exp).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")) {
+        let file = std::fs::File::open(&f).expect("open");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        for b in reader {
+            let b = b.expect("batch");
+            for (i, field) in b.schema().fields().iter().enumerate() {
+                if let Some(s) = b.column(i).as_string_opt::<i32>() {
+                    for v in s.iter().flatten() {
+                        values += 1;
+                        assert!(!nirs.contains(v.as_bytes()), "raw NIR in {} column {}", f.display(), field.name());
+                        assert!(!shh_is_nir(v), "NIR-shaped value in {}", field.name());
+                        if field.name() == "BEN_NIR_PSA" {
+                            let dir = f.display().to_string();
+                            if dir.contains("IR_BEN_R") {
+                                ben.insert(v.to_owned());
+                            } else {
+                                prs.insert(v.to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(values > 10_000);
+    // Same NIR, same pseudonym in both tables: every claim's patient is a known beneficiary.
+    assert!(!prs.is_empty() && prs.is_subset(&ben));
+    assert!(ben.iter().all(|p| p.len() == 22));
+}
+
+fn shh_is_nir(v: &str) -> bool {
+    v.len() == 15 && v.bytes().all(|b| b.is_ascii_alphanumeric()) && v.bytes().filter(u8::is_ascii_digit).count() >= 13
+}
+
+struct Bad {
+    name: &'static str,
+    format: &'static str,
+    content: Vec<u8>,
+    line: &'static str,
+    field: &'static str,
+}
+
+#[test]
+fn bad_input_fails_with_file_line_field_and_changes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = init(tmp.path());
+    let schema = tmp.path().join("t.json");
+    std::fs::write(
+        &schema,
+        r#"{"fields":[
+            {"name":"NIR","type":"string","constraints":{"required":true,"minLength":15,"maxLength":15}},
+            {"name":"AGE","type":"integer","constraints":{"minimum":0,"maximum":120}},
+            {"name":"DAY","type":"date"},
+            {"name":"CODE","type":"string","constraints":{"enum":["A","B"]}}],
+           "primaryKey":["NIR"]}"#,
+    )
+    .expect("schema");
+    let policy = tmp.path().join("t.policy.toml");
+    std::fs::write(&policy, "[columns]\nNIR = \"identifier\"\n").expect("policy");
+    let good = "NIR,AGE,DAY,CODE\n184127645108946,40,2024-01-02,A\n255081416802538,7,2023-12-31,B\n";
+    let f = tmp.path().join("good.csv");
+    std::fs::write(&f, good).expect("good");
+    let args = |file: &Path| -> Vec<String> {
+        ["--json", "ingest", "--dataset", "t", "--schema", schema.to_str().expect("s"), "--policy", policy.to_str().expect("p"), file.to_str().expect("f")]
+            .map(String::from)
+            .to_vec()
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        shh(&hub, PASS, &a)
+    };
+    let v1 = json(&run(args(&f)));
+    assert_eq!(v1["rows_written"], 2);
+    let before = current(&hub, "t");
+    let objects = data_objects(&hub, "t");
+    let cases = vec![
+        Bad { name: "unequal.csv", format: "csv", content: format!("{good}184127645108946,40\n").into_bytes(), line: ":4:", field: "(row)" },
+        Bad { name: "type.csv", format: "csv", content: format!("{good}294037512345606,forty,2024-01-02,A\n").into_bytes(), line: ":4:", field: "AGE" },
+        Bad { name: "range.csv", format: "csv", content: format!("{good}294037512345606,140,2024-01-02,A\n").into_bytes(), line: ":4:", field: "AGE" },
+        Bad { name: "enum.csv", format: "csv", content: format!("{good}294037512345606,14,2024-01-02,C\n").into_bytes(), line: ":4:", field: "CODE" },
+        Bad { name: "date.csv", format: "csv", content: format!("{good}294037512345606,14,2024-02-30,A\n").into_bytes(), line: ":4:", field: "DAY" },
+        Bad { name: "required.csv", format: "csv", content: format!("{good},14,2024-02-03,A\n").into_bytes(), line: ":4:", field: "NIR" },
+        Bad { name: "utf8.csv", format: "csv", content: [good.as_bytes(), b"294037512345606,14,2024-01-02,\xff\n"].concat(), line: ":4:", field: "CODE" },
+        Bad { name: "dup.csv", format: "csv", content: format!("{good}184127645108946,41,2024-01-03,B\n").into_bytes(), line: "dup.csv:4", field: "NIR" },
+        Bad { name: "header.csv", format: "csv", content: b"NIR,AGE,DAY,CODE,NAME\n".to_vec(), line: ":1:", field: "NAME" },
+    ];
+    for c in cases {
+        let p = tmp.path().join(c.name);
+        std::fs::write(&p, &c.content).expect("write");
+        let o = run(args(&p));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{} ({}) must fail", c.name, c.format);
+        assert!(err.contains(c.name) && err.contains(c.line) && err.contains(c.field), "{}: {err}", c.name);
+        assert!(!err.contains("294037512345606"), "identifier value echoed: {err}");
+        assert_eq!(current(&hub, "t"), before, "{}: current version moved", c.name);
+        assert_eq!(data_objects(&hub, "t"), objects, "{}: data left behind", c.name);
+    }
+    // A failed ingest is recorded too.
+    let log = ok(&shh(&hub, PASS, &["audit", "log", "--action", "dataset.ingest"]));
+    assert!(log.contains("FAILED"), "{log}");
+
+    // --max-errors: bad rows go to the rejects file (positions only), good rows in.
+    let p = tmp.path().join("mixed.csv");
+    std::fs::write(&p, format!("{good}294037512345606,forty,2024-01-02,A\n194037512345620,4,2024-01-02,A\n")).expect("w");
+    let rejects = tmp.path().join("rejects.csv");
+    let mut a = args(&p);
+    a.splice(2..2, ["--max-errors".to_owned(), "5".to_owned(), "--rejects".to_owned(), rejects.display().to_string()]);
+    let r = json(&run(a));
+    assert_eq!(r["rows_written"], 3);
+    assert_eq!(r["rows_rejected"], 1);
+    let rej = std::fs::read_to_string(&rejects).expect("rejects");
+    assert!(rej.contains(",4,AGE,") && !rej.contains("294037512345606"), "{rej}");
+}
+
+#[test]
+fn nir_in_an_undeclared_column_fails_the_ingest() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = init(tmp.path());
+    let schema = tmp.path().join("t.json");
+    std::fs::write(&schema, r#"{"fields":[{"name":"ID"},{"name":"NUM_SECU"},{"name":"V","type":"integer"}]}"#).expect("s");
+    let policy = tmp.path().join("p.toml");
+    std::fs::write(&policy, "[columns]\nID = \"identifier\"\n").expect("p");
+    let csv = tmp.path().join("leak.csv");
+    std::fs::write(&csv, "ID,NUM_SECU,V\na,x,1\nb,2 55 08 14 168 025 38,2\n").expect("c");
+    let o = shh(&hub, PASS, &["ingest", "--dataset", "leak", "--lenient", "--schema", schema.to_str().expect("s"), "--policy", policy.to_str().expect("p"), csv.to_str().expect("c")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("leak.csv:3") && err.contains("NUM_SECU") && err.contains("NIR"), "{err}");
+    assert!(!err.contains("168 025"), "{err}");
+    assert_eq!(current(&hub, "leak"), None);
+    // Declared as an identifier, the same file goes in, pseudonymized.
+    std::fs::write(&policy, "[columns]\nID = \"identifier\"\nNUM_SECU = \"identifier\"\n").expect("p");
+    ok(&shh(&hub, PASS, &["ingest", "--dataset", "leak", "--schema", schema.to_str().expect("s"), "--policy", policy.to_str().expect("p"), csv.to_str().expect("c")]));
+}
+
+#[test]
+fn broken_ndjson_and_truncated_parquet_fail_cleanly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = init(tmp.path());
+    let data = shared();
+    let good = data.join("fhir/Patient.000.ndjson");
+    let v = json(&shh(&hub, PASS, &["--json", "ingest", "--dataset", "pat", good.to_str().expect("p")]));
+    assert_eq!(v["rows_written"], 13);
+    let before = current(&hub, "pat");
+    let text = std::fs::read_to_string(&good).expect("read");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[4] = "{\"resourceType\": \"Patient\", \"id\": ";
+    let broken = tmp.path().join("Patient.broken.ndjson");
+    std::fs::write(&broken, lines.join("\n")).expect("w");
+    let o = shh(&hub, PASS, &["ingest", "--dataset", "pat", broken.to_str().expect("p")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("Patient.broken.ndjson:5") && err.contains("(json)"), "{err}");
+    assert_eq!(current(&hub, "pat"), before);
+
+    // Parquet: export a version, ingest it back (round trip), then a truncated copy.
+    let exp = tmp.path().join("exp");
+    std::fs::create_dir_all(&exp).expect("mkdir");
+    let schema = tmp.path().join("s.json");
+    std::fs::write(&schema, r#"{"fields":[{"name":"id"},{"name":"n","type":"integer","constraints":{"minimum":0}}]}"#).expect("s");
+    let csv = tmp.path().join("s.csv");
+    let mut body = String::from("id,n\n");
+    for i in 0..5000 {
+        body.push_str(&format!("p{i},{i}\n"));
+    }
+    std::fs::write(&csv, body).expect("w");
+    ok(&shh(&hub, PASS, &["ingest", "--dataset", "s", "--schema", schema.to_str().expect("s"), csv.to_str().expect("c")]));
+    let r = json(&shh(&hub, PASS, &["--json", "datasets", "export", "s", "--out", exp.to_str().expect("e")]));
+    let pq = PathBuf::from(r["files"][0].as_str().expect("file"));
+    let v = json(&shh(&hub, PASS, &["--json", "ingest", "--dataset", "s2", "--schema", schema.to_str().expect("s"), pq.to_str().expect("p")]));
+    assert_eq!(v["rows_written"], 5000);
+    let bytes = std::fs::read(&pq).expect("read");
+    let cut = tmp.path().join("cut.parquet");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("w");
+    let before = current(&hub, "s2");
+    let o = shh(&hub, PASS, &["ingest", "--dataset", "s2", "--schema", schema.to_str().expect("s"), cut.to_str().expect("p")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("cut.parquet"), "{err}");
+    assert_eq!(current(&hub, "s2"), before);
+}
+
+#[test]
+fn shared_snds_tables_and_fhir_files_ingest_with_their_own_schemas() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = init(tmp.path());
+    let data = shared();
+    let mut tables = 0;
+    for dir in files(&data.join("snds")) {
+        if dir.extension().is_none_or(|e| e != "csv") {
+            continue;
+        }
+        let name = dir.file_stem().expect("stem").to_str().expect("utf8").to_owned();
+        let schema = dir.with_extension("json");
+        // The published files break their own schemas here and there (random values):
+        // --lenient stores them and reports each violation with its line.
+        let r = json(&shh(&hub, PASS, &["--json", "ingest", "--lenient", "--dataset", &name, "--schema", schema.to_str().expect("s"), dir.to_str().expect("c")]));
+        assert_eq!(r["rows_read"], 10, "{name}");
+        assert_eq!(r["rows_written"], 10, "{name}");
+        tables += 1;
+    }
+    assert_eq!(tables, 31);
+    // Strict mode names the first violation precisely.
+    let prs = data.join("snds/DCIR/ER_PRS_F.csv");
+    let o = shh(&hub, PASS, &["ingest", "--dataset", "strict", "--schema", prs.with_extension("json").to_str().expect("s"), prs.to_str().expect("c")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("ER_PRS_F.csv:2: field "), "{err}");
+
+    let mut fhir = 0;
+    for f in files(&data.join("fhir")) {
+        if f.extension().is_none_or(|e| e != "ndjson") {
+            continue;
+        }
+        let name = format!("fhir_{}", f.file_name().expect("n").to_str().expect("u").split('.').next().expect("t"));
+        let r = json(&shh(&hub, PASS, &["--json", "ingest", "--dataset", &name, f.to_str().expect("f")]));
+        assert!(r["rows_written"].as_u64().expect("n") > 0, "{name}");
+        fhir += 1;
+    }
+    assert_eq!(fhir, 6);
+    // Patient names, addresses and telecom never reach the hub.
+    let show = json(&shh(&hub, PASS, &["--json", "datasets", "show", "fhir_Patient"]));
+    let cols: Vec<&str> = show["columns"].as_array().expect("c").iter().map(|c| c[0].as_str().expect("n")).collect();
+    assert_eq!(cols, ["id", "gender", "birth_month", "deceased_month", "deceased", "marital_status", "language"]);
+    // An unmapped resource type is refused, not guessed.
+    let other = tmp.path().join("Device.000.ndjson");
+    std::fs::write(&other, "{\"resourceType\":\"Device\",\"id\":\"d1\",\"status\":\"active\"}\n").expect("w");
+    let o = shh(&hub, PASS, &["ingest", "--dataset", "dev", other.to_str().expect("o")]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--fhir-generic"));
+    let r = json(&shh(&hub, PASS, &["--json", "ingest", "--fhir-generic", "--dataset", "dev", other.to_str().expect("o")]));
+    assert_eq!(r["rows_written"], 1);
+}
