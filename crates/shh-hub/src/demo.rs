@@ -1,18 +1,41 @@
 //! `shh demo`: the first thing a newcomer runs. Creates a hub on the embedded default (local
-//! disk + SQLite), writes a dataset version, verifies it, shows that the store holds only
-//! ciphertext, and verifies the audit log that recorded all of it. Later features extend it.
+//! disk + SQLite), synthesizes an SNDS-shaped population (the producer's files, with raw fake
+//! NIRs), ingests it — pseudonymized, policies applied, foreign keys checked — verifies every
+//! version, shows that the store holds only ciphertext and not one of the NIRs, prints the
+//! re-identification risk, and verifies the audit log that recorded all of it.
 
 use crate::{Hub, HubError, InitOptions, KdfParams, Result};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
-use shh_dataset::{VersionWriter, WriteOptions, sample};
+use shh_pseudo::RiskReport;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A marker file that says a directory was made by `shh demo` (and may be replaced by it).
 pub const DEMO_MARKER: &str = ".shh-demo";
-/// A string written into the demo data, then searched for in the raw store.
-pub const PLAINTEXT_MARKER: &str = "SHH-DEMO-PLAINTEXT-MARKER";
+/// Where the demo puts the producer's (synthetic) source files, inside its directory.
+pub const PRODUCER_DIR: &str = "producer-files";
+
+/// One ingested table.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoTable {
+    /// `name@id`.
+    pub version: String,
+    /// Rows read from the producer's file.
+    pub rows_read: u64,
+    /// Rows stored.
+    pub rows_written: u64,
+    /// Rows excluded by the opt-out register.
+    pub opted_out: u64,
+    /// Pseudonymized columns.
+    pub pseudonymized: Vec<String>,
+    /// Dropped columns.
+    pub dropped: Vec<String>,
+    /// Foreign-key violations found.
+    pub fk_violations: u64,
+}
 
 /// What the demo did.
 #[derive(Debug, Clone, Serialize)]
@@ -21,16 +44,26 @@ pub struct DemoReport {
     pub hub: PathBuf,
     /// Primary store URL.
     pub store: String,
-    /// `name@id` of the version written.
-    pub version: String,
-    /// Rows written.
-    pub rows: u64,
-    /// Files verified.
+    /// The producer's synthetic files (raw fake NIRs: what a hospital or the claims base sends).
+    pub producer_files: PathBuf,
+    /// Patients synthesized.
+    pub patients: u64,
+    /// The tables ingested, in order.
+    pub tables: Vec<DemoTable>,
+    /// Data files verified (both hashes) across all versions.
     pub files_verified: usize,
-    /// Objects in the raw store: path, size, first bytes (hex).
+    /// Objects in the raw store and their total size.
+    pub raw_object_count: usize,
+    /// Total stored bytes.
+    pub raw_bytes: u64,
+    /// A few raw objects: path, size, first bytes (hex).
     pub raw_objects: Vec<(String, u64, String)>,
-    /// Whether the plaintext marker was found anywhere in the raw store (it must not be).
-    pub marker_in_store: bool,
+    /// NIRs searched for in every raw object.
+    pub nirs_searched: usize,
+    /// Whether any of them was found (it must not be).
+    pub nir_in_store: bool,
+    /// Risk reports: dataset, report.
+    pub risk: Vec<(String, RiskReport)>,
     /// The audit events the demo produced: seq, action, target.
     pub audit_events: Vec<(u64, String, String)>,
     /// The audit log's verification.
@@ -60,7 +93,7 @@ impl<F: FnMut(&str)> DemoProgress for F {
 pub async fn run(
     dir: &Path,
     passphrase: &str,
-    rows: u64,
+    patients: u64,
     progress: &mut dyn DemoProgress,
 ) -> Result<DemoReport> {
     if dir.exists() {
@@ -99,58 +132,87 @@ pub async fn run(
     };
     let hub = Hub::init(dir, passphrase, opts).await?;
 
+    let producer = dir.join(PRODUCER_DIR);
     progress.step(&format!(
-        "writing dataset 'outpatient_claims' ({rows} rows) as an immutable version"
+        "synthesizing {patients} patients in SNDS shape (the producer's files, raw fake NIRs) in {}",
+        producer.display()
     ));
-    let mut params = std::collections::BTreeMap::new();
-    params.insert(
-        "source".to_owned(),
-        serde_json::json!("shh demo sample generator"),
-    );
-    let wopts = WriteOptions {
-        params,
-        max_rows_per_file: rows.div_ceil(2).max(1),
-        ..Default::default()
-    };
-    let mut w = VersionWriter::new(
-        hub.store().clone(),
-        hub.catalog().clone(),
-        "outpatient_claims",
-        sample::schema(),
-        wopts,
-    )
-    .await?;
-    for b in sample::batches(rows, 16 * 1024, 2026, Some(PLAINTEXT_MARKER)) {
-        w.write(&b).await?;
-    }
-    let v = hub.commit_version(w).await?;
+    let synth = shh_ingest::synth::generate(&producer, patients, 2026, &|_| {})
+        .map_err(|source| HubError::Io {
+            path: producer.clone(),
+            source,
+        })?;
+    let nirs = read_nirs(&producer.join("IR_BEN_R.csv"))?;
 
-    progress.step("verifying every file against the manifest (ciphertext and plaintext BLAKE3)");
-    let r = crate::ops::DatasetRef {
-        name: "outpatient_claims".into(),
-        version: None,
-    };
-    let report = hub.verify(&r).await?;
-    if let Some(bad) = report.first_bad() {
-        return Err(HubError::Dataset(shh_dataset::DatasetError::FileMismatch {
-            path: bad.path.clone(),
-            what: bad.error.clone().unwrap_or_default(),
-        }));
+    let mut tables = Vec::new();
+    let mut risk = Vec::new();
+    for t in shh_ingest::synth::TABLES {
+        progress.step(&format!(
+            "ingesting {t}: Table Schema enforced, NIR pseudonymized (HMAC-SHA-256), policy applied, foreign keys checked"
+        ));
+        let req = crate::ingest::IngestRequest {
+            dataset: t.to_owned(),
+            files: vec![producer.join(format!("{t}.csv"))],
+            schema: Some(producer.join(format!("{t}.json"))),
+            policy: Some(producer.join(format!("{t}.policy.toml"))),
+            ..Default::default()
+        };
+        let r = hub.ingest(&req, Arc::new(|_| {})).await?;
+        if !r.stats.risk.quasi_identifiers.is_empty() {
+            risk.push((t.to_owned(), r.stats.risk.clone()));
+        }
+        tables.push(DemoTable {
+            version: r.reference.clone(),
+            rows_read: r.stats.rows_read,
+            rows_written: r.stats.rows_written,
+            opted_out: r.stats.opted_out,
+            pseudonymized: r.identifiers.clone(),
+            dropped: r.dropped.iter().map(|(n, _)| n.clone()).collect(),
+            fk_violations: r.stats.foreign_keys.iter().map(|f| f.violations).sum(),
+        });
     }
 
-    progress.step("listing the raw store as the cloud provider sees it");
+    progress.step("verifying every file of every version (ciphertext and plaintext BLAKE3)");
+    let mut files_verified = 0;
+    for t in shh_ingest::synth::TABLES {
+        let r = crate::ops::DatasetRef {
+            name: t.to_owned(),
+            version: None,
+        };
+        let report = hub.verify(&r).await?;
+        if let Some(bad) = report.first_bad() {
+            return Err(HubError::Dataset(shh_dataset::DatasetError::FileMismatch {
+                path: bad.path.clone(),
+                what: bad.error.clone().unwrap_or_default(),
+            }));
+        }
+        files_verified += report.files.len();
+    }
+
+    progress.step(&format!(
+        "reading the raw store as the cloud provider sees it, searching it for all {} NIRs",
+        nirs.len()
+    ));
     let mut raw_objects = Vec::new();
-    let mut marker_in_store = false;
+    let mut nir_in_store = false;
+    let mut raw_bytes = 0;
     let objs: Vec<_> = hub.raw_store().list(None).try_collect().await?;
+    let raw_object_count = objs.len();
     for m in objs {
         let bytes = hub.raw_store().get(&m.location).await?.bytes().await?;
-        marker_in_store |= bytes
-            .windows(PLAINTEXT_MARKER.len())
-            .any(|w| w == PLAINTEXT_MARKER.as_bytes());
+        nir_in_store |= bytes.windows(15).any(|w| nirs.contains(w));
+        raw_bytes += m.size;
         let head = hex::encode(&bytes[..bytes.len().min(12)]);
         raw_objects.push((m.location.to_string(), m.size, head));
     }
     raw_objects.sort();
+    // A sample is enough to show the header on every kind of object.
+    let mut shown = Vec::new();
+    for prefix in ["audit/heads", "audit/log", "datasets/IR_BEN_R/data", "datasets/IR_BEN_R/manifests"] {
+        if let Some(o) = raw_objects.iter().find(|o| o.0.starts_with(prefix)) {
+            shown.push(o.clone());
+        }
+    }
 
     progress
         .step("verifying the audit log: recomputing the Merkle tree, checking every signed head");
@@ -171,10 +233,28 @@ pub async fn run(
         audit_pubkey: hub.audit_public_key()?.to_pem(),
         hub: hub.dir().to_owned(),
         store: hub.config().store.clone(),
-        version: crate::ops::short_ref("outpatient_claims", &v.id),
-        rows: v.manifest.rows,
-        files_verified: report.files.len(),
-        raw_objects,
-        marker_in_store,
+        producer_files: producer,
+        patients: synth.patients,
+        tables,
+        files_verified,
+        raw_object_count,
+        raw_bytes,
+        raw_objects: shown,
+        nirs_searched: nirs.len(),
+        nir_in_store,
+        risk,
     })
+}
+
+fn read_nirs(path: &Path) -> Result<HashSet<Vec<u8>>> {
+    let text = std::fs::read_to_string(path).map_err(|source| HubError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .map(|n| n.as_bytes().to_vec())
+        .collect())
 }

@@ -42,9 +42,9 @@ enum Cmd {
         /// Where to create the demo hub.
         #[arg(long, default_value = "./shh-demo")]
         dir: PathBuf,
-        /// Rows in the sample dataset.
-        #[arg(long, default_value_t = 200_000)]
-        rows: u64,
+        /// Patients in the synthetic population.
+        #[arg(long, default_value_t = 20_000)]
+        patients: u64,
     },
     /// Ingest CSV, Parquet or FHIR NDJSON into a new dataset version, pseudonymized.
     Ingest(ingest::IngestArgs),
@@ -242,7 +242,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::Demo { dir, rows } => {
+        Cmd::Demo { dir, patients } => {
             let (pass, generated) = match std::env::var("SHH_PASSPHRASE") {
                 Ok(p) => (p, false),
                 Err(_) => (shh_hub::demo::random_passphrase(), true),
@@ -252,63 +252,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 pb.println(format!("• {s}"));
                 pb.set_message(s.to_owned());
             };
-            let r = shh_hub::demo::run(&dir, &pass, rows, &mut step).await?;
+            let start = std::time::Instant::now();
+            let r = shh_hub::demo::run(&dir, &pass, patients, &mut step).await?;
             pb.finish_and_clear();
             if json {
                 print_json(&r)?;
             } else {
-                println!();
-                println!("hub:      {}", r.hub.display());
-                println!("store:    {}", r.store);
-                println!(
-                    "version:  {} ({} rows, {} files verified)",
-                    r.version, r.rows, r.files_verified
-                );
-                println!(
-                    "raw store (what the provider holds; every object starts with the SHHENC header):"
-                );
-                for (p, size, head) in &r.raw_objects {
-                    println!("  {:>10}  {head}…  {p}", human_bytes(*size));
-                }
-                println!(
-                    "plaintext marker found in the raw store: {}",
-                    if r.marker_in_store {
-                        "YES — this is a bug"
-                    } else {
-                        "no"
-                    }
-                );
-                println!(
-                    "audit log (every action above: leaves of an RFC 6962 Merkle tree, with signed heads):"
-                );
-                for (seq, action, target) in &r.audit_events {
-                    println!("  {seq:>4}  {action:<22} {target}");
-                }
-                println!(
-                    "audit verification: {}",
-                    if r.audit.ok {
-                        format!(
-                            "OK — {} events, {} signed heads",
-                            r.audit.events, r.audit.heads
-                        )
-                    } else {
-                        format!("FAILED — {}", r.audit.problem.as_deref().unwrap_or(""))
-                    }
-                );
+                print_demo(&r, start.elapsed());
                 if generated {
                     println!("\nthe demo hub's passphrase is {pass:?} (demo only); to explore:");
                     println!("  export SHH_PASSPHRASE='{pass}' SHH_HUB={}", dir.display());
                 } else {
-                    println!("\nto explore: SHH_HUB={} shh datasets list", dir.display());
+                    println!("\nto explore: export SHH_HUB={}", dir.display());
                 }
-                println!(
-                    "  shh datasets show outpatient_claims && shh datasets verify outpatient_claims"
-                );
-                println!(
-                    "  shh audit log && shh audit verify && shh audit export --out audit-copy"
-                );
+                println!("  shh datasets list && shh datasets show ER_PRS_F && shh datasets risk IR_BEN_R");
+                println!("  shh audit log && shh audit verify && shh audit export --out audit-copy");
             }
-            if r.marker_in_store || !r.audit.ok {
+            if r.nir_in_store || !r.audit.ok {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -530,6 +490,70 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
+    println!();
+    println!("hub:       {}", r.hub.display());
+    println!("store:     {}", r.store);
+    println!(
+        "producer:  {} ({} synthetic patients; these source files hold raw fake NIRs, the hub never does)",
+        r.producer_files.display(),
+        r.patients
+    );
+    println!("versions (immutable, content-addressed):");
+    for t in &r.tables {
+        println!(
+            "  {:<24} {:>9} rows  pseudonymized: {:<12} dropped: {:<24} fk violations: {}",
+            t.version,
+            t.rows_written,
+            t.pseudonymized.join(","),
+            if t.dropped.is_empty() { "-".to_owned() } else { t.dropped.join(",") },
+            t.fk_violations
+        );
+    }
+    println!("verified:  {} data files, both hashes match their manifests", r.files_verified);
+    println!(
+        "raw store: {} objects, {} — what the provider holds; every object starts with the SHHENC header:",
+        r.raw_object_count,
+        human_bytes(r.raw_bytes)
+    );
+    for (p, size, head) in &r.raw_objects {
+        println!("  {:>10}  {head}…  {p}", human_bytes(*size));
+    }
+    println!(
+        "raw NIRs found in the store (searched for all {}): {}",
+        r.nirs_searched,
+        if r.nir_in_store { "YES — this is a bug" } else { "none" }
+    );
+    println!("re-identification risk (quasi-identifiers after generalization):");
+    for (t, risk) in &r.risk {
+        println!(
+            "  {t:<9} k = {:<3} {:>6.2}% of records in classes < 5, {:>6.2}% < 10 over {}{}",
+            risk.smallest_class,
+            risk.share_below_k5 * 100.0,
+            risk.share_below_k10 * 100.0,
+            risk.quasi_identifiers.join(" × "),
+            risk.drivers
+                .first()
+                .filter(|d| d.unique_removed > 0)
+                .map(|d| format!("; most uniqueness from {}", d.column))
+                .unwrap_or_default()
+        );
+    }
+    println!("audit log (every action above: leaves of an RFC 6962 Merkle tree, with signed heads):");
+    for (seq, action, target) in &r.audit_events {
+        println!("  {seq:>4}  {action:<22} {target}");
+    }
+    println!(
+        "audit verification: {}",
+        if r.audit.ok {
+            format!("OK — {} events, {} signed heads", r.audit.events, r.audit.heads)
+        } else {
+            format!("FAILED — {}", r.audit.problem.as_deref().unwrap_or(""))
+        }
+    );
+    println!("done in {:.1} s", took.as_secs_f64());
 }
 
 fn main() -> ExitCode {

@@ -391,8 +391,8 @@ fn demo_runs_and_finds_no_plaintext() {
         .args([
             "--json",
             "demo",
-            "--rows",
-            "5000",
+            "--patients",
+            "2000",
             "--dir",
             demo.to_str().expect("utf8"),
         ])
@@ -400,8 +400,10 @@ fn demo_runs_and_finds_no_plaintext() {
         .output()
         .expect("run");
     let r = json(&o);
-    assert_eq!(r["marker_in_store"], false);
-    assert_eq!(r["rows"], 5000);
+    assert_eq!(r["nir_in_store"], false);
+    assert_eq!(r["nirs_searched"], 2000);
+    assert_eq!(r["tables"][0]["rows_written"], 2000);
+    assert_eq!(r["tables"].as_array().expect("tables").len(), 4);
     assert_eq!(r["audit"]["ok"], true);
     let actions: Vec<&str> = r["audit_events"]
         .as_array()
@@ -411,13 +413,23 @@ fn demo_runs_and_finds_no_plaintext() {
         .collect();
     assert_eq!(
         actions,
-        ["hub.init", "dataset.version.write", "dataset.verify"]
+        [
+            "hub.init",
+            "dataset.ingest",
+            "dataset.ingest",
+            "dataset.ingest",
+            "dataset.ingest",
+            "dataset.verify",
+            "dataset.verify",
+            "dataset.verify",
+            "dataset.verify"
+        ]
     );
     // Running it again replaces the previous demo hub.
     let o = Command::new(env!("CARGO_BIN_EXE_shh"))
         .args([
             "demo",
-            "--rows",
+            "--patients",
             "100",
             "--dir",
             demo.to_str().expect("utf8"),
