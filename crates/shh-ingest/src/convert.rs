@@ -647,3 +647,128 @@ impl From<CellError> for Reject {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ColumnPolicy;
+    use crate::schema::TableSchema;
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Date32Type, Int32Type, Int64Type};
+    use proptest::prelude::*;
+
+    fn converter(schema: &str, policy: &str, lenient: bool) -> Converter {
+        let s: TableSchema = serde_json::from_str(schema).expect("schema");
+        let p = ColumnPolicy::parse(policy).expect("policy");
+        Converter {
+            plan: Plan::with_mode(&s, &p, lenient).expect("plan"),
+            pseudonymizer: Pseudonymizer::new(1, &[3u8; 32]),
+            optout: HashSet::new(),
+            fk_sets: Vec::new(),
+            reject_rows: false,
+            lenient,
+        }
+    }
+
+    fn chunk(rows: &[&[&str]]) -> RawChunk {
+        let mut c = RawChunk::new("t.csv".into());
+        for (i, r) in rows.iter().enumerate() {
+            for v in *r {
+                c.push(v.as_bytes());
+            }
+            c.lines.push(i as u64 + 2);
+        }
+        c
+    }
+
+    const SCHEMA: &str = r#"{"fields":[
+        {"name":"ID"},
+        {"name":"BIRTH","type":"date"},
+        {"name":"YM","type":"yearmonth"},
+        {"name":"COM"},
+        {"name":"AGE","type":"integer","constraints":{"maximum":130}},
+        {"name":"Y","type":"year"},
+        {"name":"NAME"}]}"#;
+    const POLICY: &str = r#"[columns]
+        ID = "identifier"
+        BIRTH = { class = "quasi", generalize = "month" }
+        YM = { class = "quasi", generalize = "year" }
+        COM = { class = "quasi", generalize = "departement" }
+        AGE = { class = "quasi", generalize = "age_band:10" }
+        NAME = "direct"
+    "#;
+
+    #[test]
+    fn types_policy_and_generalization() {
+        let c = converter(SCHEMA, POLICY, false);
+        assert_eq!(c.plan.columns.len(), 6, "NAME is never planned");
+        let raw = chunk(&[&["184127645108946", "1984-03-09", "202003", "2A004", "47", "1984"]]);
+        let out = c.convert(&raw).expect("convert");
+        let b = &out.batch;
+        assert_eq!(b.column(0).as_string::<i32>().value(0), c.pseudonymizer.pseudonym("184127645108946"));
+        assert_eq!(b.column(1).as_string::<i32>().value(0), "1984-03");
+        assert_eq!(b.column(2).as_primitive::<Int64Type>().value(0), 2020);
+        assert_eq!(b.column(3).as_string::<i32>().value(0), "2A");
+        assert_eq!(b.column(4).as_string::<i32>().value(0), "40-49");
+        assert_eq!(b.column(5).as_primitive::<Int32Type>().value(0), 1984);
+        assert_eq!(out.risk.report().records, 1);
+    }
+
+    #[test]
+    fn errors_never_quote_identifiers_and_lenient_reports() {
+        let s = r#"{"fields":[{"name":"ID","constraints":{"minLength":15}},{"name":"D","type":"date"},
+                    {"name":"N","type":"integer","constraints":{"maximum":5}}]}"#;
+        let strict = converter(s, "[columns]\nID = \"identifier\"", false);
+        let e = strict.convert(&chunk(&[&["SECRET", "2024-01-01", "1"]])).expect_err("short id");
+        assert_eq!((e.line, e.field.as_str()), (2, "ID"));
+        assert!(!e.reason.contains("SECRET") && e.reason.contains("6 characters"), "{e}");
+        let e = strict.convert(&chunk(&[&["123456789012345", "2024-13-01", "1"]])).expect_err("date");
+        assert_eq!(e.field, "D");
+        let lenient = converter(s, "[columns]\nID = \"identifier\"", true);
+        let out = lenient
+            .convert(&chunk(&[&["123456789012345", "2024-13-01", "9"]]))
+            .expect("lenient");
+        assert_eq!(out.violations.len(), 2);
+        assert!(out.batch.column(1).is_null(0), "untyped value stored as null");
+        assert_eq!(out.batch.column(2).as_primitive::<Int64Type>().value(0), 9, "kept despite the maximum");
+        // The leak guard holds even when lenient.
+        let e = lenient
+            .convert(&chunk(&[&["123456789012345", "2024-01-01", "255081416802538"]]))
+            .expect_err("guard");
+        assert!(e.reason.contains("NIR") && e.field == "N");
+    }
+
+    #[test]
+    fn optout_excludes_rows() {
+        let mut c = converter(SCHEMA, POLICY, false);
+        c.optout.insert(c.pseudonymizer.pseudonym("1 84 12 76 451 089 46"));
+        let raw = chunk(&[
+            &["184127645108946", "1984-03-09", "202003", "75056", "47", "1984"],
+            &["255081416802538", "1955-08-01", "202003", "75056", "68", "1955"],
+        ]);
+        let out = c.convert(&raw).expect("convert");
+        assert_eq!((out.opted_out, out.batch.num_rows()), (1, 1));
+        assert_eq!(out.lines, vec![3]);
+    }
+
+    proptest! {
+        #[test]
+        fn any_cells_never_panic(cells in proptest::collection::vec(proptest::collection::vec(any::<String>(), 6), 1..20),
+                                 lenient in any::<bool>()) {
+            let c = converter(SCHEMA, POLICY, lenient);
+            let rows: Vec<Vec<&str>> = cells.iter().map(|r| r.iter().map(String::as_str).collect()).collect();
+            let refs: Vec<&[&str]> = rows.iter().map(Vec::as_slice).collect();
+            let _ = c.convert(&chunk(&refs));
+        }
+
+        #[test]
+        fn dates_round_trip(days in -100_000i32..100_000) {
+            let c = converter(r#"{"fields":[{"name":"D","type":"date"}]}"#, "", false);
+            let d = NaiveDate::from_num_days_from_ce_opt(days + EPOCH_DAYS_CE).expect("date");
+            let text = d.format("%Y-%m-%d").to_string();
+            prop_assume!(text.len() == 10);
+            let out = c.convert(&chunk(&[&[text.as_str()]])).expect("convert");
+            prop_assert_eq!(out.batch.column(0).as_primitive::<Date32Type>().value(0), days);
+        }
+    }
+}
