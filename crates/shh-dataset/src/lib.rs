@@ -19,8 +19,8 @@ mod writer;
 
 pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest, SHORT_ID, data_path, manifest_path};
 pub use ops::{
-    ExportReport, FileCheck, StagedExport, VerifyReport, export_version, load_manifest, read_columns,
-    stage_export, verify_version,
+    ExportReport, FileCheck, StagedExport, VerifyReport, export_version, load_manifest,
+    read_columns, stage_export, verify_version,
 };
 pub use shh_audit::canonical::to_canonical_vec;
 pub use writer::{CommittedVersion, SealedVersion, VersionWriter, WriteOptions};

@@ -269,7 +269,11 @@ pub async fn read_columns(
     for file in &manifest.files {
         // Whole files (at most the writer's file size): the reference tables read this way are
         // key columns, and the bytes are authenticated as they are decrypted.
-        let bytes = store.get(&Path::from(file.path.as_str())).await?.bytes().await?;
+        let bytes = store
+            .get(&Path::from(file.path.as_str()))
+            .await?
+            .bytes()
+            .await?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
         let roots: Vec<usize> = columns
             .iter()

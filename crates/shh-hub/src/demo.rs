@@ -137,10 +137,12 @@ pub async fn run(
         "synthesizing {patients} patients in SNDS shape (the producer's files, raw fake NIRs) in {}",
         producer.display()
     ));
-    let synth = shh_ingest::synth::generate(&producer, patients, 2026, &|_| {})
-        .map_err(|source| HubError::Io {
-            path: producer.clone(),
-            source,
+    let synth =
+        shh_ingest::synth::generate(&producer, patients, 2026, &|_| {}).map_err(|source| {
+            HubError::Io {
+                path: producer.clone(),
+                source,
+            }
         })?;
     let nirs = read_nirs(&producer.join("IR_BEN_R.csv"))?;
 
@@ -208,7 +210,12 @@ pub async fn run(
     raw_objects.sort();
     // A sample is enough to show the header on every kind of object.
     let mut shown = Vec::new();
-    for prefix in ["audit/heads", "audit/log", "datasets/IR_BEN_R/data", "datasets/IR_BEN_R/manifests"] {
+    for prefix in [
+        "audit/heads",
+        "audit/log",
+        "datasets/IR_BEN_R/data",
+        "datasets/IR_BEN_R/manifests",
+    ] {
         if let Some(o) = raw_objects.iter().find(|o| o.0.starts_with(prefix)) {
             shown.push(o.clone());
         }

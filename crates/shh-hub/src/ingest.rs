@@ -310,27 +310,60 @@ impl Hub {
         };
         let mut params = BTreeMap::new();
         params.insert("source".to_owned(), serde_json::json!("shh ingest"));
-        params.insert("format".to_owned(), serde_json::to_value(format).unwrap_or_default());
-        params.insert("sources".to_owned(), serde_json::to_value(&stats.sources).unwrap_or_default());
+        params.insert(
+            "format".to_owned(),
+            serde_json::to_value(format).unwrap_or_default(),
+        );
+        params.insert(
+            "sources".to_owned(),
+            serde_json::to_value(&stats.sources).unwrap_or_default(),
+        );
         if let Some(s) = &req.schema {
-            params.insert("schema".to_owned(), serde_json::json!(s.display().to_string()));
+            params.insert(
+                "schema".to_owned(),
+                serde_json::json!(s.display().to_string()),
+            );
         }
         if let Some(rt) = &resource {
             params.insert("fhir_resource".to_owned(), serde_json::json!(rt));
         }
         params.insert("policy".to_owned(), serde_json::json!(policy.source));
-        params.insert("pseudonym_key_version".to_owned(), serde_json::json!(key_version));
-        params.insert("dropped_columns".to_owned(), serde_json::to_value(&dropped).unwrap_or_default());
+        params.insert(
+            "pseudonym_key_version".to_owned(),
+            serde_json::json!(key_version),
+        );
+        params.insert(
+            "dropped_columns".to_owned(),
+            serde_json::to_value(&dropped).unwrap_or_default(),
+        );
         params.insert("rows_read".to_owned(), serde_json::json!(stats.rows_read));
-        params.insert("rows_rejected".to_owned(), serde_json::json!(stats.rows_rejected));
-        params.insert("rows_opted_out".to_owned(), serde_json::json!(stats.opted_out));
+        params.insert(
+            "rows_rejected".to_owned(),
+            serde_json::json!(stats.rows_rejected),
+        );
+        params.insert(
+            "rows_opted_out".to_owned(),
+            serde_json::json!(stats.opted_out),
+        );
         if req.lenient {
             params.insert("lenient".to_owned(), serde_json::json!(true));
-            params.insert("violations".to_owned(), serde_json::to_value(&stats.violations).unwrap_or_default());
-            params.insert("duplicates".to_owned(), serde_json::to_value(&stats.duplicates).unwrap_or_default());
+            params.insert(
+                "violations".to_owned(),
+                serde_json::to_value(&stats.violations).unwrap_or_default(),
+            );
+            params.insert(
+                "duplicates".to_owned(),
+                serde_json::to_value(&stats.duplicates).unwrap_or_default(),
+            );
         }
-        params.insert("foreign_keys".to_owned(), serde_json::to_value(&stats.foreign_keys).unwrap_or_default());
-        params.insert("risk".to_owned(), serde_json::to_value(&stats.risk).unwrap_or_default());
+        params.insert(
+            "foreign_keys".to_owned(),
+            serde_json::to_value(&stats.foreign_keys).unwrap_or_default(),
+        );
+        params.insert(
+            "risk".to_owned(),
+            serde_json::to_value(&stats.risk).unwrap_or_default(),
+        );
         writer.set_params(params);
         let fk_violations: u64 = stats.foreign_keys.iter().map(|f| f.violations).sum();
         let event = Draft::new("dataset.ingest")

@@ -14,12 +14,12 @@ pub mod ops;
 
 pub use config::{CONFIG_FILE, CONFIG_FORMAT, HubConfig, KEYSTORE_FILE};
 pub use shh_audit as audit_log;
-pub use shh_ingest;
-pub use shh_pseudo;
 pub use shh_audit::{Actor, Draft};
 pub use shh_catalog::{Catalog, CatalogError, DatasetRecord, VersionRecord};
 pub use shh_dataset as dataset;
+pub use shh_ingest;
 pub use shh_keys::{KdfParams, KeyInfo, KeyPurpose, Keystore, KeystoreError};
+pub use shh_pseudo;
 pub use shh_store::{ResidencyPolicy, ResidencyRule, StoreUrl};
 
 use object_store::ObjectStore;

@@ -150,9 +150,9 @@ impl Builder {
             D::Float64 => Builder::F64(Float64Builder::with_capacity(n)),
             D::Boolean => Builder::Bool(BooleanBuilder::with_capacity(n)),
             D::Date32 => Builder::Date(Date32Builder::with_capacity(n)),
-            D::Timestamp(..) => Builder::Ts(
-                TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
-            ),
+            D::Timestamp(..) => {
+                Builder::Ts(TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"))
+            }
             _ => Builder::Utf8(StringBuilder::with_capacity(n, n * 16)),
         }
     }
@@ -303,25 +303,37 @@ impl Converter {
             if let Some(m) = cons.min_length
                 && n < m
             {
-                return Err(format!("{} is shorter than minLength {m}", self.quote(c, text)));
+                return Err(format!(
+                    "{} is shorter than minLength {m}",
+                    self.quote(c, text)
+                ));
             }
             if let Some(m) = cons.max_length
                 && n > m
             {
-                return Err(format!("{} is longer than maxLength {m}", self.quote(c, text)));
+                return Err(format!(
+                    "{} is longer than maxLength {m}",
+                    self.quote(c, text)
+                ));
             }
         }
         if let Some(p) = &c.pattern
             && strict
             && !p.is_match(text)
         {
-            return Err(format!("{} does not match the pattern", self.quote(c, text)));
+            return Err(format!(
+                "{} does not match the pattern",
+                self.quote(c, text)
+            ));
         }
         if let Some(a) = &c.allowed
             && strict
             && !a.contains(text)
         {
-            return Err(format!("{} is not one of the allowed values", self.quote(c, text)));
+            return Err(format!(
+                "{} is not one of the allowed values",
+                self.quote(c, text)
+            ));
         }
         if c.guard && text.len() >= 15 && shh_pseudo::nir::is_nir(text) {
             return Err(format!(
@@ -382,7 +394,8 @@ impl Converter {
                     return Err(bad_type("boolean"));
                 }
             }
-            Kind::Date(DateFormat::PartialPattern(p)) | Kind::DateTime(DateFormat::PartialPattern(p)) => {
+            Kind::Date(DateFormat::PartialPattern(p))
+            | Kind::DateTime(DateFormat::PartialPattern(p)) => {
                 if !partial_ok(text, p) {
                     return Err(bad_type(&format!("date in format {p}")));
                 }
@@ -422,7 +435,8 @@ impl Converter {
                         .map(|t| g.date(t.date_naive()))
                         .ok_or_else(|| bad_type("datetime"))?,
                     (Kind::YearMonth, _) => {
-                        let (y, m) = parse_year_month(text).ok_or_else(|| bad_type("year-month"))?;
+                        let (y, m) =
+                            parse_year_month(text).ok_or_else(|| bad_type("year-month"))?;
                         g.year_month(y, m)
                     }
                     (_, Out::I64(v)) => g.int(*v),
@@ -457,7 +471,12 @@ impl Converter {
         let mut rejects = Vec::new();
         let mut violations = Vec::new();
         let mut opted_out = 0;
-        let qnames = self.plan.quasi.iter().map(|&i| self.plan.columns[i].name.clone()).collect();
+        let qnames = self
+            .plan
+            .quasi
+            .iter()
+            .map(|&i| self.plan.columns[i].name.clone())
+            .collect();
         let mut risk = RiskAccumulator::new(qnames);
         let mut outs: Vec<Out> = Vec::with_capacity(ncols);
         let mut scratch = String::new();
@@ -549,12 +568,13 @@ impl Converter {
             lines.push(line);
         }
         let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
-        let batch = RecordBatch::try_new(self.plan.output.clone(), arrays).map_err(|e| CellError {
-            file: chunk.file.to_string(),
-            line: chunk.lines.first().copied().unwrap_or(0),
-            field: "(batch)".into(),
-            reason: e.to_string(),
-        })?;
+        let batch =
+            RecordBatch::try_new(self.plan.output.clone(), arrays).map_err(|e| CellError {
+                file: chunk.file.to_string(),
+                line: chunk.lines.first().copied().unwrap_or(0),
+                field: "(batch)".into(),
+                reason: e.to_string(),
+            })?;
         let pk = if self.plan.primary_key.is_empty() {
             Vec::new()
         } else {
@@ -579,7 +599,10 @@ impl Converter {
         let mut fk_misses = Vec::new();
         for (k, (fk, set)) in self.plan.foreign_keys.iter().zip(&self.fk_sets).enumerate() {
             let Some(set) = set else { continue };
-            for (h, l) in crate::keys::key_hashes(&batch, &fk.columns).into_iter().zip(&lines) {
+            for (h, l) in crate::keys::key_hashes(&batch, &fk.columns)
+                .into_iter()
+                .zip(&lines)
+            {
                 if let Some(h) = h
                     && !set.contains(&h)
                 {
@@ -619,7 +642,11 @@ impl Converter {
         }
         let mut rest = RawChunk::new(chunk.file.clone());
         for r in (0..chunk.rows()).filter(|&r| r != row) {
-            let mut start = if r == 0 { 0 } else { chunk.ends[r * ncols - 1] as usize };
+            let mut start = if r == 0 {
+                0
+            } else {
+                chunk.ends[r * ncols - 1] as usize
+            };
             for c in 0..ncols {
                 let end = chunk.ends[r * ncols + c] as usize;
                 if chunk.nulls[r * ncols + c] {
@@ -702,10 +729,20 @@ mod tests {
     fn types_policy_and_generalization() {
         let c = converter(SCHEMA, POLICY, false);
         assert_eq!(c.plan.columns.len(), 6, "NAME is never planned");
-        let raw = chunk(&[&["184127645108946", "1984-03-09", "202003", "2A004", "47", "1984"]]);
+        let raw = chunk(&[&[
+            "184127645108946",
+            "1984-03-09",
+            "202003",
+            "2A004",
+            "47",
+            "1984",
+        ]]);
         let out = c.convert(&raw).expect("convert");
         let b = &out.batch;
-        assert_eq!(b.column(0).as_string::<i32>().value(0), c.pseudonymizer.pseudonym("184127645108946"));
+        assert_eq!(
+            b.column(0).as_string::<i32>().value(0),
+            c.pseudonymizer.pseudonym("184127645108946")
+        );
         assert_eq!(b.column(1).as_string::<i32>().value(0), "1984-03");
         assert_eq!(b.column(2).as_primitive::<Int64Type>().value(0), 2020);
         assert_eq!(b.column(3).as_string::<i32>().value(0), "2A");
@@ -719,21 +756,39 @@ mod tests {
         let s = r#"{"fields":[{"name":"ID","constraints":{"minLength":15}},{"name":"D","type":"date"},
                     {"name":"N","type":"integer","constraints":{"maximum":5}}]}"#;
         let strict = converter(s, "[columns]\nID = \"identifier\"", false);
-        let e = strict.convert(&chunk(&[&["SECRET", "2024-01-01", "1"]])).expect_err("short id");
+        let e = strict
+            .convert(&chunk(&[&["SECRET", "2024-01-01", "1"]]))
+            .expect_err("short id");
         assert_eq!((e.line, e.field.as_str()), (2, "ID"));
-        assert!(!e.reason.contains("SECRET") && e.reason.contains("6 characters"), "{e}");
-        let e = strict.convert(&chunk(&[&["123456789012345", "2024-13-01", "1"]])).expect_err("date");
+        assert!(
+            !e.reason.contains("SECRET") && e.reason.contains("6 characters"),
+            "{e}"
+        );
+        let e = strict
+            .convert(&chunk(&[&["123456789012345", "2024-13-01", "1"]]))
+            .expect_err("date");
         assert_eq!(e.field, "D");
         let lenient = converter(s, "[columns]\nID = \"identifier\"", true);
         let out = lenient
             .convert(&chunk(&[&["123456789012345", "2024-13-01", "9"]]))
             .expect("lenient");
         assert_eq!(out.violations.len(), 2);
-        assert!(out.batch.column(1).is_null(0), "untyped value stored as null");
-        assert_eq!(out.batch.column(2).as_primitive::<Int64Type>().value(0), 9, "kept despite the maximum");
+        assert!(
+            out.batch.column(1).is_null(0),
+            "untyped value stored as null"
+        );
+        assert_eq!(
+            out.batch.column(2).as_primitive::<Int64Type>().value(0),
+            9,
+            "kept despite the maximum"
+        );
         // The leak guard holds even when lenient.
         let e = lenient
-            .convert(&chunk(&[&["123456789012345", "2024-01-01", "255081416802538"]]))
+            .convert(&chunk(&[&[
+                "123456789012345",
+                "2024-01-01",
+                "255081416802538",
+            ]]))
             .expect_err("guard");
         assert!(e.reason.contains("NIR") && e.field == "N");
     }
@@ -741,10 +796,25 @@ mod tests {
     #[test]
     fn optout_excludes_rows() {
         let mut c = converter(SCHEMA, POLICY, false);
-        c.optout.insert(c.pseudonymizer.pseudonym("1 84 12 76 451 089 46"));
+        c.optout
+            .insert(c.pseudonymizer.pseudonym("1 84 12 76 451 089 46"));
         let raw = chunk(&[
-            &["184127645108946", "1984-03-09", "202003", "75056", "47", "1984"],
-            &["255081416802538", "1955-08-01", "202003", "75056", "68", "1955"],
+            &[
+                "184127645108946",
+                "1984-03-09",
+                "202003",
+                "75056",
+                "47",
+                "1984",
+            ],
+            &[
+                "255081416802538",
+                "1955-08-01",
+                "202003",
+                "75056",
+                "68",
+                "1955",
+            ],
         ]);
         let out = c.convert(&raw).expect("convert");
         assert_eq!((out.opted_out, out.batch.num_rows()), (1, 1));

@@ -11,13 +11,13 @@
 use crate::convert::RawChunk;
 use crate::policy::{Class, ColumnPolicy, Rule};
 use crate::schema::{Field, TableSchema};
-use crate::source::{Format, Hashing, Source, SourceInfo, info_of, open_hashing};
+use crate::source::{Format, HashState, Hashing, Source, SourceInfo, info_of, open_hashing};
 use crate::{CellError, IngestError};
 use serde_json::Value;
 use shh_pseudo::Generalization;
 use std::io::BufRead;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// How a column is read.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +58,11 @@ const fn ident(name: &'static str, paths: &'static [&'static str]) -> MapColumn 
         generalize: None,
     }
 }
-const fn month(name: &'static str, kind: &'static str, paths: &'static [&'static str]) -> MapColumn {
+const fn month(
+    name: &'static str,
+    kind: &'static str,
+    paths: &'static [&'static str],
+) -> MapColumn {
     MapColumn {
         name,
         kind,
@@ -79,8 +83,16 @@ const PATIENT: &[MapColumn] = &[
     month("birth_month", "date", &["/birthDate"]),
     month("deceased_month", "datetime", &["/deceasedDateTime"]),
     col("deceased", "boolean", &["/deceasedBoolean"]),
-    col("marital_status", "string", &["/maritalStatus/coding/0/code"]),
-    col("language", "string", &["/communication/0/language/coding/0/code"]),
+    col(
+        "marital_status",
+        "string",
+        &["/maritalStatus/coding/0/code"],
+    ),
+    col(
+        "language",
+        "string",
+        &["/communication/0/language/coding/0/code"],
+    ),
 ];
 const ENCOUNTER_T: &[MapColumn] = &[
     ID,
@@ -98,14 +110,30 @@ const CONDITION: &[MapColumn] = &[
     ID,
     SUBJECT,
     ENCOUNTER,
-    col("clinical_status", "string", &["/clinicalStatus/coding/0/code"]),
-    col("verification_status", "string", &["/verificationStatus/coding/0/code"]),
+    col(
+        "clinical_status",
+        "string",
+        &["/clinicalStatus/coding/0/code"],
+    ),
+    col(
+        "verification_status",
+        "string",
+        &["/verificationStatus/coding/0/code"],
+    ),
     col("category", "string", &["/category/0/coding/0/code"]),
     col("code_system", "string", &["/code/coding/0/system"]),
     col("code", "string", &["/code/coding/0/code"]),
     col("code_display", "string", &["/code/coding/0/display"]),
-    col("onset", "datetime", &["/onsetDateTime", "/onsetPeriod/start"]),
-    col("abatement", "datetime", &["/abatementDateTime", "/abatementPeriod/start"]),
+    col(
+        "onset",
+        "datetime",
+        &["/onsetDateTime", "/onsetPeriod/start"],
+    ),
+    col(
+        "abatement",
+        "datetime",
+        &["/abatementDateTime", "/abatementPeriod/start"],
+    ),
     col("recorded_date", "datetime", &["/recordedDate"]),
 ];
 const OBSERVATION: &[MapColumn] = &[
@@ -117,11 +145,19 @@ const OBSERVATION: &[MapColumn] = &[
     col("code_system", "string", &["/code/coding/0/system"]),
     col("code", "string", &["/code/coding/0/code"]),
     col("code_display", "string", &["/code/coding/0/display"]),
-    col("effective", "datetime", &["/effectiveDateTime", "/effectivePeriod/start"]),
+    col(
+        "effective",
+        "datetime",
+        &["/effectiveDateTime", "/effectivePeriod/start"],
+    ),
     col("issued", "datetime", &["/issued"]),
     col("value_quantity", "number", &["/valueQuantity/value"]),
     col("value_unit", "string", &["/valueQuantity/unit"]),
-    col("value_code", "string", &["/valueCodeableConcept/coding/0/code"]),
+    col(
+        "value_code",
+        "string",
+        &["/valueCodeableConcept/coding/0/code"],
+    ),
 ];
 const MEDICATION_REQUEST: &[MapColumn] = &[
     ID,
@@ -129,9 +165,21 @@ const MEDICATION_REQUEST: &[MapColumn] = &[
     ENCOUNTER,
     STATUS,
     col("intent", "string", &["/intent"]),
-    col("medication_system", "string", &["/medicationCodeableConcept/coding/0/system"]),
-    col("medication_code", "string", &["/medicationCodeableConcept/coding/0/code"]),
-    col("medication_display", "string", &["/medicationCodeableConcept/coding/0/display"]),
+    col(
+        "medication_system",
+        "string",
+        &["/medicationCodeableConcept/coding/0/system"],
+    ),
+    col(
+        "medication_code",
+        "string",
+        &["/medicationCodeableConcept/coding/0/code"],
+    ),
+    col(
+        "medication_display",
+        "string",
+        &["/medicationCodeableConcept/coding/0/display"],
+    ),
     col("authored_on", "datetime", &["/authoredOn"]),
     col("reason_code", "string", &["/reasonCode/0/coding/0/code"]),
 ];
@@ -143,7 +191,11 @@ const PROCEDURE: &[MapColumn] = &[
     col("code_system", "string", &["/code/coding/0/system"]),
     col("code", "string", &["/code/coding/0/code"]),
     col("code_display", "string", &["/code/coding/0/display"]),
-    col("performed_start", "datetime", &["/performedPeriod/start", "/performedDateTime"]),
+    col(
+        "performed_start",
+        "datetime",
+        &["/performedPeriod/start", "/performedDateTime"],
+    ),
     col("performed_end", "datetime", &["/performedPeriod/end"]),
     col("reason_code", "string", &["/reasonCode/0/coding/0/code"]),
 ];
@@ -152,17 +204,33 @@ const IMMUNIZATION: &[MapColumn] = &[
     SUBJECT,
     ENCOUNTER,
     STATUS,
-    col("vaccine_system", "string", &["/vaccineCode/coding/0/system"]),
+    col(
+        "vaccine_system",
+        "string",
+        &["/vaccineCode/coding/0/system"],
+    ),
     col("vaccine_code", "string", &["/vaccineCode/coding/0/code"]),
-    col("vaccine_display", "string", &["/vaccineCode/coding/0/display"]),
+    col(
+        "vaccine_display",
+        "string",
+        &["/vaccineCode/coding/0/display"],
+    ),
     col("occurrence", "datetime", &["/occurrenceDateTime"]),
     col("primary_source", "boolean", &["/primarySource"]),
 ];
 const ALLERGY: &[MapColumn] = &[
     ID,
     SUBJECT,
-    col("clinical_status", "string", &["/clinicalStatus/coding/0/code"]),
-    col("verification_status", "string", &["/verificationStatus/coding/0/code"]),
+    col(
+        "clinical_status",
+        "string",
+        &["/clinicalStatus/coding/0/code"],
+    ),
+    col(
+        "verification_status",
+        "string",
+        &["/verificationStatus/coding/0/code"],
+    ),
     col("type", "string", &["/type"]),
     col("category", "string", &["/category/0"]),
     col("criticality", "string", &["/criticality"]),
@@ -228,7 +296,14 @@ pub fn schema_and_policy(resource: &str, cols: &[MapColumn]) -> (TableSchema, Co
         .map(|c| Field {
             name: c.name.to_owned(),
             kind: c.kind.to_owned(),
-            format: Some(if c.kind == "datetime" { "any" } else { "default" }.to_owned()),
+            format: Some(
+                if c.kind == "datetime" {
+                    "any"
+                } else {
+                    "default"
+                }
+                .to_owned(),
+            ),
             constraints: crate::schema::Constraints {
                 required: c.name == "id",
                 ..Default::default()
@@ -288,7 +363,7 @@ pub fn sniff_resource_type(path: &Path) -> Result<String, IngestError> {
 pub struct FhirSource {
     file: Arc<str>,
     lines: std::io::Lines<std::io::BufReader<Hashing<std::fs::File>>>,
-    state: Arc<Mutex<(blake3::Hasher, u64)>>,
+    state: HashState,
     resource: String,
     /// Mapping column of each plan column.
     cols: Vec<MapColumn>,
@@ -363,7 +438,10 @@ impl Source for FhirSource {
                 Some(t) => {
                     return Err(err(
                         "resourceType",
-                        format!("{t} in a file of {}; one resource type per file", self.resource),
+                        format!(
+                            "{t} in a file of {}; one resource type per file",
+                            self.resource
+                        ),
                     ));
                 }
                 None => return Err(err("resourceType", "missing".into())),

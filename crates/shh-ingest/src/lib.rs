@@ -95,7 +95,9 @@ pub enum IngestError {
         second: String,
     },
     /// Foreign-key violations with `--strict-fk`.
-    #[error("foreign key {fields:?} → {resource}: {violations} rows reference no row of {resource}; first at {first}")]
+    #[error(
+        "foreign key {fields:?} → {resource}: {violations} rows reference no row of {resource}; first at {first}"
+    )]
     ForeignKey {
         /// Columns.
         fields: Vec<String>,

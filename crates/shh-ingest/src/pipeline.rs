@@ -112,7 +112,9 @@ pub fn run(
     let plan = &conv.plan;
     let names: Vec<String> = sources.iter().map(|s| s.info().path).collect();
     let workers = rayon::current_num_threads().max(1);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, crate::convert::RawChunk), IngestError>>(workers + 1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<
+        Result<(usize, crate::convert::RawChunk), IngestError>,
+    >(workers + 1);
     let chunk_rows = opts.chunk_rows.max(1);
     let reader = std::thread::spawn(move || {
         let mut sources = sources;
@@ -141,9 +143,18 @@ pub fn run(
     let mut rows_written = 0u64;
     let mut rejected = 0u64;
     let mut opted_out = 0u64;
-    let mut risk = RiskAccumulator::new(plan.quasi.iter().map(|&i| plan.columns[i].name.clone()).collect());
+    let mut risk = RiskAccumulator::new(
+        plan.quasi
+            .iter()
+            .map(|&i| plan.columns[i].name.clone())
+            .collect(),
+    );
     let mut pk = UniqueChecker::default();
-    let mut uniques: Vec<UniqueChecker> = plan.unique.iter().map(|_| UniqueChecker::default()).collect();
+    let mut uniques: Vec<UniqueChecker> = plan
+        .unique
+        .iter()
+        .map(|_| UniqueChecker::default())
+        .collect();
     let mut fk_counts = vec![0u64; plan.foreign_keys.len()];
     let mut viol: Vec<Option<Violation>> = vec![None; plan.columns.len()];
     let mut fk_examples: Vec<Vec<String>> = vec![Vec::new(); plan.foreign_keys.len()];
@@ -184,8 +195,20 @@ pub fn run(
             };
             rejected += c.rejects.len() as u64;
             if let Some(w) = rejects_out.as_deref_mut() {
-                for Reject { file, line, field, reason } in &c.rejects {
-                    let _ = writeln!(w, "{},{line},{},{}", csv_field(file), csv_field(field), csv_field(reason));
+                for Reject {
+                    file,
+                    line,
+                    field,
+                    reason,
+                } in &c.rejects
+                {
+                    let _ = writeln!(
+                        w,
+                        "{},{line},{},{}",
+                        csv_field(file),
+                        csv_field(field),
+                        csv_field(reason)
+                    );
                 }
             }
             if rejected > opts.max_errors {
@@ -241,7 +264,11 @@ pub fn run(
     let mut dup_errors = Vec::new();
     if let Some(d) = pk.finish().map_err(io)? {
         dup_errors.push(IngestError::Duplicate {
-            columns: plan.primary_key.iter().map(|&i| plan.columns[i].name.clone()).collect(),
+            columns: plan
+                .primary_key
+                .iter()
+                .map(|&i| plan.columns[i].name.clone())
+                .collect(),
             first: locate(&names, d.first),
             second: locate(&names, d.second),
         });
@@ -256,7 +283,9 @@ pub fn run(
         }
     }
     let duplicates = dup_errors.iter().map(ToString::to_string).collect();
-    if !conv.lenient && let Some(e) = dup_errors.into_iter().next() {
+    if !conv.lenient
+        && let Some(e) = dup_errors.into_iter().next()
+    {
         return Err(e);
     }
     let foreign_keys: Vec<ForeignKeyReport> = plan

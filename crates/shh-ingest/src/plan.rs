@@ -156,9 +156,8 @@ fn native_type(kind: &Kind) -> DataType {
         Kind::Integer => DataType::Int64,
         Kind::Number => DataType::Float64,
         Kind::Boolean { .. } => DataType::Boolean,
-        Kind::Date(DateFormat::PartialPattern(_)) | Kind::DateTime(DateFormat::PartialPattern(_)) => {
-            DataType::Utf8
-        }
+        Kind::Date(DateFormat::PartialPattern(_))
+        | Kind::DateTime(DateFormat::PartialPattern(_)) => DataType::Utf8,
         Kind::Date(_) => DataType::Date32,
         Kind::DateTime(_) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         Kind::Year => DataType::Int32,
@@ -168,12 +167,16 @@ fn native_type(kind: &Kind) -> DataType {
 
 fn check_generalization(name: &str, kind: &Kind, g: Generalization) -> Result<(), String> {
     let ok = match g {
-        Generalization::Month | Generalization::Year => matches!(
-            kind,
-            Kind::Date(DateFormat::Default | DateFormat::Any | DateFormat::Pattern(_))
-                | Kind::DateTime(DateFormat::Default | DateFormat::Any | DateFormat::Pattern(_))
-                | Kind::YearMonth
-        ) || (g == Generalization::Year && matches!(kind, Kind::Year)),
+        Generalization::Month | Generalization::Year => {
+            matches!(
+                kind,
+                Kind::Date(DateFormat::Default | DateFormat::Any | DateFormat::Pattern(_))
+                    | Kind::DateTime(
+                        DateFormat::Default | DateFormat::Any | DateFormat::Pattern(_)
+                    )
+                    | Kind::YearMonth
+            ) || (g == Generalization::Year && matches!(kind, Kind::Year))
+        }
         Generalization::Departement => matches!(kind, Kind::String | Kind::Other),
         Generalization::AgeBand { .. } => matches!(kind, Kind::Integer),
     };

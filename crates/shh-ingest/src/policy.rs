@@ -298,11 +298,17 @@ mod tests {
         assert_eq!(p.rule("PAT_NOM").class, Class::Direct);
         assert_eq!(p.rule("NOMBRE").class, Class::Keep);
         assert_eq!(p.rule("BEN_SEX_COD").class, Class::Quasi);
-        assert!(ColumnPolicy::parse("[columns]\nA = { class = \"keep\", generalize = \"month\" }").is_err());
+        assert!(
+            ColumnPolicy::parse("[columns]\nA = { class = \"keep\", generalize = \"month\" }")
+                .is_err()
+        );
         assert!(ColumnPolicy::parse("[columns]\nA = \"secret\"").is_err());
         assert!(ColumnPolicy::parse("colums = 1").is_err());
         assert_eq!(
-            ColumnPolicy::parse("default = \"drop\"").expect("p").rule("X").class,
+            ColumnPolicy::parse("default = \"drop\"")
+                .expect("p")
+                .rule("X")
+                .class,
             Class::Drop
         );
     }

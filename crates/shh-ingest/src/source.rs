@@ -70,10 +70,13 @@ pub trait Source: Send {
     fn info(&self) -> SourceInfo;
 }
 
+/// BLAKE3 state and byte count of what a reader has read so far.
+pub(crate) type HashState = Arc<Mutex<(blake3::Hasher, u64)>>;
+
 /// A reader that hashes what passes through it.
 pub(crate) struct Hashing<R> {
     inner: R,
-    state: Arc<Mutex<(blake3::Hasher, u64)>>,
+    state: HashState,
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -89,7 +92,7 @@ impl<R: Read> Read for Hashing<R> {
 
 pub(crate) fn open_hashing(
     path: &Path,
-) -> Result<(Hashing<std::fs::File>, Arc<Mutex<(blake3::Hasher, u64)>>), IngestError> {
+) -> Result<(Hashing<std::fs::File>, HashState), IngestError> {
     let f = std::fs::File::open(path).map_err(|e| IngestError::Source {
         file: path.display().to_string(),
         reason: e.to_string(),
@@ -104,7 +107,7 @@ pub(crate) fn open_hashing(
     ))
 }
 
-pub(crate) fn info_of(path: &str, format: Format, s: &Mutex<(blake3::Hasher, u64)>) -> SourceInfo {
+pub(crate) fn info_of(path: &str, format: Format, s: &HashState) -> SourceInfo {
     let (hash, bytes) = s
         .lock()
         .map(|s| (s.0.finalize().to_hex().to_string(), s.1))
@@ -140,7 +143,10 @@ fn map_header(
     }
     for f in &schema.fields {
         if !header.iter().any(|h| h == &f.name) {
-            return Err(err(&f.name, "the schema's column is missing from the file".into()));
+            return Err(err(
+                &f.name,
+                "the schema's column is missing from the file".into(),
+            ));
         }
     }
     Ok(plan
@@ -154,7 +160,7 @@ fn map_header(
 pub struct CsvSource {
     file: Arc<str>,
     rdr: csv::Reader<Hashing<std::fs::File>>,
-    state: Arc<Mutex<(blake3::Hasher, u64)>>,
+    state: HashState,
     map: Vec<usize>,
     rec: csv::ByteRecord,
 }
@@ -175,7 +181,11 @@ impl CsvSource {
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { h };
+                let h = if i == 0 {
+                    h.trim_start_matches('\u{feff}')
+                } else {
+                    h
+                };
                 h.to_owned()
             })
             .collect();

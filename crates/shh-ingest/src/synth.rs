@@ -138,7 +138,9 @@ const DEPTS: [(&str, f64); 16] = [
     ("974", 1.3),
 ];
 /// Monthly weight of visits (winter peak).
-const SEASON: [f64; 12] = [1.3, 1.25, 1.1, 1.0, 0.95, 0.9, 0.75, 0.6, 0.95, 1.05, 1.1, 1.2];
+const SEASON: [f64; 12] = [
+    1.3, 1.25, 1.1, 1.0, 0.95, 0.9, 0.75, 0.6, 0.95, 1.05, 1.1, 1.2,
+];
 const MONTH_DAYS: [u32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 #[derive(Clone, Copy, PartialEq)]
@@ -153,7 +155,13 @@ enum Chronic {
 /// (condition, ICD-10, ATC, CIP13, unit price in cents).
 const CHRONIC_DRUGS: [(Chronic, &str, &str, &str, u32); 5] = [
     (Chronic::Diabetes, "E11", "A10BA02", "3400930000011", 412),
-    (Chronic::Hypertension, "I10", "C09AA05", "3400930000028", 538),
+    (
+        Chronic::Hypertension,
+        "I10",
+        "C09AA05",
+        "3400930000028",
+        538,
+    ),
     (Chronic::Asthma, "J45", "R03AC02", "3400930000035", 411),
     (Chronic::Copd, "J44", "R03BB04", "3400930000042", 3720),
     (Chronic::Depression, "F32", "N06AB10", "3400930000059", 987),
@@ -263,7 +271,8 @@ impl Out<'_> {
         let mut b = itoa::Buffer::new();
         self.0.extend_from_slice(b.format(cents / 100).as_bytes());
         let c = cents % 100;
-        self.0.extend_from_slice(&[b'.', b'0' + (c / 10) as u8, b'0' + (c % 10) as u8]);
+        self.0
+            .extend_from_slice(&[b'.', b'0' + (c / 10) as u8, b'0' + (c % 10) as u8]);
         self
     }
     fn end(&mut self) {
@@ -329,7 +338,11 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
         } else {
             format!("{dept}{:03}", 1 + rng.below(500))
         };
-        let birth_dept = if rng.chance(0.6) { dept.clone() } else { format!("{:02}", 1 + rng.below(19)) };
+        let birth_dept = if rng.chance(0.6) {
+            dept.clone()
+        } else {
+            format!("{:02}", 1 + rng.below(19))
+        };
         let nir = nir_of(sex, birth_year, birth_month, &birth_dept, idx);
         let mortality = match age {
             0..50 => 0.0008,
@@ -374,20 +387,57 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
         let visits = rng.poisson(base);
         let mut claim_no: u64 = 0;
         let org = format!("01C{:0>6}", &dept);
-        let mut claim = |rng: &mut Rng, bufs: &mut [Vec<u8>; 4], rows: &mut [u64; 4], day: usize, nat: u64, spe: u64, cents: u64, lines: &[(&str, &str, u32)]| {
+        let mut claim = |rng: &mut Rng,
+                         bufs: &mut [Vec<u8>; 4],
+                         rows: &mut [u64; 4],
+                         day: usize,
+                         nat: u64,
+                         spe: u64,
+                         cents: u64,
+                         lines: &[(&str, &str, u32)]| {
             claim_no += 1;
             let dct = idx * 1000 + claim_no;
             let provider = format!("{:0>2}{:06}", &dept[..2], rng.below(4000));
             let mut o = Out(&mut bufs[1], false);
-            o.s(&nir).i(1).s(&dates.flux[day]).s(&dates.flux[day]).i(1).i(1).i(0).s(&org).i(dct).i(1).i(1);
-            o.s(&dates.days[day]).i(nat).s(&provider).i(spe).i(1).money(cents).money(cents * 70 / 100);
+            o.s(&nir)
+                .i(1)
+                .s(&dates.flux[day])
+                .s(&dates.flux[day])
+                .i(1)
+                .i(1)
+                .i(0)
+                .s(&org)
+                .i(dct)
+                .i(1)
+                .i(1);
+            o.s(&dates.days[day])
+                .i(nat)
+                .s(&provider)
+                .i(spe)
+                .i(1)
+                .money(cents)
+                .money(cents * 70 / 100);
             o.end();
             rows[1] += 1;
             for (k, (cip, atc, price)) in lines.iter().enumerate() {
                 let qty = 1 + rng.below(3);
                 let mut o = Out(&mut bufs[2], false);
-                o.s(&nir).i(1).s(&dates.flux[day]).s(&dates.flux[day]).i(1).i(1).i(0).s(&org).i(dct).i(1).i(1);
-                o.i(k as u64 + 1).s(cip).s(atc).i(qty).money(u64::from(*price));
+                o.s(&nir)
+                    .i(1)
+                    .s(&dates.flux[day])
+                    .s(&dates.flux[day])
+                    .i(1)
+                    .i(1)
+                    .i(0)
+                    .s(&org)
+                    .i(dct)
+                    .i(1)
+                    .i(1);
+                o.i(k as u64 + 1)
+                    .s(cip)
+                    .s(atc)
+                    .i(qty)
+                    .money(u64::from(*price));
                 o.end();
                 rows[2] += 1;
             }
@@ -398,16 +448,41 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
                 continue;
             }
             let gp = rng.chance(0.7);
-            let (nat, spe, cents) = if gp { (1111, 1, 2650) } else { (1112, 2 + rng.below(30), 3000 + 100 * rng.below(40)) };
+            let (nat, spe, cents) = if gp {
+                (1111, 1, 2650)
+            } else {
+                (1112, 2 + rng.below(30), 3000 + 100 * rng.below(40))
+            };
             claim(&mut rng, &mut bufs, &mut rows, day, nat, spe, cents, &[]);
             // Acute prescriptions: antibiotics more in winter, analgesics all year.
             let winter = matches!(dates.month[day], 0 | 1 | 10 | 11);
             if gp && rng.chance(if winter { 0.45 } else { 0.2 }) {
                 let d = (day + 1).min(364);
-                claim(&mut rng, &mut bufs, &mut rows, d, 3317, 50, 0, &[("3400930000066", "J01CA04", 289), ("3400930000073", "N02BE01", 195)]);
+                claim(
+                    &mut rng,
+                    &mut bufs,
+                    &mut rows,
+                    d,
+                    3317,
+                    50,
+                    0,
+                    &[
+                        ("3400930000066", "J01CA04", 289),
+                        ("3400930000073", "N02BE01", 195),
+                    ],
+                );
             } else if rng.chance(0.15) {
                 let d = (day + 1).min(364);
-                claim(&mut rng, &mut bufs, &mut rows, d, 3317, 50, 0, &[("3400930000073", "N02BE01", 195)]);
+                claim(
+                    &mut rng,
+                    &mut bufs,
+                    &mut rows,
+                    d,
+                    3317,
+                    50,
+                    0,
+                    &[("3400930000073", "N02BE01", 195)],
+                );
             }
         }
         for &c in &chronic {
@@ -416,7 +491,16 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
             for m in 0..12usize {
                 let day = (MONTH_DAYS[..m].iter().sum::<u32>() as usize + offset).min(364);
                 if alive(day) && rng.chance(0.9) {
-                    claim(&mut rng, &mut bufs, &mut rows, day, 3317, 50, u64::from(price), &[(cip, atc, price)]);
+                    claim(
+                        &mut rng,
+                        &mut bufs,
+                        &mut rows,
+                        day,
+                        3317,
+                        50,
+                        u64::from(price),
+                        &[(cip, atc, price)],
+                    );
                 }
             }
         }
@@ -433,7 +517,11 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
                 continue;
             }
             let winter = matches!(dates.month[day], 0 | 1 | 11);
-            let mut options: Vec<(&str, f64)> = vec![("K35", if age < 30 { 2.0 } else { 0.3 }), ("R07", 1.0), ("Z51", 0.8)];
+            let mut options: Vec<(&str, f64)> = vec![
+                ("K35", if age < 30 { 2.0 } else { 0.3 }),
+                ("R07", 1.0),
+                ("Z51", 0.8),
+            ];
             if winter {
                 options.push(("J18", if age >= 65 { 3.0 } else { 1.0 }));
             }
@@ -467,7 +555,10 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
             };
             let los = rng.poisson(mean_los).max(if dgn == "Z51" { 0 } else { 1 }) as usize;
             let end = (day + los).min(364);
-            let rel = chronic.first().map(|&c| CHRONIC_DRUGS[c].1).filter(|r| *r != dgn);
+            let rel = chronic
+                .first()
+                .map(|&c| CHRONIC_DRUGS[c].1)
+                .filter(|r| *r != dgn);
             let mut o = Out(&mut bufs[3], false);
             o.s(&format!("{:0>2}0{:06}", &dept[..2], rng.below(900)))
                 .s(&format!("{:010}", idx * 10 + u64::from(stay)))
@@ -480,7 +571,10 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
                 Some(r) => o.s(r),
                 None => o.empty(),
             };
-            o.s("8").s(if death_day == Some(end) { "9" } else { "8" }).i(u64::from(age)).i(u64::from(sex));
+            o.s("8")
+                .s(if death_day == Some(end) { "9" } else { "8" })
+                .i(u64::from(age))
+                .i(u64::from(sex));
             o.end();
             rows[3] += 1;
         }
@@ -488,8 +582,14 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
     Block { bufs, rows }
 }
 
-fn field(name: &str, kind: &str, description: &str, constraints: serde_json::Value) -> serde_json::Value {
-    let mut f = json!({"name": name, "type": kind, "format": "default", "description": description});
+fn field(
+    name: &str,
+    kind: &str,
+    description: &str,
+    constraints: serde_json::Value,
+) -> serde_json::Value {
+    let mut f =
+        json!({"name": name, "type": kind, "format": "default", "description": description});
     if name == "BEN_NAI_MOI" {
         f["format"] = json!("%m");
     }
@@ -513,15 +613,60 @@ const FLUX: [&str; 9] = [
 
 fn flux_fields() -> Vec<serde_json::Value> {
     vec![
-        field("FLX_DIS_DTD", "date", "Date de mise à disposition des données", json!({"required": true})),
-        field("FLX_TRT_DTD", "date", "Date d'entrée des données dans le système d'information", json!({"required": true})),
-        field("FLX_EMT_TYP", "integer", "Type d'émetteur", json!({"minimum": 0, "maximum": 9})),
-        field("FLX_EMT_NUM", "integer", "Numéro d'émetteur du flux", json!({"minimum": 0})),
-        field("FLX_EMT_ORD", "integer", "Numéro de séquence du flux", json!({"minimum": 0})),
-        field("ORG_CLE_NUM", "string", "Organisme de liquidation des prestations", json!({"maxLength": 9})),
-        field("DCT_ORD_NUM", "integer", "Numéro d'ordre du décompte dans l'organisme", json!({"minimum": 0})),
-        field("PRS_ORD_NUM", "integer", "Numéro d'ordre de la prestation dans le décompte", json!({"minimum": 0})),
-        field("REM_TYP_AFF", "integer", "Type de remboursement affiné", json!({"minimum": 0, "maximum": 9})),
+        field(
+            "FLX_DIS_DTD",
+            "date",
+            "Date de mise à disposition des données",
+            json!({"required": true}),
+        ),
+        field(
+            "FLX_TRT_DTD",
+            "date",
+            "Date d'entrée des données dans le système d'information",
+            json!({"required": true}),
+        ),
+        field(
+            "FLX_EMT_TYP",
+            "integer",
+            "Type d'émetteur",
+            json!({"minimum": 0, "maximum": 9}),
+        ),
+        field(
+            "FLX_EMT_NUM",
+            "integer",
+            "Numéro d'émetteur du flux",
+            json!({"minimum": 0}),
+        ),
+        field(
+            "FLX_EMT_ORD",
+            "integer",
+            "Numéro de séquence du flux",
+            json!({"minimum": 0}),
+        ),
+        field(
+            "ORG_CLE_NUM",
+            "string",
+            "Organisme de liquidation des prestations",
+            json!({"maxLength": 9}),
+        ),
+        field(
+            "DCT_ORD_NUM",
+            "integer",
+            "Numéro d'ordre du décompte dans l'organisme",
+            json!({"minimum": 0}),
+        ),
+        field(
+            "PRS_ORD_NUM",
+            "integer",
+            "Numéro d'ordre de la prestation dans le décompte",
+            json!({"minimum": 0}),
+        ),
+        field(
+            "REM_TYP_AFF",
+            "integer",
+            "Type de remboursement affiné",
+            json!({"minimum": 0, "maximum": 9}),
+        ),
     ]
 }
 
@@ -530,15 +675,50 @@ fn schema(table: &str) -> serde_json::Value {
     let (fields, pk, fks, title) = match table {
         "IR_BEN_R" => (
             vec![
-                field("BEN_NIR_PSA", "string", "NIR du bénéficiaire (identifiant source, pseudonymisé à l'ingestion)", nir_c),
-                field("BEN_RNG_GEM", "integer", "Rang de naissance du bénéficiaire", json!({"minimum": 0, "maximum": 99})),
-                field("BEN_NAI_ANN", "year", "Année de naissance", json!({"minimum": 1900, "maximum": 2100})),
+                field(
+                    "BEN_NIR_PSA",
+                    "string",
+                    "NIR du bénéficiaire (identifiant source, pseudonymisé à l'ingestion)",
+                    nir_c,
+                ),
+                field(
+                    "BEN_RNG_GEM",
+                    "integer",
+                    "Rang de naissance du bénéficiaire",
+                    json!({"minimum": 0, "maximum": 99}),
+                ),
+                field(
+                    "BEN_NAI_ANN",
+                    "year",
+                    "Année de naissance",
+                    json!({"minimum": 1900, "maximum": 2100}),
+                ),
                 field("BEN_NAI_MOI", "date", "Mois de naissance", json!(null)),
-                field("BEN_SEX_COD", "integer", "Code sexe (1 homme, 2 femme)", json!({"minimum": 1, "maximum": 2})),
-                field("BEN_RES_DPT", "string", "Département de résidence", json!({"minLength": 3, "maxLength": 3})),
-                field("BEN_RES_COM", "string", "Commune de résidence (code INSEE complet)", json!({"minLength": 5, "maxLength": 5})),
+                field(
+                    "BEN_SEX_COD",
+                    "integer",
+                    "Code sexe (1 homme, 2 femme)",
+                    json!({"minimum": 1, "maximum": 2}),
+                ),
+                field(
+                    "BEN_RES_DPT",
+                    "string",
+                    "Département de résidence",
+                    json!({"minLength": 3, "maxLength": 3}),
+                ),
+                field(
+                    "BEN_RES_COM",
+                    "string",
+                    "Commune de résidence (code INSEE complet)",
+                    json!({"minLength": 5, "maxLength": 5}),
+                ),
                 field("BEN_DCD_DTE", "date", "Date de décès", json!(null)),
-                field("BEN_DCD_AME", "yearmonth", "Année et mois de décès", json!(null)),
+                field(
+                    "BEN_DCD_AME",
+                    "yearmonth",
+                    "Année et mois de décès",
+                    json!(null),
+                ),
             ],
             json!(["BEN_NIR_PSA", "BEN_RNG_GEM"]),
             json!([]),
@@ -546,18 +726,63 @@ fn schema(table: &str) -> serde_json::Value {
         ),
         "ER_PRS_F" => {
             let mut f = vec![
-                field("BEN_NIR_PSA", "string", "NIR du bénéficiaire (identifiant source)", nir_c),
-                field("BEN_RNG_GEM", "integer", "Rang de naissance du bénéficiaire", json!({"minimum": 0, "maximum": 99})),
+                field(
+                    "BEN_NIR_PSA",
+                    "string",
+                    "NIR du bénéficiaire (identifiant source)",
+                    nir_c,
+                ),
+                field(
+                    "BEN_RNG_GEM",
+                    "integer",
+                    "Rang de naissance du bénéficiaire",
+                    json!({"minimum": 0, "maximum": 99}),
+                ),
             ];
             f.extend(flux_fields());
             f.extend([
-                field("EXE_SOI_DTD", "date", "Date de début d'exécution des soins", json!({"required": true})),
-                field("PRS_NAT_REF", "integer", "Nature de prestation de référence", json!({"minimum": 0, "maximum": 9999})),
-                field("PFS_EXE_NUM", "string", "Numéro du professionnel de santé exécutant", json!({"maxLength": 8})),
-                field("PSE_SPE_COD", "integer", "Spécialité du professionnel exécutant", json!({"minimum": 0, "maximum": 99})),
-                field("PRS_ACT_QTE", "integer", "Quantité d'actes", json!({"minimum": 0})),
-                field("PRS_PAI_MNT", "number", "Montant de la dépense", json!({"minimum": 0, "decimals": 2})),
-                field("BSE_REM_MNT", "number", "Montant remboursé (base)", json!({"minimum": 0, "decimals": 2})),
+                field(
+                    "EXE_SOI_DTD",
+                    "date",
+                    "Date de début d'exécution des soins",
+                    json!({"required": true}),
+                ),
+                field(
+                    "PRS_NAT_REF",
+                    "integer",
+                    "Nature de prestation de référence",
+                    json!({"minimum": 0, "maximum": 9999}),
+                ),
+                field(
+                    "PFS_EXE_NUM",
+                    "string",
+                    "Numéro du professionnel de santé exécutant",
+                    json!({"maxLength": 8}),
+                ),
+                field(
+                    "PSE_SPE_COD",
+                    "integer",
+                    "Spécialité du professionnel exécutant",
+                    json!({"minimum": 0, "maximum": 99}),
+                ),
+                field(
+                    "PRS_ACT_QTE",
+                    "integer",
+                    "Quantité d'actes",
+                    json!({"minimum": 0}),
+                ),
+                field(
+                    "PRS_PAI_MNT",
+                    "number",
+                    "Montant de la dépense",
+                    json!({"minimum": 0, "decimals": 2}),
+                ),
+                field(
+                    "BSE_REM_MNT",
+                    "number",
+                    "Montant remboursé (base)",
+                    json!({"minimum": 0, "decimals": 2}),
+                ),
             ]);
             (
                 f,
@@ -570,16 +795,51 @@ fn schema(table: &str) -> serde_json::Value {
             // SNDS joins pharmacy lines to the patient through ER_PRS_F; the producer's extract
             // carries the patient too, so that opt-outs reach these rows directly.
             let mut f = vec![
-                field("BEN_NIR_PSA", "string", "NIR du bénéficiaire (identifiant source)", nir_c),
-                field("BEN_RNG_GEM", "integer", "Rang de naissance du bénéficiaire", json!({"minimum": 0, "maximum": 99})),
+                field(
+                    "BEN_NIR_PSA",
+                    "string",
+                    "NIR du bénéficiaire (identifiant source)",
+                    nir_c,
+                ),
+                field(
+                    "BEN_RNG_GEM",
+                    "integer",
+                    "Rang de naissance du bénéficiaire",
+                    json!({"minimum": 0, "maximum": 99}),
+                ),
             ];
             f.extend(flux_fields());
             f.extend([
-                field("PHA_ORD_NUM", "integer", "Numéro de ligne de pharmacie dans la prestation", json!({"minimum": 1})),
-                field("PHA_PRS_C13", "string", "Code CIP13 du médicament", json!({"minLength": 13, "maxLength": 13})),
-                field("PHA_ATC_C07", "string", "Classe ATC (niveau 5)", json!({"maxLength": 7})),
-                field("PHA_ACT_QSN", "integer", "Quantité délivrée", json!({"minimum": 0})),
-                field("PHA_ACT_PRU", "number", "Prix unitaire", json!({"minimum": 0, "decimals": 2})),
+                field(
+                    "PHA_ORD_NUM",
+                    "integer",
+                    "Numéro de ligne de pharmacie dans la prestation",
+                    json!({"minimum": 1}),
+                ),
+                field(
+                    "PHA_PRS_C13",
+                    "string",
+                    "Code CIP13 du médicament",
+                    json!({"minLength": 13, "maxLength": 13}),
+                ),
+                field(
+                    "PHA_ATC_C07",
+                    "string",
+                    "Classe ATC (niveau 5)",
+                    json!({"maxLength": 7}),
+                ),
+                field(
+                    "PHA_ACT_QSN",
+                    "integer",
+                    "Quantité délivrée",
+                    json!({"minimum": 0}),
+                ),
+                field(
+                    "PHA_ACT_PRU",
+                    "number",
+                    "Prix unitaire",
+                    json!({"minimum": 0, "decimals": 2}),
+                ),
             ]);
             let mut pk: Vec<&str> = FLUX.to_vec();
             pk.push("PHA_ORD_NUM");
@@ -592,18 +852,78 @@ fn schema(table: &str) -> serde_json::Value {
         }
         _ => (
             vec![
-                field("ETA_NUM", "string", "Numéro FINESS de l'établissement", json!({"required": true, "maxLength": 9})),
-                field("RSA_NUM", "string", "Numéro séquentiel du séjour", json!({"required": true, "maxLength": 10})),
-                field("NIR_ANO_17", "string", "NIR du patient (identifiant source)", nir_c),
-                field("EXE_SOI_DTD", "date", "Date d'entrée", json!({"required": true})),
-                field("EXE_SOI_DTF", "date", "Date de sortie", json!({"required": true})),
-                field("SEJ_NBJ", "integer", "Durée du séjour en jours", json!({"minimum": 0})),
-                field("DGN_PAL", "string", "Diagnostic principal (CIM-10)", json!({"required": true, "maxLength": 6})),
-                field("DGN_REL", "string", "Diagnostic relié (CIM-10)", json!({"maxLength": 6})),
-                field("ENT_MOD", "string", "Mode d'entrée", json!({"enum": ["6", "7", "8"]})),
-                field("SOR_MOD", "string", "Mode de sortie", json!({"enum": ["6", "7", "8", "9"]})),
-                field("AGE_ANN", "integer", "Âge à l'entrée", json!({"minimum": 0, "maximum": 130})),
-                field("COD_SEX", "integer", "Sexe", json!({"minimum": 1, "maximum": 2})),
+                field(
+                    "ETA_NUM",
+                    "string",
+                    "Numéro FINESS de l'établissement",
+                    json!({"required": true, "maxLength": 9}),
+                ),
+                field(
+                    "RSA_NUM",
+                    "string",
+                    "Numéro séquentiel du séjour",
+                    json!({"required": true, "maxLength": 10}),
+                ),
+                field(
+                    "NIR_ANO_17",
+                    "string",
+                    "NIR du patient (identifiant source)",
+                    nir_c,
+                ),
+                field(
+                    "EXE_SOI_DTD",
+                    "date",
+                    "Date d'entrée",
+                    json!({"required": true}),
+                ),
+                field(
+                    "EXE_SOI_DTF",
+                    "date",
+                    "Date de sortie",
+                    json!({"required": true}),
+                ),
+                field(
+                    "SEJ_NBJ",
+                    "integer",
+                    "Durée du séjour en jours",
+                    json!({"minimum": 0}),
+                ),
+                field(
+                    "DGN_PAL",
+                    "string",
+                    "Diagnostic principal (CIM-10)",
+                    json!({"required": true, "maxLength": 6}),
+                ),
+                field(
+                    "DGN_REL",
+                    "string",
+                    "Diagnostic relié (CIM-10)",
+                    json!({"maxLength": 6}),
+                ),
+                field(
+                    "ENT_MOD",
+                    "string",
+                    "Mode d'entrée",
+                    json!({"enum": ["6", "7", "8"]}),
+                ),
+                field(
+                    "SOR_MOD",
+                    "string",
+                    "Mode de sortie",
+                    json!({"enum": ["6", "7", "8", "9"]}),
+                ),
+                field(
+                    "AGE_ANN",
+                    "integer",
+                    "Âge à l'entrée",
+                    json!({"minimum": 0, "maximum": 130}),
+                ),
+                field(
+                    "COD_SEX",
+                    "integer",
+                    "Sexe",
+                    json!({"minimum": 1, "maximum": 2}),
+                ),
             ],
             json!(["ETA_NUM", "RSA_NUM"]),
             json!([{"fields": ["NIR_ANO_17"], "reference": {"resource": "IR_BEN_R", "fields": ["BEN_NIR_PSA"]}}]),
@@ -660,7 +980,10 @@ pub fn generate(
             serde_json::to_vec_pretty(&schema(t)).map_err(std::io::Error::other)?,
         )?;
         std::fs::write(out.join(format!("{t}.policy.toml")), policy(t))?;
-        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(out.join(format!("{t}.csv")))?);
+        let mut f = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(out.join(format!("{t}.csv")))?,
+        );
         f.write_all(header(t).as_bytes())?;
         files.push(f);
     }

@@ -3,8 +3,8 @@
 //! database checks a unique index it cannot hold in memory. The files hold hashes and line
 //! numbers only, never values.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{BufReader, BufWriter, Read, Write};
 
 /// Entries held in memory before a run is spilled (24 bytes each).

@@ -119,7 +119,10 @@ mod tests {
         let a = p.pseudonym("1 84 12 76 451 089 46");
         assert_eq!(a, p.pseudonym("184127645108946"));
         assert_eq!(a.len(), PSEUDONYM_LEN);
-        assert_ne!(a, Pseudonymizer::new(2, &[2u8; 32]).pseudonym("184127645108946"));
+        assert_ne!(
+            a,
+            Pseudonymizer::new(2, &[2u8; 32]).pseudonym("184127645108946")
+        );
         assert_eq!(p.pseudonym("ab"), p.pseudonym("AB"));
     }
 

@@ -257,7 +257,11 @@ impl RiskReport {
         let _ = writeln!(s, "| measure | value |\n| --- | --- |");
         let _ = writeln!(s, "| records | {} |", self.records);
         let _ = writeln!(s, "| equivalence classes | {} |", self.classes);
-        let _ = writeln!(s, "| smallest class (k achieved) | {} |", self.smallest_class);
+        let _ = writeln!(
+            s,
+            "| smallest class (k achieved) | {} |",
+            self.smallest_class
+        );
         let _ = writeln!(
             s,
             "| unique records | {} ({:.2}%) |",
@@ -342,6 +346,9 @@ mod tests {
         assert_eq!(r.drivers[1].column, "year");
         assert_eq!(r.drivers[1].unique_removed, 2);
         assert_eq!(r.class_sizes[0].classes, 3);
-        assert!(r.to_markdown("t").contains("| unique records | 3 (33.33%) |"));
+        assert!(
+            r.to_markdown("t")
+                .contains("| unique records | 3 (33.33%) |")
+        );
     }
 }

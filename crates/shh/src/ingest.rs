@@ -106,14 +106,26 @@ pub fn print_report(r: &IngestReport) {
         println!("  pseudonymized: {}", r.identifiers.join(", "));
     }
     if !r.dropped.is_empty() {
-        let d: Vec<String> = r.dropped.iter().map(|(n, c)| format!("{n} ({c})")).collect();
+        let d: Vec<String> = r
+            .dropped
+            .iter()
+            .map(|(n, c)| format!("{n} ({c})"))
+            .collect();
         println!("  dropped:       {}", d.join(", "));
     }
     for s in &r.stats.sources {
-        println!("  source:        {} ({}, blake3 {})", s.path, human_bytes(s.bytes), &s.blake3[..16]);
+        println!(
+            "  source:        {} ({}, blake3 {})",
+            s.path,
+            human_bytes(s.bytes),
+            &s.blake3[..16]
+        );
     }
     for v in &r.stats.violations {
-        println!("  schema:        {} value(s) of {} break the schema; first {}", v.count, v.field, v.first);
+        println!(
+            "  schema:        {} value(s) of {} break the schema; first {}",
+            v.count, v.field, v.first
+        );
     }
     for d in &r.stats.duplicates {
         println!("  schema:        {d}");
@@ -125,10 +137,17 @@ pub fn print_report(r: &IngestReport) {
                 f.fields,
                 f.resource,
                 f.violations,
-                if f.examples.is_empty() { String::new() } else { format!(", first at {}", f.examples.join(", ")) }
+                if f.examples.is_empty() {
+                    String::new()
+                } else {
+                    format!(", first at {}", f.examples.join(", "))
+                }
             );
         } else {
-            println!("  foreign key {:?} → {}: not checked (no such dataset in the hub)", f.fields, f.resource);
+            println!(
+                "  foreign key {:?} → {}: not checked (no such dataset in the hub)",
+                f.fields, f.resource
+            );
         }
     }
     risk_summary(&r.stats.risk);
@@ -148,13 +167,19 @@ pub fn risk_summary(r: &RiskReport) {
         r.share_below_k10 * 100.0
     );
     if let Some(d) = r.drivers.first().filter(|d| d.unique_removed > 0) {
-        println!("                 uniqueness driven most by {} ({} unique records)", d.column, d.unique_removed);
+        println!(
+            "                 uniqueness driven most by {} ({} unique records)",
+            d.column, d.unique_removed
+        );
     }
 }
 
 pub async fn ingest(a: IngestArgs, hub: &Path, json: bool) -> Result<ExitCode> {
     let format = match a.format.as_deref() {
-        Some(f) => Some(Format::parse(f).with_context(|| format!("unknown format {f:?} (csv, parquet, fhir-ndjson)"))?),
+        Some(f) => Some(
+            Format::parse(f)
+                .with_context(|| format!("unknown format {f:?} (csv, parquet, fhir-ndjson)"))?,
+        ),
         None => None,
     };
     let hub = open(hub).await?;
@@ -181,20 +206,29 @@ pub async fn ingest(a: IngestArgs, hub: &Path, json: bool) -> Result<ExitCode> {
     } else {
         print_report(&r);
         let secs = start.elapsed().as_secs_f64();
-        println!("  took:          {secs:.2} s ({:.0} rows/s)", r.stats.rows_read as f64 / secs.max(1e-9));
+        println!(
+            "  took:          {secs:.2} s ({:.0} rows/s)",
+            r.stats.rows_read as f64 / secs.max(1e-9)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn synth(c: SynthCmd, json: bool) -> Result<ExitCode> {
-    let SynthCmd::Snds { patients, seed, out } = c;
+    let SynthCmd::Snds {
+        patients,
+        seed,
+        out,
+    } = c;
     let pb = if json {
         ProgressBar::hidden()
     } else {
         let pb = ProgressBar::new(patients);
         pb.set_style(
-            ProgressStyle::with_template("{bar:30} {human_pos}/{human_len} patients ({per_sec}, eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{bar:30} {human_pos}/{human_len} patients ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         pb
     };
@@ -208,7 +242,11 @@ pub fn synth(c: SynthCmd, json: bool) -> Result<ExitCode> {
         print_json(&r)?;
     } else {
         for (t, rows, bytes) in &r.tables {
-            println!("{t:<10} {rows:>12} rows  {:>10}  {}", human_bytes(*bytes), out.join(format!("{t}.csv")).display());
+            println!(
+                "{t:<10} {rows:>12} rows  {:>10}  {}",
+                human_bytes(*bytes),
+                out.join(format!("{t}.csv")).display()
+            );
         }
         println!(
             "{} patients, {} rows in {secs:.2} s ({:.2} M rows/s); schemas and policies beside each CSV",
@@ -229,7 +267,8 @@ pub async fn optout(c: OptoutCmd, hub: &Path, json: bool) -> Result<ExitCode> {
     match c {
         OptoutCmd::Add { ids } => report_added(hub.optout_add(&ids).await?, json)?,
         OptoutCmd::Import { file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
             let ids: Vec<String> = text.lines().map(str::to_owned).collect();
             if ids.iter().all(|l| l.trim().is_empty()) {
                 bail!("{}: no identifier", file.display());
@@ -242,7 +281,12 @@ pub async fn optout(c: OptoutCmd, hub: &Path, json: bool) -> Result<ExitCode> {
                 print_json(&l)?;
             } else {
                 for o in &l {
-                    println!("{}  key v{}  {}", o.pseudonym, o.key_version, o.added_at.format("%Y-%m-%d %H:%M:%S"));
+                    println!(
+                        "{}  key v{}  {}",
+                        o.pseudonym,
+                        o.key_version,
+                        o.added_at.format("%Y-%m-%d %H:%M:%S")
+                    );
                 }
                 println!("{} patient(s) opted out", l.len());
             }
@@ -255,16 +299,24 @@ fn report_added((submitted, added): (u64, u64), json: bool) -> Result<()> {
     if json {
         print_json(&serde_json::json!({"submitted": submitted, "added": added}))?;
     } else {
-        println!("{added} added to the opt-out register ({} already there); stored as pseudonyms only", submitted - added);
+        println!(
+            "{added} added to the opt-out register ({} already there); stored as pseudonyms only",
+            submitted - added
+        );
     }
     Ok(())
 }
 
 pub async fn risk(reference: &str, hub: &Path, json: bool) -> Result<ExitCode> {
     let hub = open(hub).await?;
-    let v = hub.show(&shh_hub::ops::DatasetRef::parse(reference)?).await?;
+    let v = hub
+        .show(&shh_hub::ops::DatasetRef::parse(reference)?)
+        .await?;
     let Some(risk) = v.params.get("risk") else {
-        bail!("{}: no risk report (the version was not written by `shh ingest`)", v.reference);
+        bail!(
+            "{}: no risk report (the version was not written by `shh ingest`)",
+            v.reference
+        );
     };
     let r: RiskReport = serde_json::from_value(risk.clone()).context("reading the risk report")?;
     if json {

@@ -265,8 +265,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     println!("\nto explore: export SHH_HUB={}", dir.display());
                 }
-                println!("  shh datasets list && shh datasets show ER_PRS_F && shh datasets risk IR_BEN_R");
-                println!("  shh audit log && shh audit verify && shh audit export --out audit-copy");
+                println!(
+                    "  shh datasets list && shh datasets show ER_PRS_F && shh datasets risk IR_BEN_R"
+                );
+                println!(
+                    "  shh audit log && shh audit verify && shh audit export --out audit-copy"
+                );
             }
             if r.nir_in_store || !r.audit.ok {
                 return Ok(ExitCode::FAILURE);
@@ -508,11 +512,18 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
             t.version,
             t.rows_written,
             t.pseudonymized.join(","),
-            if t.dropped.is_empty() { "-".to_owned() } else { t.dropped.join(",") },
+            if t.dropped.is_empty() {
+                "-".to_owned()
+            } else {
+                t.dropped.join(",")
+            },
             t.fk_violations
         );
     }
-    println!("verified:  {} data files, both hashes match their manifests", r.files_verified);
+    println!(
+        "verified:  {} data files, both hashes match their manifests",
+        r.files_verified
+    );
     println!(
         "raw store: {} objects, {} — what the provider holds; every object starts with the SHHENC header:",
         r.raw_object_count,
@@ -524,7 +535,11 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
     println!(
         "raw NIRs found in the store (searched for all {}): {}",
         r.nirs_searched,
-        if r.nir_in_store { "YES — this is a bug" } else { "none" }
+        if r.nir_in_store {
+            "YES — this is a bug"
+        } else {
+            "none"
+        }
     );
     println!("re-identification risk (quasi-identifiers after generalization):");
     for (t, risk) in &r.risk {
@@ -541,14 +556,19 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
                 .unwrap_or_default()
         );
     }
-    println!("audit log (every action above: leaves of an RFC 6962 Merkle tree, with signed heads):");
+    println!(
+        "audit log (every action above: leaves of an RFC 6962 Merkle tree, with signed heads):"
+    );
     for (seq, action, target) in &r.audit_events {
         println!("  {seq:>4}  {action:<22} {target}");
     }
     println!(
         "audit verification: {}",
         if r.audit.ok {
-            format!("OK — {} events, {} signed heads", r.audit.events, r.audit.heads)
+            format!(
+                "OK — {} events, {} signed heads",
+                r.audit.events, r.audit.heads
+            )
         } else {
             format!("FAILED — {}", r.audit.problem.as_deref().unwrap_or(""))
         }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use common::{json, ok, shh};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -29,15 +29,37 @@ fn synth(dir: &Path, patients: u64) -> PathBuf {
     ok(&shh(
         &dir.join("nohub"),
         PASS,
-        &["synth", "snds", "--patients", &patients.to_string(), "--seed", "7", "--out", out.to_str().expect("utf8")],
+        &[
+            "synth",
+            "snds",
+            "--patients",
+            &patients.to_string(),
+            "--seed",
+            "7",
+            "--out",
+            out.to_str().expect("utf8"),
+        ],
     ));
     out
 }
 
 fn ingest_table(hub: &Path, synth: &Path, t: &str, extra: &[&str]) -> std::process::Output {
     let s = |x: &str| synth.join(x).display().to_string();
-    let (schema, policy, csv) = (s(&format!("{t}.json")), s(&format!("{t}.policy.toml")), s(&format!("{t}.csv")));
-    let mut args = vec!["--json", "ingest", "--dataset", t, "--schema", &schema, "--policy", &policy];
+    let (schema, policy, csv) = (
+        s(&format!("{t}.json")),
+        s(&format!("{t}.policy.toml")),
+        s(&format!("{t}.csv")),
+    );
+    let mut args = vec![
+        "--json",
+        "ingest",
+        "--dataset",
+        t,
+        "--schema",
+        &schema,
+        "--policy",
+        &policy,
+    ];
     args.extend_from_slice(extra);
     args.push(&csv);
     shh(hub, PASS, &args)
@@ -94,9 +116,17 @@ fn synthetic_population_leaves_no_nir_anywhere() {
     let nirs = nirs(&syn);
     assert_eq!(nirs.len(), 3000, "one unique NIR per patient");
     // Opt two patients out before anything is ingested.
-    let mut out_ids: Vec<String> = nirs.iter().take(2).map(|n| String::from_utf8(n.clone()).expect("utf8")).collect();
+    let mut out_ids: Vec<String> = nirs
+        .iter()
+        .take(2)
+        .map(|n| String::from_utf8(n.clone()).expect("utf8"))
+        .collect();
     out_ids.sort();
-    let o = json(&shh(&hub, PASS, &["--json", "optout", "add", &out_ids[0], &out_ids[1]]));
+    let o = json(&shh(
+        &hub,
+        PASS,
+        &["--json", "optout", "add", &out_ids[0], &out_ids[1]],
+    ));
     assert_eq!(o["added"], 2);
     for t in ["IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "T_MCO_B"] {
         let r = json(&ingest_table(&hub, &syn, t, &["--strict-fk"]));
@@ -114,11 +144,20 @@ fn synthetic_population_leaves_no_nir_anywhere() {
     // The hub directory (store, catalog, keystore, config), an audit export, and plain exports
     // of every dataset: no raw NIR, byte for byte.
     let audit = tmp.path().join("audit");
-    ok(&shh(&hub, PASS, &["audit", "export", "--out", audit.to_str().expect("utf8")]));
+    ok(&shh(
+        &hub,
+        PASS,
+        &["audit", "export", "--out", audit.to_str().expect("utf8")],
+    ));
     let mut checked = 0;
     for f in files(&hub).into_iter().chain(files(&audit)) {
         let bytes = std::fs::read(&f).expect("read");
-        assert_eq!(count_nirs_in(&bytes, &nirs), 0, "raw NIR in {}", f.display());
+        assert_eq!(
+            count_nirs_in(&bytes, &nirs),
+            0,
+            "raw NIR in {}",
+            f.display()
+        );
         checked += 1;
     }
     assert!(checked > 10);
@@ -129,11 +168,24 @@ fn synthetic_population_leaves_no_nir_anywhere() {
     std::fs::create_dir_all(&exp).expect("mkdir");
     let mut values = 0;
     for t in ["IR_BEN_R", "ER_PRS_F", "T_MCO_B"] {
-        ok(&shh(&hub, PASS, &["datasets", "export", t, "--out", exp.to_str().expect("utf8")]));
+        ok(&shh(
+            &hub,
+            PASS,
+            &[
+                "datasets",
+                "export",
+                t,
+                "--out",
+                exp.to_str().expect("utf8"),
+            ],
+        ));
     }
     let mut ben: HashSet<String> = HashSet::new();
     let mut prs: HashSet<String> = HashSet::new();
-    for f in files(&exp).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")) {
+    for f in files(&exp)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+    {
         let file = std::fs::File::open(&f).expect("open");
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .expect("parquet")
@@ -145,7 +197,12 @@ fn synthetic_population_leaves_no_nir_anywhere() {
                 if let Some(s) = b.column(i).as_string_opt::<i32>() {
                     for v in s.iter().flatten() {
                         values += 1;
-                        assert!(!nirs.contains(v.as_bytes()), "raw NIR in {} column {}", f.display(), field.name());
+                        assert!(
+                            !nirs.contains(v.as_bytes()),
+                            "raw NIR in {} column {}",
+                            f.display(),
+                            field.name()
+                        );
                         assert!(!shh_is_nir(v), "NIR-shaped value in {}", field.name());
                         if field.name() == "BEN_NIR_PSA" {
                             let dir = f.display().to_string();
@@ -167,7 +224,9 @@ fn synthetic_population_leaves_no_nir_anywhere() {
 }
 
 fn shh_is_nir(v: &str) -> bool {
-    v.len() == 15 && v.bytes().all(|b| b.is_ascii_alphanumeric()) && v.bytes().filter(u8::is_ascii_digit).count() >= 13
+    v.len() == 15
+        && v.bytes().all(|b| b.is_ascii_alphanumeric())
+        && v.bytes().filter(u8::is_ascii_digit).count() >= 13
 }
 
 struct Bad {
@@ -195,13 +254,24 @@ fn bad_input_fails_with_file_line_field_and_changes_nothing() {
     .expect("schema");
     let policy = tmp.path().join("t.policy.toml");
     std::fs::write(&policy, "[columns]\nNIR = \"identifier\"\n").expect("policy");
-    let good = "NIR,AGE,DAY,CODE\n184127645108946,40,2024-01-02,A\n255081416802538,7,2023-12-31,B\n";
+    let good =
+        "NIR,AGE,DAY,CODE\n184127645108946,40,2024-01-02,A\n255081416802538,7,2023-12-31,B\n";
     let f = tmp.path().join("good.csv");
     std::fs::write(&f, good).expect("good");
     let args = |file: &Path| -> Vec<String> {
-        ["--json", "ingest", "--dataset", "t", "--schema", schema.to_str().expect("s"), "--policy", policy.to_str().expect("p"), file.to_str().expect("f")]
-            .map(String::from)
-            .to_vec()
+        [
+            "--json",
+            "ingest",
+            "--dataset",
+            "t",
+            "--schema",
+            schema.to_str().expect("s"),
+            "--policy",
+            policy.to_str().expect("p"),
+            file.to_str().expect("f"),
+        ]
+        .map(String::from)
+        .to_vec()
     };
     let run = |a: Vec<String>| {
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -212,15 +282,69 @@ fn bad_input_fails_with_file_line_field_and_changes_nothing() {
     let before = current(&hub, "t");
     let objects = data_objects(&hub, "t");
     let cases = vec![
-        Bad { name: "unequal.csv", format: "csv", content: format!("{good}184127645108946,40\n").into_bytes(), line: ":4:", field: "(row)" },
-        Bad { name: "type.csv", format: "csv", content: format!("{good}294037512345606,forty,2024-01-02,A\n").into_bytes(), line: ":4:", field: "AGE" },
-        Bad { name: "range.csv", format: "csv", content: format!("{good}294037512345606,140,2024-01-02,A\n").into_bytes(), line: ":4:", field: "AGE" },
-        Bad { name: "enum.csv", format: "csv", content: format!("{good}294037512345606,14,2024-01-02,C\n").into_bytes(), line: ":4:", field: "CODE" },
-        Bad { name: "date.csv", format: "csv", content: format!("{good}294037512345606,14,2024-02-30,A\n").into_bytes(), line: ":4:", field: "DAY" },
-        Bad { name: "required.csv", format: "csv", content: format!("{good},14,2024-02-03,A\n").into_bytes(), line: ":4:", field: "NIR" },
-        Bad { name: "utf8.csv", format: "csv", content: [good.as_bytes(), b"294037512345606,14,2024-01-02,\xff\n"].concat(), line: ":4:", field: "CODE" },
-        Bad { name: "dup.csv", format: "csv", content: format!("{good}184127645108946,41,2024-01-03,B\n").into_bytes(), line: "dup.csv:4", field: "NIR" },
-        Bad { name: "header.csv", format: "csv", content: b"NIR,AGE,DAY,CODE,NAME\n".to_vec(), line: ":1:", field: "NAME" },
+        Bad {
+            name: "unequal.csv",
+            format: "csv",
+            content: format!("{good}184127645108946,40\n").into_bytes(),
+            line: ":4:",
+            field: "(row)",
+        },
+        Bad {
+            name: "type.csv",
+            format: "csv",
+            content: format!("{good}294037512345606,forty,2024-01-02,A\n").into_bytes(),
+            line: ":4:",
+            field: "AGE",
+        },
+        Bad {
+            name: "range.csv",
+            format: "csv",
+            content: format!("{good}294037512345606,140,2024-01-02,A\n").into_bytes(),
+            line: ":4:",
+            field: "AGE",
+        },
+        Bad {
+            name: "enum.csv",
+            format: "csv",
+            content: format!("{good}294037512345606,14,2024-01-02,C\n").into_bytes(),
+            line: ":4:",
+            field: "CODE",
+        },
+        Bad {
+            name: "date.csv",
+            format: "csv",
+            content: format!("{good}294037512345606,14,2024-02-30,A\n").into_bytes(),
+            line: ":4:",
+            field: "DAY",
+        },
+        Bad {
+            name: "required.csv",
+            format: "csv",
+            content: format!("{good},14,2024-02-03,A\n").into_bytes(),
+            line: ":4:",
+            field: "NIR",
+        },
+        Bad {
+            name: "utf8.csv",
+            format: "csv",
+            content: [good.as_bytes(), b"294037512345606,14,2024-01-02,\xff\n"].concat(),
+            line: ":4:",
+            field: "CODE",
+        },
+        Bad {
+            name: "dup.csv",
+            format: "csv",
+            content: format!("{good}184127645108946,41,2024-01-03,B\n").into_bytes(),
+            line: "dup.csv:4",
+            field: "NIR",
+        },
+        Bad {
+            name: "header.csv",
+            format: "csv",
+            content: b"NIR,AGE,DAY,CODE,NAME\n".to_vec(),
+            line: ":1:",
+            field: "NAME",
+        },
     ];
     for c in cases {
         let p = tmp.path().join(c.name);
@@ -228,26 +352,62 @@ fn bad_input_fails_with_file_line_field_and_changes_nothing() {
         let o = run(args(&p));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{} ({}) must fail", c.name, c.format);
-        assert!(err.contains(c.name) && err.contains(c.line) && err.contains(c.field), "{}: {err}", c.name);
-        assert!(!err.contains("294037512345606"), "identifier value echoed: {err}");
-        assert_eq!(current(&hub, "t"), before, "{}: current version moved", c.name);
-        assert_eq!(data_objects(&hub, "t"), objects, "{}: data left behind", c.name);
+        assert!(
+            err.contains(c.name) && err.contains(c.line) && err.contains(c.field),
+            "{}: {err}",
+            c.name
+        );
+        assert!(
+            !err.contains("294037512345606"),
+            "identifier value echoed: {err}"
+        );
+        assert_eq!(
+            current(&hub, "t"),
+            before,
+            "{}: current version moved",
+            c.name
+        );
+        assert_eq!(
+            data_objects(&hub, "t"),
+            objects,
+            "{}: data left behind",
+            c.name
+        );
     }
     // A failed ingest is recorded too.
-    let log = ok(&shh(&hub, PASS, &["audit", "log", "--action", "dataset.ingest"]));
+    let log = ok(&shh(
+        &hub,
+        PASS,
+        &["audit", "log", "--action", "dataset.ingest"],
+    ));
     assert!(log.contains("FAILED"), "{log}");
 
     // --max-errors: bad rows go to the rejects file (positions only), good rows in.
     let p = tmp.path().join("mixed.csv");
-    std::fs::write(&p, format!("{good}294037512345606,forty,2024-01-02,A\n194037512345620,4,2024-01-02,A\n")).expect("w");
+    std::fs::write(
+        &p,
+        format!("{good}294037512345606,forty,2024-01-02,A\n194037512345620,4,2024-01-02,A\n"),
+    )
+    .expect("w");
     let rejects = tmp.path().join("rejects.csv");
     let mut a = args(&p);
-    a.splice(2..2, ["--max-errors".to_owned(), "5".to_owned(), "--rejects".to_owned(), rejects.display().to_string()]);
+    a.splice(
+        2..2,
+        [
+            "--max-errors".to_owned(),
+            "5".to_owned(),
+            "--rejects".to_owned(),
+            rejects.display().to_string(),
+        ],
+    );
     let r = json(&run(a));
     assert_eq!(r["rows_written"], 3);
     assert_eq!(r["rows_rejected"], 1);
     let rej = std::fs::read_to_string(&rejects).expect("rejects");
-    assert!(rej.contains(",4,AGE,") && !rej.contains("294037512345606"), "{rej}");
+    assert!(
+        rej.contains(",4,AGE,") && !rej.contains("294037512345606"),
+        "{rej}"
+    );
 }
 
 #[test]
@@ -255,20 +415,58 @@ fn nir_in_an_undeclared_column_fails_the_ingest() {
     let tmp = tempfile::tempdir().expect("tmp");
     let hub = init(tmp.path());
     let schema = tmp.path().join("t.json");
-    std::fs::write(&schema, r#"{"fields":[{"name":"ID"},{"name":"NUM_SECU"},{"name":"V","type":"integer"}]}"#).expect("s");
+    std::fs::write(
+        &schema,
+        r#"{"fields":[{"name":"ID"},{"name":"NUM_SECU"},{"name":"V","type":"integer"}]}"#,
+    )
+    .expect("s");
     let policy = tmp.path().join("p.toml");
     std::fs::write(&policy, "[columns]\nID = \"identifier\"\n").expect("p");
     let csv = tmp.path().join("leak.csv");
     std::fs::write(&csv, "ID,NUM_SECU,V\na,x,1\nb,2 55 08 14 168 025 38,2\n").expect("c");
-    let o = shh(&hub, PASS, &["ingest", "--dataset", "leak", "--lenient", "--schema", schema.to_str().expect("s"), "--policy", policy.to_str().expect("p"), csv.to_str().expect("c")]);
+    let o = shh(
+        &hub,
+        PASS,
+        &[
+            "ingest",
+            "--dataset",
+            "leak",
+            "--lenient",
+            "--schema",
+            schema.to_str().expect("s"),
+            "--policy",
+            policy.to_str().expect("p"),
+            csv.to_str().expect("c"),
+        ],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("leak.csv:3") && err.contains("NUM_SECU") && err.contains("NIR"), "{err}");
+    assert!(
+        err.contains("leak.csv:3") && err.contains("NUM_SECU") && err.contains("NIR"),
+        "{err}"
+    );
     assert!(!err.contains("168 025"), "{err}");
     assert_eq!(current(&hub, "leak"), None);
     // Declared as an identifier, the same file goes in, pseudonymized.
-    std::fs::write(&policy, "[columns]\nID = \"identifier\"\nNUM_SECU = \"identifier\"\n").expect("p");
-    ok(&shh(&hub, PASS, &["ingest", "--dataset", "leak", "--schema", schema.to_str().expect("s"), "--policy", policy.to_str().expect("p"), csv.to_str().expect("c")]));
+    std::fs::write(
+        &policy,
+        "[columns]\nID = \"identifier\"\nNUM_SECU = \"identifier\"\n",
+    )
+    .expect("p");
+    ok(&shh(
+        &hub,
+        PASS,
+        &[
+            "ingest",
+            "--dataset",
+            "leak",
+            "--schema",
+            schema.to_str().expect("s"),
+            "--policy",
+            policy.to_str().expect("p"),
+            csv.to_str().expect("c"),
+        ],
+    ));
 }
 
 #[test]
@@ -277,7 +475,17 @@ fn broken_ndjson_and_truncated_parquet_fail_cleanly() {
     let hub = init(tmp.path());
     let data = shared();
     let good = data.join("fhir/Patient.000.ndjson");
-    let v = json(&shh(&hub, PASS, &["--json", "ingest", "--dataset", "pat", good.to_str().expect("p")]));
+    let v = json(&shh(
+        &hub,
+        PASS,
+        &[
+            "--json",
+            "ingest",
+            "--dataset",
+            "pat",
+            good.to_str().expect("p"),
+        ],
+    ));
     assert_eq!(v["rows_written"], 13);
     let before = current(&hub, "pat");
     let text = std::fs::read_to_string(&good).expect("read");
@@ -285,32 +493,88 @@ fn broken_ndjson_and_truncated_parquet_fail_cleanly() {
     lines[4] = "{\"resourceType\": \"Patient\", \"id\": ";
     let broken = tmp.path().join("Patient.broken.ndjson");
     std::fs::write(&broken, lines.join("\n")).expect("w");
-    let o = shh(&hub, PASS, &["ingest", "--dataset", "pat", broken.to_str().expect("p")]);
+    let o = shh(
+        &hub,
+        PASS,
+        &["ingest", "--dataset", "pat", broken.to_str().expect("p")],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("Patient.broken.ndjson:5") && err.contains("(json)"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("Patient.broken.ndjson:5") && err.contains("(json)"),
+        "{err}"
+    );
     assert_eq!(current(&hub, "pat"), before);
 
     // Parquet: export a version, ingest it back (round trip), then a truncated copy.
     let exp = tmp.path().join("exp");
     std::fs::create_dir_all(&exp).expect("mkdir");
     let schema = tmp.path().join("s.json");
-    std::fs::write(&schema, r#"{"fields":[{"name":"id"},{"name":"n","type":"integer","constraints":{"minimum":0}}]}"#).expect("s");
+    std::fs::write(
+        &schema,
+        r#"{"fields":[{"name":"id"},{"name":"n","type":"integer","constraints":{"minimum":0}}]}"#,
+    )
+    .expect("s");
     let csv = tmp.path().join("s.csv");
     let mut body = String::from("id,n\n");
     for i in 0..5000 {
         body.push_str(&format!("p{i},{i}\n"));
     }
     std::fs::write(&csv, body).expect("w");
-    ok(&shh(&hub, PASS, &["ingest", "--dataset", "s", "--schema", schema.to_str().expect("s"), csv.to_str().expect("c")]));
-    let r = json(&shh(&hub, PASS, &["--json", "datasets", "export", "s", "--out", exp.to_str().expect("e")]));
+    ok(&shh(
+        &hub,
+        PASS,
+        &[
+            "ingest",
+            "--dataset",
+            "s",
+            "--schema",
+            schema.to_str().expect("s"),
+            csv.to_str().expect("c"),
+        ],
+    ));
+    let r = json(&shh(
+        &hub,
+        PASS,
+        &[
+            "--json",
+            "datasets",
+            "export",
+            "s",
+            "--out",
+            exp.to_str().expect("e"),
+        ],
+    ));
     let pq = PathBuf::from(r["files"][0].as_str().expect("file"));
-    let v = json(&shh(&hub, PASS, &["--json", "ingest", "--dataset", "s2", "--schema", schema.to_str().expect("s"), pq.to_str().expect("p")]));
+    let v = json(&shh(
+        &hub,
+        PASS,
+        &[
+            "--json",
+            "ingest",
+            "--dataset",
+            "s2",
+            "--schema",
+            schema.to_str().expect("s"),
+            pq.to_str().expect("p"),
+        ],
+    ));
     assert_eq!(v["rows_written"], 5000);
     let bytes = std::fs::read(&pq).expect("read");
     let cut = tmp.path().join("cut.parquet");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("w");
     let before = current(&hub, "s2");
-    let o = shh(&hub, PASS, &["ingest", "--dataset", "s2", "--schema", schema.to_str().expect("s"), cut.to_str().expect("p")]);
+    let o = shh(
+        &hub,
+        PASS,
+        &[
+            "ingest",
+            "--dataset",
+            "s2",
+            "--schema",
+            schema.to_str().expect("s"),
+            cut.to_str().expect("p"),
+        ],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("cut.parquet"), "{err}");
     assert_eq!(current(&hub, "s2"), before);
@@ -326,11 +590,29 @@ fn shared_snds_tables_and_fhir_files_ingest_with_their_own_schemas() {
         if dir.extension().is_none_or(|e| e != "csv") {
             continue;
         }
-        let name = dir.file_stem().expect("stem").to_str().expect("utf8").to_owned();
+        let name = dir
+            .file_stem()
+            .expect("stem")
+            .to_str()
+            .expect("utf8")
+            .to_owned();
         let schema = dir.with_extension("json");
         // The published files break their own schemas here and there (random values):
         // --lenient stores them and reports each violation with its line.
-        let r = json(&shh(&hub, PASS, &["--json", "ingest", "--lenient", "--dataset", &name, "--schema", schema.to_str().expect("s"), dir.to_str().expect("c")]));
+        let r = json(&shh(
+            &hub,
+            PASS,
+            &[
+                "--json",
+                "ingest",
+                "--lenient",
+                "--dataset",
+                &name,
+                "--schema",
+                schema.to_str().expect("s"),
+                dir.to_str().expect("c"),
+            ],
+        ));
         assert_eq!(r["rows_read"], 10, "{name}");
         assert_eq!(r["rows_written"], 10, "{name}");
         tables += 1;
@@ -338,30 +620,102 @@ fn shared_snds_tables_and_fhir_files_ingest_with_their_own_schemas() {
     assert_eq!(tables, 31);
     // Strict mode names the first violation precisely.
     let prs = data.join("snds/DCIR/ER_PRS_F.csv");
-    let o = shh(&hub, PASS, &["ingest", "--dataset", "strict", "--schema", prs.with_extension("json").to_str().expect("s"), prs.to_str().expect("c")]);
+    let o = shh(
+        &hub,
+        PASS,
+        &[
+            "ingest",
+            "--dataset",
+            "strict",
+            "--schema",
+            prs.with_extension("json").to_str().expect("s"),
+            prs.to_str().expect("c"),
+        ],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("ER_PRS_F.csv:2: field "), "{err}");
+    assert!(
+        !o.status.success() && err.contains("ER_PRS_F.csv:2: field "),
+        "{err}"
+    );
 
     let mut fhir = 0;
     for f in files(&data.join("fhir")) {
         if f.extension().is_none_or(|e| e != "ndjson") {
             continue;
         }
-        let name = format!("fhir_{}", f.file_name().expect("n").to_str().expect("u").split('.').next().expect("t"));
-        let r = json(&shh(&hub, PASS, &["--json", "ingest", "--dataset", &name, f.to_str().expect("f")]));
+        let name = format!(
+            "fhir_{}",
+            f.file_name()
+                .expect("n")
+                .to_str()
+                .expect("u")
+                .split('.')
+                .next()
+                .expect("t")
+        );
+        let r = json(&shh(
+            &hub,
+            PASS,
+            &[
+                "--json",
+                "ingest",
+                "--dataset",
+                &name,
+                f.to_str().expect("f"),
+            ],
+        ));
         assert!(r["rows_written"].as_u64().expect("n") > 0, "{name}");
         fhir += 1;
     }
     assert_eq!(fhir, 6);
     // Patient names, addresses and telecom never reach the hub.
-    let show = json(&shh(&hub, PASS, &["--json", "datasets", "show", "fhir_Patient"]));
-    let cols: Vec<&str> = show["columns"].as_array().expect("c").iter().map(|c| c[0].as_str().expect("n")).collect();
-    assert_eq!(cols, ["id", "gender", "birth_month", "deceased_month", "deceased", "marital_status", "language"]);
+    let show = json(&shh(
+        &hub,
+        PASS,
+        &["--json", "datasets", "show", "fhir_Patient"],
+    ));
+    let cols: Vec<&str> = show["columns"]
+        .as_array()
+        .expect("c")
+        .iter()
+        .map(|c| c[0].as_str().expect("n"))
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            "id",
+            "gender",
+            "birth_month",
+            "deceased_month",
+            "deceased",
+            "marital_status",
+            "language"
+        ]
+    );
     // An unmapped resource type is refused, not guessed.
     let other = tmp.path().join("Device.000.ndjson");
-    std::fs::write(&other, "{\"resourceType\":\"Device\",\"id\":\"d1\",\"status\":\"active\"}\n").expect("w");
-    let o = shh(&hub, PASS, &["ingest", "--dataset", "dev", other.to_str().expect("o")]);
+    std::fs::write(
+        &other,
+        "{\"resourceType\":\"Device\",\"id\":\"d1\",\"status\":\"active\"}\n",
+    )
+    .expect("w");
+    let o = shh(
+        &hub,
+        PASS,
+        &["ingest", "--dataset", "dev", other.to_str().expect("o")],
+    );
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--fhir-generic"));
-    let r = json(&shh(&hub, PASS, &["--json", "ingest", "--fhir-generic", "--dataset", "dev", other.to_str().expect("o")]));
+    let r = json(&shh(
+        &hub,
+        PASS,
+        &[
+            "--json",
+            "ingest",
+            "--fhir-generic",
+            "--dataset",
+            "dev",
+            other.to_str().expect("o"),
+        ],
+    ));
     assert_eq!(r["rows_written"], 1);
 }
