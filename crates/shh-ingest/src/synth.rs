@@ -16,10 +16,9 @@
 //! asthma, COPD, depression) have age-dependent prevalence and bring monthly dispensing of
 //! their drugs; visits and infections are seasonal (winter peaks); hospital stays depend on age
 //! and conditions. Every foreign key holds. Patients are generated in blocks, each from its own
-//! seed, in parallel: the output depends on `--seed` and `--patients` only, not on the number
+//! seed, on all cores: the output depends on `--seed` and `--patients` only, not on the number
 //! of threads.
 
-use rayon::prelude::*;
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -281,7 +280,9 @@ impl Out<'_> {
     }
 }
 
-/// The CSV bytes of a block of patients, one buffer per table, and the row counts.
+/// The CSV bytes of a block of patients, one buffer per table, and the row counts. Blocks
+/// are reused from one group to the next, so the buffers are allocated (and page-faulted) once.
+#[derive(Default)]
 struct Block {
     bufs: [Vec<u8>; 4],
     rows: [u64; 4],
@@ -308,10 +309,20 @@ pub fn nir_of(sex: u32, birth_year: i32, birth_month: u32, dept: &str, idx: u64)
     format!("{sex}{yy:02}{mm:02}{dept_text}{tail:06}{key:02}")
 }
 
+#[cfg(test)]
 fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
+    let mut b = Block::default();
+    fill_block(&mut b, seed, first, count, dates);
+    b
+}
+
+fn fill_block(out: &mut Block, seed: u64, first: u64, count: u64, dates: &Dates) {
     let mut rng = Rng::new(seed ^ first.wrapping_mul(0xA24B_AED4_963E_E407));
-    let mut bufs: [Vec<u8>; 4] = Default::default();
-    let mut rows = [0u64; 4];
+    for b in &mut out.bufs {
+        b.clear();
+    }
+    out.rows = [0; 4];
+    let Block { bufs, rows } = out;
     for idx in first..first + count {
         let band = rng.pick(&PYRAMID.map(|(a, w)| (a, w)));
         let age = (band + rng.below(10) as u32).min(104);
@@ -397,7 +408,7 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
                          lines: &[(&str, &str, u32)]| {
             claim_no += 1;
             let dct = idx * 1000 + claim_no;
-            let provider = format!("{:0>2}{:06}", &dept[..2], rng.below(4000));
+            let provider = rng.below(4000);
             let mut o = Out(&mut bufs[1], false);
             o.s(&nir)
                 .i(1)
@@ -410,13 +421,9 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
                 .i(dct)
                 .i(1)
                 .i(1);
-            o.s(&dates.days[day])
-                .i(nat)
-                .s(&provider)
-                .i(spe)
-                .i(1)
-                .money(cents)
-                .money(cents * 70 / 100);
+            o.s(&dates.days[day]).i(nat).s(&dept[..2]);
+            let _ = write!(o.0, "{provider:06}");
+            o.i(spe).i(1).money(cents).money(cents * 70 / 100);
             o.end();
             rows[1] += 1;
             for (k, (cip, atc, price)) in lines.iter().enumerate() {
@@ -453,15 +460,15 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
             } else {
                 (1112, 2 + rng.below(30), 3000 + 100 * rng.below(40))
             };
-            claim(&mut rng, &mut bufs, &mut rows, day, nat, spe, cents, &[]);
+            claim(&mut rng, bufs, rows, day, nat, spe, cents, &[]);
             // Acute prescriptions: antibiotics more in winter, analgesics all year.
             let winter = matches!(dates.month[day], 0 | 1 | 10 | 11);
             if gp && rng.chance(if winter { 0.45 } else { 0.2 }) {
                 let d = (day + 1).min(364);
                 claim(
                     &mut rng,
-                    &mut bufs,
-                    &mut rows,
+                    bufs,
+                    rows,
                     d,
                     3317,
                     50,
@@ -475,8 +482,8 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
                 let d = (day + 1).min(364);
                 claim(
                     &mut rng,
-                    &mut bufs,
-                    &mut rows,
+                    bufs,
+                    rows,
                     d,
                     3317,
                     50,
@@ -493,8 +500,8 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
                 if alive(day) && rng.chance(0.9) {
                     claim(
                         &mut rng,
-                        &mut bufs,
-                        &mut rows,
+                        bufs,
+                        rows,
                         day,
                         3317,
                         50,
@@ -579,7 +586,6 @@ fn block(seed: u64, first: u64, count: u64, dates: &Dates) -> Block {
             rows[3] += 1;
         }
     }
-    Block { bufs, rows }
 }
 
 fn field(
@@ -992,27 +998,57 @@ pub fn generate(
     for (i, t) in TABLES.iter().enumerate() {
         bytes[i] = header(t).len() as u64;
     }
-    let blocks: Vec<u64> = (0..patients.div_ceil(BLOCK)).collect();
-    let window = rayon::current_num_threads().max(1) * 2;
-    for group in blocks.chunks(window) {
-        let done: Vec<Block> = group
-            .par_iter()
-            .map(|&b| {
-                let first = b * BLOCK;
-                block(seed, first, BLOCK.min(patients - first), &dates)
-            })
-            .collect();
-        for b in done {
-            for i in 0..4 {
-                files[i].write_all(&b.bufs[i])?;
-                rows[i] += b.rows[i];
-                bytes[i] += b.bufs[i].len() as u64;
+    // Worker w generates blocks w, w + n, w + 2n…; this thread writes them in order. Bounded
+    // channels block instead of spinning, and filled blocks come back empty for reuse, so the
+    // buffers are allocated once.
+    let blocks = patients.div_ceil(BLOCK);
+    let n = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(blocks.max(1) as usize) as u64;
+    let result: std::io::Result<()> = std::thread::scope(|scope| {
+        let mut full = Vec::new();
+        let mut empty = Vec::new();
+        for w in 0..n {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(2);
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<Block>();
+            for _ in 0..3 {
+                let _ = back_tx.send(Block::default());
             }
+            let dates = &dates;
+            scope.spawn(move || {
+                let mut b = w;
+                while b < blocks {
+                    let Ok(mut out) = back_rx.recv() else { return };
+                    let first = b * BLOCK;
+                    fill_block(&mut out, seed, first, BLOCK.min(patients - first), dates);
+                    if tx.send(out).is_err() {
+                        return;
+                    }
+                    b += n;
+                }
+            });
+            full.push(rx);
+            empty.push(back_tx);
         }
-        progress(((group.last().copied().unwrap_or(0) + 1) * BLOCK).min(patients));
-    }
-    for f in files {
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        for b in 0..blocks {
+            let w = (b % n) as usize;
+            let blk = full[w]
+                .recv()
+                .map_err(|_| std::io::Error::other("a generator thread stopped"))?;
+            for i in 0..4 {
+                files[i].write_all(&blk.bufs[i])?;
+                rows[i] += blk.rows[i];
+                bytes[i] += blk.bufs[i].len() as u64;
+            }
+            let _ = empty[w].send(blk);
+            progress(((b + 1) * BLOCK).min(patients));
+        }
+        Ok(())
+    });
+    result?;
+    // Flushed, not fsync'd: these are the producer's input files, not hub state.
+    for mut f in files {
+        f.flush()?;
     }
     Ok(SynthReport {
         out: out.to_owned(),
