@@ -98,7 +98,7 @@ pub struct Plan {
     /// The stored schema.
     pub output: SchemaRef,
     /// Missing-value words.
-    pub missing: HashSet<String>,
+    pub missing: Vec<String>,
     /// Quasi-identifier columns (plan indexes).
     pub quasi: Vec<usize>,
     /// Primary key (plan indexes); empty if none or if a key column is dropped.
@@ -312,7 +312,7 @@ impl Plan {
         }
         Ok(Plan {
             output: Arc::new(Schema::new(fields)),
-            missing: schema.missing_values.iter().cloned().collect(),
+            missing: schema.missing_values.clone(),
             columns,
             dropped,
             quasi,
@@ -321,6 +321,12 @@ impl Plan {
             foreign_keys,
             unchecked_foreign_keys,
         })
+    }
+
+    /// Whether `text` is one of the schema's missing-value words (usually only `""`: a
+    /// linear scan of a few short strings beats hashing every cell).
+    pub fn is_missing(&self, text: &str) -> bool {
+        self.missing.iter().any(|m| m == text)
     }
 
     /// Plan index of a column.

@@ -163,6 +163,8 @@ pub struct CsvSource {
     state: HashState,
     map: Vec<usize>,
     rec: csv::ByteRecord,
+    /// Bytes of the last chunk: the next one is allocated at that size.
+    last_bytes: usize,
 }
 
 impl CsvSource {
@@ -196,6 +198,7 @@ impl CsvSource {
             state,
             map,
             rec: csv::ByteRecord::new(),
+            last_bytes: 0,
         })
     }
 }
@@ -219,7 +222,12 @@ fn csv_error(file: &str, e: &csv::Error) -> CellError {
 
 impl Source for CsvSource {
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<RawChunk>, IngestError> {
-        let mut chunk = RawChunk::new(self.file.clone());
+        let mut chunk = RawChunk::with_capacity(
+            self.file.clone(),
+            max_rows,
+            max_rows * self.map.len(),
+            self.last_bytes + self.last_bytes / 8,
+        );
         while chunk.rows() < max_rows && chunk.data.len() < 16 << 20 {
             match self.rdr.read_byte_record(&mut self.rec) {
                 Ok(false) => break,
@@ -234,6 +242,7 @@ impl Source for CsvSource {
                 Err(e) => return Err(IngestError::Cell(csv_error(&self.file, &e))),
             }
         }
+        self.last_bytes = chunk.data.len();
         Ok((chunk.rows() > 0).then_some(chunk))
     }
 
