@@ -6,7 +6,7 @@
 mod common;
 
 use arrow::array::AsArray;
-use common::{json, ok, shh};
+use common::{files_under as files, json, ok, shh};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -63,23 +63,6 @@ fn ingest_table(hub: &Path, synth: &Path, t: &str, extra: &[&str]) -> std::proce
     args.extend_from_slice(extra);
     args.push(&csv);
     shh(hub, PASS, &args)
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 fn nirs(synth: &Path) -> HashSet<Vec<u8>> {
