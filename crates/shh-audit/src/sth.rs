@@ -36,6 +36,20 @@ pub enum KeyError {
 pub struct PublicKey([u8; 32]);
 
 impl PublicKey {
+    /// Whether `signature` (base64) is this key's signature of `document` under `domain`
+    /// (see [`Signer::sign_document`]).
+    pub fn verify_document(&self, domain: &[u8], document: &[u8], signature: &str) -> bool {
+        let Ok(sig) = B64.decode(signature) else {
+            return false;
+        };
+        let mut m = domain.to_vec();
+        m.push(b'\n');
+        m.extend_from_slice(document);
+        UnparsedPublicKey::new(&ED25519, &self.0)
+            .verify(&m, &sig)
+            .is_ok()
+    }
+
     /// The raw 32 bytes.
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
@@ -121,6 +135,16 @@ impl Signer {
     /// The public half.
     pub fn public(&self) -> PublicKey {
         self.public
+    }
+
+    /// Signs any other document the hub vouches for (a migration acceptance report, say).
+    /// `domain` separates kinds of documents, so no signature can be replayed as a tree head.
+    /// Returns the base64 signature.
+    pub fn sign_document(&self, domain: &[u8], document: &[u8]) -> String {
+        let mut m = domain.to_vec();
+        m.push(b'\n');
+        m.extend_from_slice(document);
+        B64.encode(self.pair.sign(&m).as_ref())
     }
 
     /// Signs a head of `size` leaves with `root`, now.

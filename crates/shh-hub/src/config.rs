@@ -25,4 +25,27 @@ pub struct HubConfig {
     /// Destinations data may be sent to.
     #[serde(default)]
     pub residency: ResidencyPolicy,
+    /// Refuse every write (set during a cut-over).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// A second store that receives every write (dual-write during a migration window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<String>,
+    /// A cut-over that can still be rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationState>,
+}
+
+/// A cut-over in progress: the hub runs on `target`; `source` is kept for a rollback until
+/// `shh migrate finalize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationState {
+    /// The store the hub ran on before.
+    pub source: String,
+    /// The store it runs on now.
+    pub target: String,
+    /// When the cut-over happened.
+    pub cutover_at: chrono::DateTime<chrono::Utc>,
+    /// The acceptance report's Merkle root at cut-over.
+    pub report_root: String,
 }

@@ -82,6 +82,7 @@ impl Hub {
 
     /// Adds source identifiers to the opt-out register (stored as pseudonyms only).
     pub async fn optout_add(&self, ids: &[String]) -> Result<(u64, u64)> {
+        self.ensure_writable()?;
         let p = self.pseudonymizer()?;
         let now = chrono::Utc::now();
         let entries: Vec<OptOutRecord> = ids
@@ -117,6 +118,7 @@ impl Hub {
         progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<IngestReport> {
         shh_dataset::validate_name(&req.dataset)?;
+        self.ensure_writable()?;
         let result = self.ingest_inner(req, progress).await;
         if let Err(e) = &result {
             let mut ev = Draft::new("dataset.ingest")

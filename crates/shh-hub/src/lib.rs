@@ -10,15 +10,17 @@ pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod ingest;
+pub mod migrate;
 pub mod ops;
 
-pub use config::{CONFIG_FILE, CONFIG_FORMAT, HubConfig, KEYSTORE_FILE};
+pub use config::{CONFIG_FILE, CONFIG_FORMAT, HubConfig, KEYSTORE_FILE, MigrationState};
 pub use shh_audit as audit_log;
 pub use shh_audit::{Actor, Draft};
 pub use shh_catalog::{Catalog, CatalogError, DatasetRecord, VersionRecord};
 pub use shh_dataset as dataset;
 pub use shh_ingest;
 pub use shh_keys::{KdfParams, KeyInfo, KeyPurpose, Keystore, KeystoreError};
+pub use shh_migrate;
 pub use shh_pseudo;
 pub use shh_store::{ResidencyPolicy, ResidencyRule, StoreUrl};
 
@@ -60,6 +62,12 @@ pub enum HubError {
     /// Object store.
     #[error("{0}")]
     Object(#[from] object_store::Error),
+    /// The hub is read-only (a cut-over is in progress).
+    #[error("the hub is read-only during a migration cut-over; try again when it is finished")]
+    ReadOnly,
+    /// A migration step failed or was refused.
+    #[error(transparent)]
+    Migrate(#[from] shh_migrate::MigrateError),
     /// Audit log: an action whose event cannot be recorded does not report success.
     #[error(transparent)]
     Audit(#[from] shh_audit::AuditError),
@@ -158,6 +166,9 @@ impl Hub {
             store: store_url.to_string(),
             catalog: "sqlite://catalog.db".into(),
             residency,
+            read_only: false,
+            mirror: None,
+            migration: None,
         };
         let kdf_params = opts.kdf;
         let created = Self::create_files(&dir, passphrase, &config, opts.kdf).await;
@@ -245,8 +256,18 @@ impl Hub {
             // Likewise the pseudonym key, for hubs created before ingest.
             keystore.add_key(KeyPurpose::Pseudonym)?;
         }
+        Self::from_parts(dir, config, keystore)
+    }
+
+    /// A hub over an unlocked keystore and a (possibly changed) configuration.
+    pub(crate) fn from_parts(dir: &Path, config: HubConfig, keystore: Keystore) -> Result<Hub> {
         let url = StoreUrl::parse(&config.store).map_err(shh_store::StoreError::from)?;
-        let raw = shh_store::open_store(&url, &config.residency)?;
+        let mut raw = shh_store::open_store(&url, &config.residency)?;
+        if let Some(m) = &config.mirror {
+            let murl = StoreUrl::parse(m).map_err(shh_store::StoreError::from)?;
+            let mirror = shh_store::open_store(&murl, &config.residency)?;
+            raw = Arc::new(shh_store::MirrorStore::new(raw, mirror));
+        }
         let store = Arc::new(EncryptedStore::new(raw.clone(), keystore.storage_keys()));
         let catalog = shh_catalog::open_catalog(&config.catalog, dir)?;
         Ok(Hub {
@@ -259,6 +280,25 @@ impl Hub {
             audit: tokio::sync::OnceCell::new(),
             actor: audit::actor_from_env(),
         })
+    }
+
+    /// Fails with [`HubError::ReadOnly`] while writes are refused.
+    pub fn ensure_writable(&self) -> Result<()> {
+        if self.config.read_only {
+            Err(HubError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes `shh.toml` atomically.
+    pub(crate) fn save_config(dir: &Path, config: &HubConfig) -> Result<()> {
+        let path = dir.join(CONFIG_FILE);
+        let text = toml::to_string_pretty(config).map_err(|e| HubError::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        shh_keys::write_atomic(&path, text.as_bytes(), false).map_err(io(&path))
     }
 
     /// The hub directory.
@@ -321,6 +361,10 @@ impl Hub {
         writer: shh_dataset::VersionWriter,
         event: Draft,
     ) -> Result<shh_dataset::CommittedVersion> {
+        if self.config.read_only {
+            writer.abort().await;
+            return Err(HubError::ReadOnly);
+        }
         let sealed = writer.seal().await?;
         let v = sealed.version();
         let reference = ops::short_ref(&v.record.dataset, &v.id);

@@ -15,14 +15,17 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod local;
+mod mirror;
 mod residency;
 mod url;
 
 pub use local::DurableLocal;
+pub use mirror::MirrorStore;
 pub use residency::{Destination, ResidencyError, ResidencyPolicy, ResidencyRule};
 pub use url::{StoreKind, StoreUrl, UrlError};
 
 use object_store::ObjectStore;
+use object_store::multipart::MultipartStore;
 use object_store::prefix::PrefixStore;
 use std::sync::Arc;
 
@@ -58,6 +61,32 @@ pub fn open_store(
     url: &StoreUrl,
     policy: &ResidencyPolicy,
 ) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    Ok(open_backend(url, policy)?.store)
+}
+
+/// A store together with its low-level multipart interface, when the service has one.
+///
+/// Migration needs the second: an S3 or Azure multipart upload can be resumed after a crash
+/// (its id and finished parts are journalled), which `ObjectStore::put_multipart` hides.
+#[derive(Clone)]
+pub struct Backend {
+    /// The store, rooted at the URL's prefix.
+    pub store: Arc<dyn ObjectStore>,
+    /// The same store's multipart API (S3, Azure), rooted at the same prefix.
+    pub multipart: Option<Arc<dyn MultipartStore>>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("store", &self.store)
+            .field("multipart", &self.multipart.is_some())
+            .finish()
+    }
+}
+
+/// Like [`open_store`], also returning the multipart interface.
+pub fn open_backend(url: &StoreUrl, policy: &ResidencyPolicy) -> Result<Backend, StoreError> {
     policy.check(url)?;
     build_unchecked(url)
 }
@@ -69,11 +98,26 @@ fn backend(url: &StoreUrl) -> impl Fn(object_store::Error) -> StoreError + '_ {
     }
 }
 
-fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
+fn with_prefix<T: ObjectStore + MultipartStore>(store: T, prefix: &str) -> Backend {
     if prefix.is_empty() {
-        store
+        let store = Arc::new(store);
+        Backend {
+            store: store.clone(),
+            multipart: Some(store),
+        }
     } else {
-        Arc::new(PrefixStore::new(store, prefix))
+        let store = Arc::new(PrefixStore::new(store, prefix));
+        Backend {
+            store: store.clone(),
+            multipart: Some(store),
+        }
+    }
+}
+
+fn plain(store: Arc<dyn ObjectStore>) -> Backend {
+    Backend {
+        store,
+        multipart: None,
     }
 }
 
@@ -81,9 +125,9 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn build_unchecked(url: &StoreUrl) -> Result<Arc<dyn ObjectStore>, StoreError> {
+fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
     match url.kind() {
-        StoreKind::Memory => Ok(Arc::new(object_store::memory::InMemory::new())),
+        StoreKind::Memory => Ok(plain(Arc::new(object_store::memory::InMemory::new()))),
         StoreKind::File => {
             let path = url.local_path().unwrap_or_default();
             std::fs::create_dir_all(&path).map_err(|source| StoreError::Io {
@@ -93,7 +137,7 @@ fn build_unchecked(url: &StoreUrl) -> Result<Arc<dyn ObjectStore>, StoreError> {
             let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
                 .map_err(backend(url))?
                 .with_automatic_cleanup(true);
-            Ok(Arc::new(DurableLocal::new(fs)))
+            Ok(plain(Arc::new(DurableLocal::new(fs))))
         }
         StoreKind::S3 => {
             let dest = url.destination();
@@ -115,7 +159,7 @@ fn build_unchecked(url: &StoreUrl) -> Result<Arc<dyn ObjectStore>, StoreError> {
                 _ => b = b.with_skip_signature(url.param("anonymous") == Some("true")),
             }
             let s3 = b.build().map_err(backend(url))?;
-            Ok(with_prefix(Arc::new(s3), url.prefix()))
+            Ok(with_prefix(s3, url.prefix()))
         }
         StoreKind::Azure => {
             let mut b =
@@ -139,7 +183,7 @@ fn build_unchecked(url: &StoreUrl) -> Result<Arc<dyn ObjectStore>, StoreError> {
                 b = b.with_access_key(key);
             }
             let az = b.build().map_err(backend(url))?;
-            Ok(with_prefix(Arc::new(az), url.prefix()))
+            Ok(with_prefix(az, url.prefix()))
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod audit;
 mod ingest;
+mod migrate;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -66,6 +67,9 @@ enum Cmd {
     /// The raw store, as its provider sees it (ciphertext only).
     #[command(subcommand)]
     Store(StoreCmd),
+    /// Move the hub to another cloud: plan, run, sync, verify, cut over, roll back.
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCmd),
     /// Developer tools (tests, benchmarks).
     #[command(subcommand, hide = true)]
     Debug(DebugCmd),
@@ -486,6 +490,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", hub.audit_log().await?.size().await);
         }
         Cmd::Audit(a) => return audit::run(a, &cli.hub, json).await,
+        Cmd::Migrate(c) => return migrate::migrate(c, &cli.hub, json).await,
         Cmd::Ingest(a) => return ingest::ingest(a, &cli.hub, json).await,
         Cmd::Synth(c) => return ingest::synth(c, json),
         Cmd::Optout(c) => return ingest::optout(c, &cli.hub, json).await,

@@ -1,0 +1,182 @@
+//! What a store can do, found out before a migration relies on it, and recorded in the plan and
+//! the report: conditional (create-only) writes, resumable multipart uploads and their limits,
+//! the checksums the service offers, and how shh verifies objects there.
+//!
+//! Limits that cannot be asked for are known per provider: S3 allows 10,000 parts of 5 MiB to
+//! 5 GiB, Scaleway only 1,000 parts, Azure 50,000 blocks of up to 4,000 MiB. A URL may override
+//! the part count with `?max_parts=N` for other providers.
+
+use crate::is_internal;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use shh_store::{Backend, StoreKind, StoreUrl};
+use std::time::Instant;
+
+const MIB: u64 = 1024 * 1024;
+
+/// A store's capabilities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// The store URL.
+    pub url: String,
+    /// `file`, `memory`, `s3` or `az`.
+    pub kind: String,
+    /// Whether a create-only write refuses to replace an object (probed by writing twice).
+    pub conditional_create: Option<bool>,
+    /// Whether multipart uploads can be resumed part by part after a crash.
+    pub resumable_multipart: bool,
+    /// Most parts per upload.
+    pub max_parts: u64,
+    /// Smallest part (except the last).
+    pub min_part: u64,
+    /// Largest part.
+    pub max_part: u64,
+    /// Checksums the service can store or check.
+    pub service_checksums: Vec<String>,
+    /// How shh verifies an object after writing it there.
+    pub verification: String,
+    /// Round trip of one metadata request, milliseconds (probed).
+    pub round_trip_ms: Option<f64>,
+    /// Findings worth knowing.
+    pub notes: Vec<String>,
+}
+
+impl Capabilities {
+    /// What is known without sending a request.
+    pub fn unprobed(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            kind: "unknown".into(),
+            conditional_create: None,
+            resumable_multipart: false,
+            max_parts: 10_000,
+            min_part: 5 * MIB,
+            max_part: 5 * 1024 * MIB,
+            service_checksums: Vec::new(),
+            verification: "read-back BLAKE3".into(),
+            round_trip_ms: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The part size for an object of `size` bytes: at least `wanted`, large enough to stay
+    /// within `max_parts`, rounded up to a MiB.
+    pub fn part_size(&self, size: u64, wanted: u64) -> u64 {
+        let min_for_count = size.div_ceil(self.max_parts.max(1));
+        let ps = wanted.max(self.min_part).max(min_for_count);
+        ps.div_ceil(MIB) * MIB
+    }
+}
+
+fn static_caps(url: &StoreUrl, backend: &Backend) -> Capabilities {
+    let mut c = Capabilities::unprobed(&url.to_string());
+    c.kind = url.kind().scheme().to_owned();
+    c.resumable_multipart = backend.multipart.is_some();
+    match url.kind() {
+        StoreKind::S3 => {
+            c.service_checksums = vec![
+                "MD5 (ETag of single-part uploads)".into(),
+                "CRC32/CRC32C/SHA-1/SHA-256 (x-amz-checksum-*, when the service supports them)"
+                    .into(),
+            ];
+            c.notes.push(
+                "the stored x-amz-checksum values are not returned by the object_store client, \
+                 so objects are verified by reading them back"
+                    .into(),
+            );
+            let endpoint = url.destination().endpoint;
+            if endpoint.contains("scw.cloud") {
+                c.max_parts = 1_000;
+                c.notes
+                    .push("Scaleway Object Storage: at most 1,000 parts per upload".into());
+            }
+        }
+        StoreKind::Azure => {
+            c.max_parts = 50_000;
+            c.min_part = MIB;
+            c.max_part = 4_000 * MIB;
+            c.service_checksums = vec!["Content-MD5 (weak)".into(), "CRC64 (weak)".into()];
+        }
+        StoreKind::File => {
+            c.max_parts = u64::MAX;
+            c.min_part = MIB;
+            c.max_part = u64::MAX;
+            c.notes
+                .push("local disk: writes are staged and renamed, then fsynced".into());
+        }
+        StoreKind::Memory => {
+            c.max_parts = u64::MAX;
+            c.min_part = MIB;
+            c.max_part = u64::MAX;
+        }
+    }
+    if let Some(n) = url.param("max_parts").and_then(|v| v.parse::<u64>().ok()) {
+        c.max_parts = n.max(1);
+        c.notes.push(format!("max_parts={n} set in the URL"));
+    }
+    c
+}
+
+/// Probes a store. With `write`, a tiny object under `.shh-migrate/` is written twice
+/// create-only (the second must be refused) and deleted; without, only a metadata request is
+/// made (a source is never written to).
+pub async fn probe(url: &StoreUrl, backend: &Backend, write: bool) -> Capabilities {
+    let mut c = static_caps(url, backend);
+    let store = &backend.store;
+    let t = Instant::now();
+    let missing = Path::from(format!(".shh-migrate/absent-{}", uuid::Uuid::new_v4()));
+    match store.head(&missing).await {
+        Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+            c.round_trip_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Err(e) => c.notes.push(format!("metadata request failed: {e}")),
+    }
+    if write {
+        let p = Path::from(format!(".shh-migrate/probe-{}", uuid::Uuid::new_v4()));
+        debug_assert!(is_internal(p.as_ref()));
+        let create = || PutOptions::from(PutMode::Create);
+        match store
+            .put_opts(&p, PutPayload::from_static(b"probe"), create())
+            .await
+        {
+            Ok(_) => {
+                let second = store
+                    .put_opts(&p, PutPayload::from_static(b"again"), create())
+                    .await;
+                c.conditional_create = Some(matches!(
+                    second,
+                    Err(object_store::Error::AlreadyExists { .. })
+                ));
+                if c.conditional_create == Some(false) {
+                    c.notes.push(
+                        "create-only writes are not enforced: an existing object could be \
+                         replaced; objects are written only when the plan says they are absent"
+                            .into(),
+                    );
+                }
+            }
+            Err(object_store::Error::NotImplemented { .. }) => c.conditional_create = Some(false),
+            Err(e) => c.notes.push(format!("probe write failed: {e}")),
+        }
+        let _ = store.delete(&p).await;
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_respect_the_part_limit() {
+        let mut c = Capabilities::unprobed("s3://b");
+        c.max_parts = 1_000;
+        let size = 100 * 1024 * MIB;
+        let ps = c.part_size(size, 8 * MIB);
+        assert!(size.div_ceil(ps) <= 1_000);
+        assert_eq!(ps % MIB, 0);
+        assert_eq!(c.part_size(10 * MIB, 8 * MIB), 8 * MIB);
+        assert_eq!(c.part_size(10 * MIB, MIB), 5 * MIB);
+    }
+}

@@ -1,0 +1,894 @@
+//! Executing a plan: concurrent, verified, resumable copies.
+//!
+//! Every object is read from the source once, hashed (BLAKE3) as its bytes pass, written to the
+//! destination, and verified there before the journal records it: by reading it back and
+//! hashing again (default), or by its size only (`VerifyMode::Size`, for when reading back
+//! costs egress; `migrate verify` then does the end-to-end check against the manifests).
+//!
+//! - Objects below the multipart threshold are written in one request, create-only where the
+//!   destination enforces it: an object that appeared meanwhile is compared, never overwritten.
+//! - Larger objects go part by part. Where the service has a multipart API (S3, Azure) the
+//!   upload id and each finished part (with the BLAKE3 of its source bytes) are journalled, so a
+//!   re-run after a crash sends only the missing parts. The object's digest is the BLAKE3 of its
+//!   parts' BLAKE3s, which the read-back recomputes part by part.
+//! - Failures are classified like rclone's `fserrors`: a missing object, a refused
+//!   precondition or a permission error is final; anything else (HTTP 429/5xx, timeouts, dropped
+//!   connections, a read-back that does not match) is retried with jittered exponential backoff.
+//! - `--bwlimit` is one token bucket shared by all transfers.
+//! - With `delete`, objects only at the destination are copied to
+//!   `.shh-quarantine/<run>/` and then deleted, after every copy succeeded.
+
+use crate::plan::{Action, Item, Tally};
+use crate::probe::Capabilities;
+use crate::{Journal, MigrateError, Result};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use serde::Serialize;
+use shh_store::{Backend, StoreUrl};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1024 * 1024;
+
+/// One side of a migration.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// Its URL.
+    pub url: StoreUrl,
+    /// The opened store.
+    pub backend: Backend,
+    /// What it can do.
+    pub caps: Capabilities,
+}
+
+impl Side {
+    fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.backend.store
+    }
+}
+
+/// How an object is verified after it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyMode {
+    /// Read it back and compare its BLAKE3 with the source's.
+    ReadBack,
+    /// Compare sizes only.
+    Size,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Objects in flight.
+    pub transfers: usize,
+    /// Objects at least this large go part by part.
+    pub multipart_threshold: u64,
+    /// Preferred part size (raised to respect the destination's part limits).
+    pub part_size: u64,
+    /// Parts of one object in flight.
+    pub part_concurrency: usize,
+    /// Bytes per second over all transfers.
+    pub bwlimit: Option<u64>,
+    /// Verification after writing.
+    pub verify: VerifyMode,
+    /// Attempts per request before an object fails.
+    pub max_attempts: u32,
+    /// Stop starting new objects after this many failures.
+    pub max_failures: usize,
+    /// Quarantine and delete destination-only objects.
+    pub delete: bool,
+    /// Names the quarantine folder.
+    pub run_id: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            transfers: 16,
+            multipart_threshold: 64 * MIB,
+            part_size: 16 * MIB,
+            part_concurrency: 4,
+            bwlimit: None,
+            verify: VerifyMode::ReadBack,
+            max_attempts: 6,
+            max_failures: 100,
+            delete: false,
+            run_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+}
+
+/// An object that could not be migrated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// The object.
+    pub path: String,
+    /// Why.
+    pub error: String,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunStats {
+    /// Copied (absent before).
+    pub copied: Tally,
+    /// Replaced (different size before).
+    pub replaced: Tally,
+    /// Left alone (same size).
+    pub same: Tally,
+    /// Compared by content and found equal.
+    pub checked_equal: Tally,
+    /// Found already written (by an earlier, interrupted run) and verified.
+    pub already_there: Tally,
+    /// Destination-only objects quarantined and deleted.
+    pub quarantined: Tally,
+    /// Destination-only objects left in place.
+    pub dest_only_kept: Tally,
+    /// Bytes written to the destination.
+    pub bytes_sent: u64,
+    /// Bytes read back for verification.
+    pub bytes_read_back: u64,
+    /// Parts of interrupted uploads that were not sent again.
+    pub parts_resumed: u64,
+    /// Their bytes.
+    pub bytes_resumed: u64,
+    /// Requests retried.
+    pub retries: u64,
+    /// Objects that failed.
+    pub failures: Vec<Failure>,
+    /// Wall time.
+    pub seconds: f64,
+    /// Verification used.
+    pub verification: String,
+}
+
+/// The error of one object's attempt.
+#[derive(Debug)]
+enum ObjErr {
+    Store(&'static str, object_store::Error),
+    /// The bytes at the destination are not the source's.
+    Mismatch(String),
+    /// The source changed since it was listed.
+    Changed(String),
+    /// The destination holds another object under this name.
+    Conflict(String),
+    Journal(MigrateError),
+}
+
+impl ObjErr {
+    fn retriable(&self) -> bool {
+        use object_store::Error as E;
+        match self {
+            ObjErr::Store(_, e) => !matches!(
+                e,
+                E::NotFound { .. }
+                    | E::AlreadyExists { .. }
+                    | E::Precondition { .. }
+                    | E::NotSupported { .. }
+                    | E::NotImplemented { .. }
+                    | E::PermissionDenied { .. }
+                    | E::Unauthenticated { .. }
+                    | E::InvalidPath { .. }
+                    | E::UnknownConfigurationKey { .. }
+            ),
+            ObjErr::Mismatch(_) => true,
+            ObjErr::Changed(_) | ObjErr::Conflict(_) | ObjErr::Journal(_) => false,
+        }
+    }
+
+    fn not_found(&self) -> bool {
+        matches!(self, ObjErr::Store(_, object_store::Error::NotFound { .. }))
+    }
+}
+
+impl std::fmt::Display for ObjErr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjErr::Store(op, e) => write!(f, "{op}: {e}"),
+            ObjErr::Mismatch(s) => write!(f, "verification failed: {s}"),
+            ObjErr::Changed(s) => write!(f, "source changed during the run: {s}"),
+            ObjErr::Conflict(s) => write!(f, "{s}"),
+            ObjErr::Journal(e) => write!(f, "journal: {e}"),
+        }
+    }
+}
+
+fn st(op: &'static str) -> impl FnOnce(object_store::Error) -> ObjErr {
+    move |e| ObjErr::Store(op, e)
+}
+
+/// A token bucket shared by all transfers.
+#[derive(Debug)]
+struct Bandwidth {
+    rate: f64,
+    start: Instant,
+    taken: AtomicU64,
+}
+
+impl Bandwidth {
+    async fn take(&self, n: u64) {
+        let total = self.taken.fetch_add(n, Ordering::Relaxed) + n;
+        let due = self.start + Duration::from_secs_f64(total as f64 / self.rate);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
+struct Ctx {
+    src: Side,
+    dst: Side,
+    journal: Arc<Journal>,
+    opts: Options,
+    bw: Option<Bandwidth>,
+    stats: Mutex<RunStats>,
+    progress: Arc<dyn Fn(u64) + Send + Sync>,
+    stop: AtomicBool,
+}
+
+impl Ctx {
+    fn stat(&self, f: impl FnOnce(&mut RunStats)) {
+        if let Ok(mut s) = self.stats.lock() {
+            f(&mut s)
+        }
+    }
+
+    fn sent(&self, n: u64) {
+        self.stat(|s| s.bytes_sent += n);
+        (self.progress)(n);
+    }
+
+    async fn backoff(&self, attempt: u32) {
+        self.stat(|s| s.retries += 1);
+        let cap_ms = (100u64 << attempt.min(6)).min(5_000);
+        let ms = rand::random_range(cap_ms / 4..=cap_ms);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    /// Runs `f` until it succeeds, fails for good, or runs out of attempts.
+    async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, ObjErr>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ObjErr>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match f(attempt).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.retriable() && attempt + 1 < self.opts.max_attempts => {
+                    attempt += 1;
+                    self.backoff(attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Runs `items` from `src` to `dst`. Per-object failures are collected in the stats (the run
+/// goes on, like rclone, until `max_failures`); an unreadable plan stops it.
+pub async fn execute(
+    items: impl Iterator<Item = Result<Item>>,
+    src: Side,
+    dst: Side,
+    journal: Arc<Journal>,
+    opts: Options,
+    progress: Arc<dyn Fn(u64) + Send + Sync>,
+) -> Result<RunStats> {
+    let started = Instant::now();
+    let transfers = opts.transfers.max(1);
+    let verification = match opts.verify {
+        VerifyMode::ReadBack => "read-back BLAKE3 of every object written".to_owned(),
+        VerifyMode::Size => "size only (run `shh migrate verify` for hashes)".to_owned(),
+    };
+    let ctx = Arc::new(Ctx {
+        bw: opts.bwlimit.map(|rate| Bandwidth {
+            rate: rate.max(1) as f64,
+            start: Instant::now(),
+            taken: AtomicU64::new(0),
+        }),
+        src,
+        dst,
+        journal,
+        opts,
+        stats: Mutex::new(RunStats {
+            verification,
+            ..RunStats::default()
+        }),
+        progress,
+        stop: AtomicBool::new(false),
+    });
+    let deletes: Arc<Mutex<Vec<Item>>> = Arc::default();
+    let mut tasks = futures::stream::iter(items)
+        .map(|r| {
+            let ctx = ctx.clone();
+            let deletes = deletes.clone();
+            async move {
+                let item = r?;
+                if item.action == Action::DestOnly {
+                    if ctx.opts.delete {
+                        if let Ok(mut d) = deletes.lock() {
+                            d.push(item);
+                        }
+                    } else {
+                        ctx.stat(|s| s.dest_only_kept.add(item.size));
+                    }
+                    return Ok(());
+                }
+                if item.action == Action::Same {
+                    ctx.stat(|s| s.same.add(item.size));
+                    return Ok(());
+                }
+                if ctx.stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                // A task of its own, so hashing and I/O of many objects use every core.
+                let c = ctx.clone();
+                let path = item.path.clone();
+                let r = tokio::spawn(async move { object(&c, &item).await }).await;
+                let r = match r {
+                    Ok(r) => r,
+                    Err(e) => Err(ObjErr::Conflict(format!("task failed: {e}"))),
+                };
+                if let Err(e) = r {
+                    let mut stop = false;
+                    ctx.stat(|s| {
+                        s.failures.push(Failure {
+                            path: path.clone(),
+                            error: e.to_string(),
+                        });
+                        stop = s.failures.len() >= ctx.opts.max_failures;
+                    });
+                    if stop {
+                        ctx.stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                Ok::<(), MigrateError>(())
+            }
+        })
+        .buffer_unordered(transfers);
+    while let Some(r) = tasks.next().await {
+        r?;
+    }
+    drop(tasks);
+    ctx.journal.sync()?;
+
+    let failed = ctx.stats.lock().map(|s| s.failures.len()).unwrap_or(1);
+    let deletes = std::mem::take(
+        &mut *deletes
+            .lock()
+            .map_err(|_| MigrateError::Refused("delete list lock poisoned".into()))?,
+    );
+    if failed == 0 {
+        for item in deletes {
+            match quarantine(&ctx, &item).await {
+                Ok(()) => ctx.stat(|s| s.quarantined.add(item.size)),
+                Err(e) => ctx.stat(|s| {
+                    s.failures.push(Failure {
+                        path: item.path.clone(),
+                        error: format!("quarantine: {e}"),
+                    })
+                }),
+            }
+        }
+    } else {
+        ctx.stat(|s| {
+            for d in &deletes {
+                s.dest_only_kept.add(d.size);
+            }
+        });
+    }
+    let mut stats = ctx
+        .stats
+        .lock()
+        .map(|s| s.clone())
+        .map_err(|_| MigrateError::Refused("stats lock poisoned".into()))?;
+    stats.seconds = started.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+async fn object(ctx: &Ctx, item: &Item) -> Result<(), ObjErr> {
+    let p = Path::from(item.path.as_str());
+    match item.action {
+        Action::Check => {
+            let (a, b) = futures::try_join!(
+                hash_object(ctx, ctx.src.store(), &p, false),
+                hash_object(ctx, ctx.dst.store(), &p, true)
+            )?;
+            if a == b {
+                ctx.stat(|s| s.checked_equal.add(item.size));
+                return Ok(());
+            }
+            copy(ctx, item, &p, true).await?;
+            ctx.stat(|s| s.replaced.add(item.size));
+        }
+        Action::Replace => {
+            copy(ctx, item, &p, true).await?;
+            ctx.stat(|s| s.replaced.add(item.size));
+        }
+        Action::Copy => {
+            if copy(ctx, item, &p, false).await? {
+                ctx.stat(|s| s.already_there.add(item.size));
+            } else {
+                ctx.stat(|s| s.copied.add(item.size));
+            }
+        }
+        Action::Same | Action::DestOnly => {}
+    }
+    Ok(())
+}
+
+/// Copies and verifies one object; true when it was already there (and verified).
+async fn copy(ctx: &Ctx, item: &Item, p: &Path, overwrite: bool) -> Result<bool, ObjErr> {
+    if item.size >= ctx.opts.multipart_threshold {
+        let digest = match ctx.dst.backend.multipart.clone() {
+            Some(mp) => copy_resumable(ctx, item, p, mp.as_ref()).await?,
+            None => copy_streamed(ctx, item, p).await?,
+        };
+        ctx.journal
+            .done(&item.path, item.size, &digest)
+            .map_err(ObjErr::Journal)?;
+        return Ok(false);
+    }
+    let create = !overwrite && ctx.dst.caps.conditional_create == Some(true);
+    let force = AtomicBool::new(false);
+    let already = ctx
+        .retry(|_| async {
+            let (chunks, hash) = read(ctx, ctx.src.store(), p, None, true).await?;
+            let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+            if len != item.size {
+                return Err(ObjErr::Changed(format!(
+                    "{len} bytes, listed {}",
+                    item.size
+                )));
+            }
+            let mode = if create && !force.load(Ordering::Relaxed) {
+                PutMode::Create
+            } else {
+                PutMode::Overwrite
+            };
+            let payload: PutPayload = chunks.into_iter().collect();
+            let already = match ctx
+                .dst
+                .store()
+                .put_opts(p, payload, PutOptions::from(mode))
+                .await
+            {
+                Ok(_) => {
+                    ctx.sent(len);
+                    false
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => true,
+                Err(e) => return Err(ObjErr::Store("write", e)),
+            };
+            match verify_whole(ctx, p, len, &hash).await {
+                Ok(()) => Ok((already, hash)),
+                Err(ObjErr::Mismatch(m)) if already => Err(ObjErr::Conflict(format!(
+                    "already at the destination with other content ({m}); not overwritten"
+                ))),
+                Err(e) => {
+                    // What we wrote did not arrive intact: the next attempt replaces it.
+                    force.store(true, Ordering::Relaxed);
+                    Err(e)
+                }
+            }
+        })
+        .await?;
+    ctx.journal
+        .done(&item.path, item.size, &already.1.to_hex())
+        .map_err(ObjErr::Journal)?;
+    Ok(already.0)
+}
+
+/// Reads an object (or a range), hashing it, under the bandwidth limit when `limit`.
+async fn read(
+    ctx: &Ctx,
+    store: &Arc<dyn ObjectStore>,
+    p: &Path,
+    range: Option<std::ops::Range<u64>>,
+    limit: bool,
+) -> Result<(Vec<Bytes>, blake3::Hash), ObjErr> {
+    let opts = GetOptions {
+        range: range.map(GetRange::Bounded),
+        ..GetOptions::default()
+    };
+    let mut stream = store
+        .get_opts(p, opts)
+        .await
+        .map_err(st("read"))?
+        .into_stream();
+    let mut hasher = blake3::Hasher::new();
+    let mut chunks = Vec::new();
+    while let Some(c) = stream.try_next().await.map_err(st("read"))? {
+        if limit {
+            if let Some(bw) = &ctx.bw {
+                bw.take(c.len() as u64).await;
+            }
+        }
+        hasher.update(&c);
+        chunks.push(c);
+    }
+    Ok((chunks, hasher.finalize()))
+}
+
+/// Hashes a whole object by streaming it (`read_back` counts it as verification traffic).
+async fn hash_object(
+    ctx: &Ctx,
+    store: &Arc<dyn ObjectStore>,
+    p: &Path,
+    read_back: bool,
+) -> Result<(u64, blake3::Hash), ObjErr> {
+    ctx.retry(|_| async {
+        let mut stream = store.get(p).await.map_err(st("read"))?.into_stream();
+        let mut hasher = blake3::Hasher::new();
+        let mut len = 0u64;
+        while let Some(c) = stream.try_next().await.map_err(st("read"))? {
+            len += c.len() as u64;
+            hasher.update(&c);
+        }
+        if read_back {
+            ctx.stat(|s| s.bytes_read_back += len);
+        }
+        Ok((len, hasher.finalize()))
+    })
+    .await
+}
+
+async fn verify_whole(ctx: &Ctx, p: &Path, len: u64, hash: &blake3::Hash) -> Result<(), ObjErr> {
+    match ctx.opts.verify {
+        VerifyMode::Size => {
+            let meta = ctx.dst.store().head(p).await.map_err(st("verify"))?;
+            if meta.size != len {
+                return Err(ObjErr::Mismatch(format!("size {} != {len}", meta.size)));
+            }
+        }
+        VerifyMode::ReadBack => {
+            let (got_len, got) = hash_object(ctx, ctx.dst.store(), p, true).await?;
+            if got_len != len {
+                return Err(ObjErr::Mismatch(format!("size {got_len} != {len}")));
+            }
+            if &got != hash {
+                return Err(ObjErr::Mismatch("BLAKE3 differs from the source's".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The digest of a part-by-part object: BLAKE3 over its parts' BLAKE3s.
+fn parts_digest(part_size: u64, parts: &[String]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(b"\n");
+    }
+    format!("parts:{part_size}:{}", h.finalize().to_hex())
+}
+
+fn part_range(i: usize, part_size: u64, size: u64) -> std::ops::Range<u64> {
+    let start = i as u64 * part_size;
+    start..(start + part_size).min(size)
+}
+
+/// Part by part through the service's multipart API, journalling the upload and every part.
+async fn copy_resumable(
+    ctx: &Ctx,
+    item: &Item,
+    p: &Path,
+    mp: &dyn MultipartStore,
+) -> Result<String, ObjErr> {
+    let size = item.size;
+    let ps = ctx.dst.caps.part_size(size, ctx.opts.part_size);
+    let n = size.div_ceil(ps).max(1) as usize;
+    // One fresh start is allowed when a journalled upload turns out to be gone at the service.
+    for fresh in [false, true] {
+        let mut upload = match ctx.journal.take_upload(&item.path) {
+            Some(u) if !fresh && u.size == size && u.part_size == ps => {
+                let bytes: u64 = u
+                    .parts
+                    .keys()
+                    .map(|&i| part_range(i, ps, size).end - part_range(i, ps, size).start)
+                    .sum();
+                ctx.stat(|s| {
+                    s.parts_resumed += u.parts.len() as u64;
+                    s.bytes_resumed += bytes;
+                });
+                (ctx.progress)(bytes);
+                u
+            }
+            old => {
+                if let Some(u) = old {
+                    let _ = mp.abort_multipart(p, &u.id).await;
+                    ctx.journal
+                        .upload_ended(&item.path)
+                        .map_err(ObjErr::Journal)?;
+                }
+                let id = ctx
+                    .retry(|_| async { mp.create_multipart(p).await.map_err(st("start upload")) })
+                    .await?;
+                ctx.journal
+                    .upload_started(&item.path, size, ps, &id)
+                    .map_err(ObjErr::Journal)?;
+                crate::journal::OpenUpload {
+                    size,
+                    part_size: ps,
+                    id,
+                    parts: Default::default(),
+                }
+            }
+        };
+        let missing: Vec<usize> = (0..n).filter(|i| !upload.parts.contains_key(i)).collect();
+        let id = upload.id.clone();
+        let results: Vec<Result<(usize, String, String), ObjErr>> = futures::stream::iter(missing)
+            .map(|i| {
+                let id = &id;
+                async move {
+                    let range = part_range(i, ps, size);
+                    let want = range.end - range.start;
+                    let (pid, hash) = ctx
+                        .retry(|_| {
+                            let range = range.clone();
+                            async move {
+                                let (chunks, hash) =
+                                    read(ctx, ctx.src.store(), p, Some(range), true).await?;
+                                let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+                                if len != want {
+                                    return Err(ObjErr::Changed(format!(
+                                        "part {i}: {len} bytes, expected {want}"
+                                    )));
+                                }
+                                let payload: PutPayload = chunks.into_iter().collect();
+                                let pid = mp
+                                    .put_part(p, id, i, payload)
+                                    .await
+                                    .map_err(st("upload part"))?;
+                                ctx.sent(len);
+                                Ok((pid, hash))
+                            }
+                        })
+                        .await?;
+                    let hash = hash.to_hex().to_string();
+                    ctx.journal
+                        .part_done(&item.path, i, &pid.content_id, &hash)
+                        .map_err(ObjErr::Journal)?;
+                    Ok((i, pid.content_id, hash))
+                }
+            })
+            .buffer_unordered(ctx.opts.part_concurrency.max(1))
+            .collect()
+            .await;
+        let mut gone = false;
+        for r in results {
+            match r {
+                Ok((i, e, h)) => {
+                    upload.parts.insert(i, (e, h));
+                }
+                Err(e) if e.not_found() && !fresh => gone = true,
+                Err(e) => return Err(e),
+            }
+        }
+        if gone {
+            continue;
+        }
+        let parts: Vec<PartId> = upload
+            .parts
+            .values()
+            .map(|(e, _)| PartId {
+                content_id: e.clone(),
+            })
+            .collect();
+        let hashes: Vec<String> = upload.parts.values().map(|(_, h)| h.clone()).collect();
+        let done = ctx
+            .retry(|_| async {
+                mp.complete_multipart(p, &id, parts.clone())
+                    .await
+                    .map_err(st("complete upload"))
+            })
+            .await;
+        match done {
+            Ok(_) => {}
+            Err(e) if e.not_found() && !fresh => {
+                // The service forgot the upload (expired or aborted): start again.
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        ctx.journal
+            .upload_ended(&item.path)
+            .map_err(ObjErr::Journal)?;
+        verify_parts(ctx, p, size, ps, &hashes).await?;
+        return Ok(parts_digest(ps, &hashes));
+    }
+    Err(ObjErr::Conflict(
+        "the multipart upload was lost twice at the service".into(),
+    ))
+}
+
+/// Part by part through `put_multipart` (no resume: used where the service has no multipart
+/// API, such as local disk).
+async fn copy_streamed(ctx: &Ctx, item: &Item, p: &Path) -> Result<String, ObjErr> {
+    let size = item.size;
+    let ps = ctx.dst.caps.part_size(size, ctx.opts.part_size);
+    let n = size.div_ceil(ps).max(1) as usize;
+    let hashes = ctx
+        .retry(|_| async {
+            let mut up = ctx
+                .dst
+                .store()
+                .put_multipart(p)
+                .await
+                .map_err(st("start upload"))?;
+            let mut hashes = Vec::with_capacity(n);
+            for i in 0..n {
+                let range = part_range(i, ps, size);
+                let want = range.end - range.start;
+                let r = read(ctx, ctx.src.store(), p, Some(range), true).await;
+                let (chunks, hash) = match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = up.abort().await;
+                        return Err(e);
+                    }
+                };
+                let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+                if len != want {
+                    let _ = up.abort().await;
+                    return Err(ObjErr::Changed(format!(
+                        "part {i}: {len} bytes, expected {want}"
+                    )));
+                }
+                if let Err(e) = up.put_part(chunks.into_iter().collect()).await {
+                    let _ = up.abort().await;
+                    return Err(ObjErr::Store("write part", e));
+                }
+                ctx.sent(len);
+                hashes.push(hash.to_hex().to_string());
+            }
+            up.complete().await.map_err(st("complete upload"))?;
+            verify_parts(ctx, p, size, ps, &hashes).await?;
+            Ok(hashes)
+        })
+        .await?;
+    Ok(parts_digest(ps, &hashes))
+}
+
+/// Reads the destination object back and checks every part's BLAKE3.
+async fn verify_parts(
+    ctx: &Ctx,
+    p: &Path,
+    size: u64,
+    ps: u64,
+    hashes: &[String],
+) -> Result<(), ObjErr> {
+    if ctx.opts.verify == VerifyMode::Size {
+        let meta = ctx.dst.store().head(p).await.map_err(st("verify"))?;
+        if meta.size != size {
+            return Err(ObjErr::Mismatch(format!("size {} != {size}", meta.size)));
+        }
+        return Ok(());
+    }
+    let mut stream = ctx
+        .dst
+        .store()
+        .get(p)
+        .await
+        .map_err(st("verify"))?
+        .into_stream();
+    let mut part = 0usize;
+    let mut in_part = 0u64;
+    let mut total = 0u64;
+    let mut hasher = blake3::Hasher::new();
+    let check = |part: usize, hasher: &mut blake3::Hasher| -> Result<(), ObjErr> {
+        let got = hasher.finalize().to_hex().to_string();
+        *hasher = blake3::Hasher::new();
+        if hashes.get(part) != Some(&got) {
+            return Err(ObjErr::Mismatch(format!(
+                "part {part} BLAKE3 differs from the source's"
+            )));
+        }
+        Ok(())
+    };
+    while let Some(mut c) = stream.try_next().await.map_err(st("verify"))? {
+        total += c.len() as u64;
+        while !c.is_empty() {
+            let take = ((ps - in_part) as usize).min(c.len());
+            hasher.update(&c[..take]);
+            in_part += take as u64;
+            c = c.slice(take..);
+            if in_part == ps {
+                check(part, &mut hasher)?;
+                part += 1;
+                in_part = 0;
+            }
+        }
+    }
+    ctx.stat(|s| s.bytes_read_back += total);
+    if total != size {
+        return Err(ObjErr::Mismatch(format!("size {total} != {size}")));
+    }
+    if in_part > 0 || size == 0 {
+        check(part, &mut hasher)?;
+        part += 1;
+    }
+    if part != hashes.len() {
+        return Err(ObjErr::Mismatch(format!(
+            "{part} parts read back, {} written",
+            hashes.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Copies a destination-only object into the quarantine prefix, then deletes it.
+async fn quarantine(ctx: &Ctx, item: &Item) -> Result<(), ObjErr> {
+    let p = Path::from(item.path.as_str());
+    let q = Path::from(format!(".shh-quarantine/{}/{}", ctx.opts.run_id, item.path));
+    ctx.retry(|_| async {
+        ctx.dst
+            .store()
+            .copy(&p, &q)
+            .await
+            .map_err(st("quarantine copy"))
+    })
+    .await?;
+    let meta = ctx
+        .dst
+        .store()
+        .head(&q)
+        .await
+        .map_err(st("quarantine check"))?;
+    if meta.size != item.size {
+        return Err(ObjErr::Mismatch(format!(
+            "quarantined copy has {} bytes, not {}",
+            meta.size, item.size
+        )));
+    }
+    ctx.retry(|_| async { ctx.dst.store().delete(&p).await.map_err(st("delete")) })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_ranges_cover_the_object_exactly() {
+        let size = 10 * MIB + 3;
+        let ps = 4 * MIB;
+        let n = size.div_ceil(ps) as usize;
+        let mut next = 0;
+        for i in 0..n {
+            let r = part_range(i, ps, size);
+            assert_eq!(r.start, next);
+            next = r.end;
+        }
+        assert_eq!(next, size);
+    }
+
+    #[test]
+    fn only_transient_errors_are_retried() {
+        let gone = ObjErr::Store(
+            "read",
+            object_store::Error::NotFound {
+                path: "x".into(),
+                source: "gone".into(),
+            },
+        );
+        assert!(!gone.retriable());
+        let flaky = ObjErr::Store(
+            "read",
+            object_store::Error::Generic {
+                store: "S3",
+                source: "connection reset".into(),
+            },
+        );
+        assert!(flaky.retriable());
+        assert!(ObjErr::Mismatch("x".into()).retriable());
+        assert!(!ObjErr::Changed("x".into()).retriable());
+    }
+}

@@ -1,0 +1,648 @@
+//! `shh migrate …`: the operator's commands to move a hub between clouds, and the auditor's
+//! `check-report`.
+
+use crate::{human_bytes, open, print_json};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use shh_hub::migrate::{Progress, RunReport, RunRequest, SwitchReport};
+use shh_hub::shh_migrate::report::{AcceptanceReport, check_report};
+use shh_hub::shh_migrate::{Options, PlanHeader, VerifyMode};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub enum MigrateCmd {
+    /// List both stores, classify every object, and write a hashed plan (nothing is copied).
+    Plan {
+        /// Source store (default: the hub's primary store).
+        #[arg(long)]
+        from: Option<String>,
+        /// Destination store.
+        #[arg(long)]
+        to: String,
+        /// Only objects under this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Compare objects of the same size by content during the run.
+        #[arg(long)]
+        checksum: bool,
+        /// Concurrent transfers assumed by the estimate.
+        #[arg(long, default_value_t = 16)]
+        transfers: usize,
+        /// The plan (its objects go to PLAN.objects.jsonl beside it).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Copy what a plan says (or plan and copy), verifying every object; resumable.
+    Run {
+        /// A plan written by `shh migrate plan`.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        plan: Option<PathBuf>,
+        /// Source store (default: the hub's primary store).
+        #[arg(long)]
+        from: Option<String>,
+        /// Destination store.
+        #[arg(long, required_unless_present = "plan")]
+        to: Option<String>,
+        /// Only objects under this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        #[command(flatten)]
+        t: TransferArgs,
+    },
+    /// Incremental re-run for the parallel-operation window.
+    Sync {
+        /// Source store (default: the hub's primary store).
+        #[arg(long)]
+        from: Option<String>,
+        /// Destination store.
+        #[arg(long)]
+        to: String,
+        /// Only objects under this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Quarantine (under .shh-quarantine/) and delete objects only at the destination.
+        #[arg(long)]
+        delete: bool,
+        /// Refuse to run if more objects than this would be deleted.
+        #[arg(long, default_value_t = 1000)]
+        max_delete: u64,
+        #[command(flatten)]
+        t: TransferArgs,
+    },
+    /// Check every object the manifests reference at a store; write the signed acceptance report.
+    Verify {
+        /// Store to check (default: the hub's primary store).
+        #[arg(long)]
+        to: Option<String>,
+        /// Also decrypt and check the plaintext hashes.
+        #[arg(long)]
+        deep: bool,
+        /// Report directory (default: <hub>/migrate/reports/<time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Objects read at once.
+        #[arg(long, default_value_t = 16)]
+        transfers: usize,
+    },
+    /// Check an acceptance report with the hub's public key only (for auditors).
+    CheckReport {
+        /// The report directory.
+        dir: PathBuf,
+        /// The audit public key (`shh audit pubkey`).
+        #[arg(long)]
+        pubkey: PathBuf,
+    },
+    /// Read-only, final sync, verify, switch the primary store to the target.
+    Cutover {
+        /// The new primary store.
+        #[arg(long)]
+        to: String,
+        /// Do not keep the old store current by dual writes until `finalize`.
+        #[arg(long)]
+        no_mirror: bool,
+        /// Acceptance report directory (default: <hub>/migrate/reports/<time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        t: TransferArgs,
+    },
+    /// Back to the store the hub ran on before the cut-over (new objects are copied back).
+    Rollback {
+        #[command(flatten)]
+        t: TransferArgs,
+    },
+    /// End the rollback window (the old store is left in place, no longer used).
+    Finalize,
+    /// Send every new write to a second store too (dual-write), or stop with --off.
+    Mirror {
+        /// The mirror store.
+        #[arg(long, required_unless_present = "off")]
+        to: Option<String>,
+        /// Stop mirroring.
+        #[arg(long, conflicts_with = "to")]
+        off: bool,
+    },
+    /// Shadow-read a sample of objects from the primary and another store and compare them.
+    Compare {
+        /// The other store (default: the mirror, or the cut-over's source).
+        #[arg(long = "with")]
+        with: Option<String>,
+        /// Percentage of objects to read.
+        #[arg(long, default_value_t = 10.0)]
+        sample: f64,
+        /// Objects read at once.
+        #[arg(long, default_value_t = 16)]
+        transfers: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VerifyArg {
+    /// Read every written object back and compare BLAKE3.
+    Readback,
+    /// Compare sizes only (run `shh migrate verify` afterwards).
+    Size,
+}
+
+#[derive(Args)]
+pub struct TransferArgs {
+    /// Objects in flight.
+    #[arg(long, default_value_t = 16)]
+    transfers: usize,
+    /// Objects at least this large are sent part by part (resumable on S3 and Azure).
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    multipart_threshold: u64,
+    /// Part size (raised to fit the target's part-count limit).
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    part_size: u64,
+    /// Bandwidth limit over all transfers, bytes per second (K, M, G suffixes: 1024-based).
+    #[arg(long, value_parser = parse_size)]
+    bwlimit: Option<u64>,
+    /// Verification of every object written.
+    #[arg(long, value_enum, default_value = "readback")]
+    verify: VerifyArg,
+    /// Compare same-size objects by content (reads both sides).
+    #[arg(long)]
+    checksum: bool,
+    /// Attempts per request.
+    #[arg(long, default_value_t = 6)]
+    retries: u32,
+}
+
+impl TransferArgs {
+    fn options(&self, delete: bool) -> Options {
+        Options {
+            transfers: self.transfers.max(1),
+            multipart_threshold: self.multipart_threshold.max(1),
+            part_size: self.part_size.max(1),
+            bwlimit: self.bwlimit,
+            verify: match self.verify {
+                VerifyArg::Readback => VerifyMode::ReadBack,
+                VerifyArg::Size => VerifyMode::Size,
+            },
+            max_attempts: self.retries.max(1),
+            delete,
+            ..Options::default()
+        }
+    }
+}
+
+/// `64M`, `1.5G`, `512K`, `1000` (bytes; suffixes are powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'B' => 1u64,
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => {
+                    return Err(format!(
+                        "unknown size suffix {c:?} in {s:?} (use K, M, G or T)"
+                    ));
+                }
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (e.g. 512K, 16M, 1.5G)"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("not a size: {s:?}"));
+    }
+    Ok((v * mult as f64) as u64)
+}
+
+fn bar(json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+fn progress(pb: &ProgressBar) -> Progress {
+    let pb = pb.clone();
+    Arc::new(move |n| pb.inc(n))
+}
+
+fn default_report_dir(hub: &shh_hub::Hub) -> PathBuf {
+    hub.migrate_dir()
+        .join("reports")
+        .join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string())
+}
+
+fn print_plan(h: &PlanHeader, path: &Path) {
+    let s = &h.summary;
+    println!("plan {} ({})", path.display(), &h.plan_hash[..16]);
+    println!("  from {}", h.from);
+    println!("  to   {}", h.to);
+    for (name, t) in [
+        ("copy", s.copy),
+        ("same", s.same),
+        ("check", s.check),
+        ("replace", s.replace),
+        ("only at destination", s.dest_only),
+    ] {
+        println!(
+            "  {name:<20} {:>10} objects {:>12}",
+            t.objects,
+            human_bytes(t.bytes)
+        );
+    }
+    println!(
+        "  estimate: {:.0} s at {}/s with {} transfers",
+        h.estimate.seconds,
+        human_bytes(h.estimate.bytes_per_sec as u64),
+        h.estimate.transfers
+    );
+    let to = &h.capabilities.to;
+    println!(
+        "  target: {} · create-only writes {} · resumable multipart {} · max {} parts · verify by {}",
+        to.kind,
+        match to.conditional_create {
+            Some(true) => "enforced",
+            Some(false) => "NOT enforced",
+            None => "not probed",
+        },
+        if to.resumable_multipart { "yes" } else { "no" },
+        to.max_parts,
+        to.verification
+    );
+    for n in &to.notes {
+        println!("    note: {n}");
+    }
+}
+
+fn print_run(r: &RunReport) {
+    let s = &r.stats;
+    println!(
+        "{} → {}: {} copied ({}), {} replaced, {} already there, {} same, {} checked equal",
+        r.from,
+        r.to,
+        s.copied.objects,
+        human_bytes(s.copied.bytes),
+        s.replaced.objects,
+        s.already_there.objects,
+        s.same.objects,
+        s.checked_equal.objects
+    );
+    let rate = s.bytes_sent as f64 / s.seconds.max(1e-9);
+    println!(
+        "  sent {} in {:.1} s ({}/s); read back {}; {} parts resumed ({} not re-sent); {} retries",
+        human_bytes(s.bytes_sent),
+        s.seconds,
+        human_bytes(rate as u64),
+        human_bytes(s.bytes_read_back),
+        s.parts_resumed,
+        human_bytes(s.bytes_resumed),
+        s.retries
+    );
+    if s.quarantined.objects > 0 || s.dest_only_kept.objects > 0 {
+        println!(
+            "  destination-only: {} quarantined and deleted, {} kept",
+            s.quarantined.objects, s.dest_only_kept.objects
+        );
+    }
+    println!("  verification: {}", s.verification);
+    if r.audit_seq > 0 {
+        println!(
+            "  journal {} · audit event #{}",
+            r.journal.display(),
+            r.audit_seq
+        );
+    } else {
+        println!("  journal {}", r.journal.display());
+    }
+    for f in s.failures.iter().take(20) {
+        println!("  FAILED {}: {}", f.path, f.error);
+    }
+}
+
+fn print_report(r: &AcceptanceReport, dir: &Path) {
+    println!(
+        "{}: {} objects checked at {} ({} ok, {} failed){}",
+        if r.summary.failed == 0 {
+            "ACCEPTED"
+        } else {
+            "REJECTED"
+        },
+        r.summary.objects,
+        r.target,
+        r.summary.ok,
+        r.summary.failed,
+        if r.deep { ", plaintext too" } else { "" }
+    );
+    println!(
+        "  Merkle root {} signed by audit key {}",
+        r.merkle_root, r.key
+    );
+    println!(
+        "  report: {}/report.{{json,md,html}}, objects.jsonl",
+        dir.display()
+    );
+    if let Some(f) = &r.first_failure {
+        println!("  first bad object: {f}");
+    }
+}
+
+fn run_exit(r: &RunReport) -> ExitCode {
+    if let Some(f) = r.stats.failures.first() {
+        eprintln!(
+            "error: {} object(s) failed; first: {}: {}",
+            r.stats.failures.len(),
+            f.path,
+            f.error
+        );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_switch(r: &SwitchReport, what: &str) {
+    println!("{what}: the hub now runs on {} (was {})", r.to, r.from);
+    print_run(&r.sync);
+    if let Some(a) = &r.acceptance {
+        println!(
+            "  acceptance: {} objects verified, Merkle root {}",
+            a.summary.objects, a.merkle_root
+        );
+    }
+    match &r.mirror {
+        Some(m) => println!("  dual writes to {m} until `shh migrate finalize`"),
+        None => {}
+    }
+}
+
+pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> {
+    if let MigrateCmd::CheckReport { dir, pubkey } = &cmd {
+        let text = std::fs::read_to_string(pubkey)
+            .with_context(|| format!("cannot read {}", pubkey.display()))?;
+        let keys = shh_hub::audit_log::PublicKey::parse_all(&text)?;
+        let c = check_report(dir, &keys)?;
+        if json {
+            print_json(&c)?;
+        } else {
+            println!(
+                "report OK: signature by {} verifies, {} object lines match the Merkle root {}",
+                c.report.key, c.lines, c.report.merkle_root
+            );
+            print_report(&c.report, dir);
+        }
+        return Ok(if c.report.summary.failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let hub = open(hub_dir).await?;
+    match cmd {
+        MigrateCmd::CheckReport { .. } => Ok(ExitCode::SUCCESS),
+        MigrateCmd::Plan {
+            from,
+            to,
+            prefix,
+            checksum,
+            transfers,
+            out,
+        } => {
+            let h = hub
+                .migrate_plan(
+                    from.as_deref(),
+                    &to,
+                    prefix.as_deref(),
+                    checksum,
+                    transfers,
+                    &out,
+                )
+                .await?;
+            if json {
+                print_json(&h)?;
+            } else {
+                print_plan(&h, &out);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCmd::Run {
+            plan,
+            from,
+            to,
+            prefix,
+            t,
+        } => {
+            let pb = bar(json);
+            let pb2 = pb.clone();
+            let req = RunRequest {
+                plan,
+                from,
+                to,
+                prefix,
+                checksum: t.checksum,
+                options: t.options(false),
+                max_delete: 0,
+                sync: false,
+            };
+            let r = hub
+                .migrate_run(req, progress(&pb), move |h| {
+                    pb2.set_length(h.summary.bytes_to_send())
+                })
+                .await;
+            pb.finish_and_clear();
+            let r = r?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print_run(&r);
+            }
+            Ok(run_exit(&r))
+        }
+        MigrateCmd::Sync {
+            from,
+            to,
+            prefix,
+            delete,
+            max_delete,
+            t,
+        } => {
+            let pb = bar(json);
+            let pb2 = pb.clone();
+            let req = RunRequest {
+                plan: None,
+                from,
+                to: Some(to),
+                prefix,
+                checksum: t.checksum,
+                options: t.options(delete),
+                max_delete,
+                sync: true,
+            };
+            let r = hub
+                .migrate_run(req, progress(&pb), move |h| {
+                    pb2.set_length(h.summary.bytes_to_send())
+                })
+                .await;
+            pb.finish_and_clear();
+            let r = r?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print_run(&r);
+            }
+            Ok(run_exit(&r))
+        }
+        MigrateCmd::Verify {
+            to,
+            deep,
+            out,
+            transfers,
+        } => {
+            let dir = out.unwrap_or_else(|| default_report_dir(&hub));
+            let pb = crate::spinner(json);
+            pb.set_message(format!(
+                "checking every manifest-referenced object{}",
+                if deep { " (decrypting)" } else { "" }
+            ));
+            let r = hub
+                .migrate_verify(to.as_deref(), deep, transfers, &dir)
+                .await;
+            pb.finish_and_clear();
+            let r = r?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print_report(&r, &dir);
+            }
+            if let Some(f) = &r.first_failure {
+                eprintln!("error: verification failed; first bad object: {f}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCmd::Cutover {
+            to,
+            no_mirror,
+            out,
+            t,
+        } => {
+            let dir = out.unwrap_or_else(|| default_report_dir(&hub));
+            let pb = bar(json);
+            let r = hub
+                .migrate_cutover(&to, t.options(false), !no_mirror, &dir, progress(&pb))
+                .await;
+            pb.finish_and_clear();
+            let (_hub, r) = r?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print_switch(&r, "cut-over complete");
+                println!("  acceptance report: {}", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCmd::Rollback { t } => {
+            let pb = bar(json);
+            let r = hub.migrate_rollback(t.options(false), progress(&pb)).await;
+            pb.finish_and_clear();
+            let (_hub, r) = r?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print_switch(&r, "rolled back");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCmd::Finalize => {
+            let (_hub, s) = hub.migrate_finalize().await?;
+            if json {
+                print_json(&s)?;
+            } else {
+                println!(
+                    "finalized: the hub runs on {}; {} is no longer used or kept current.",
+                    s.target, s.source
+                );
+                println!(
+                    "  nothing was deleted there: remove it with the provider's tools when your retention rules allow."
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCmd::Mirror { to, off } => {
+            if off && to.is_some() {
+                bail!("--to and --off exclude each other");
+            }
+            let hub = hub.migrate_mirror(to.as_deref()).await?;
+            match &hub.config().mirror {
+                Some(m) => println!("every new write now also goes to {m}"),
+                None => println!("mirroring stopped"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCmd::Compare {
+            with,
+            sample,
+            transfers,
+        } => {
+            let r = hub
+                .migrate_compare(with.as_deref(), sample, transfers)
+                .await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "{} of {} objects read from {} and {}: {} equal, {} missing, {} different ({} per side)",
+                    r.sampled,
+                    r.listed,
+                    r.primary,
+                    r.other,
+                    r.equal,
+                    r.missing.len(),
+                    r.differ.len(),
+                    human_bytes(r.bytes)
+                );
+                for p in r.missing.iter().take(20) {
+                    println!("  missing: {p}");
+                }
+                for p in r.differ.iter().take(20) {
+                    println!("  differs: {p}");
+                }
+            }
+            Ok(if r.missing.is_empty() && r.differ.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("1.5k"), Ok(1536));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("-1M").is_err());
+    }
+}
