@@ -153,6 +153,9 @@ pub struct TransferArgs {
     /// Objects in flight.
     #[arg(long, default_value_t = 16)]
     transfers: usize,
+    /// Parts of one large object in flight (bytes in flight: transfers × this × part size).
+    #[arg(long, default_value_t = 4)]
+    part_transfers: usize,
     /// Objects at least this large are sent part by part (resumable on S3 and Azure).
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     multipart_threshold: u64,
@@ -179,6 +182,7 @@ impl TransferArgs {
             transfers: self.transfers.max(1),
             multipart_threshold: self.multipart_threshold.max(1),
             part_size: self.part_size.max(1),
+            part_concurrency: self.part_transfers.max(1),
             bwlimit: self.bwlimit,
             verify: match self.verify {
                 VerifyArg::Readback => VerifyMode::ReadBack,

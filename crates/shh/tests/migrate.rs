@@ -1,0 +1,645 @@
+//! `shh migrate` against real servers on 127.0.0.1: file → S3 (moto), S3 → file, Azurite → S3,
+//! with the faults a real migration meets: `kill -9` half-way, a proxy that drops
+//! connections, a corrupted or truncated object at the destination, a destination the
+//! residency policy refuses.
+
+mod common;
+
+use common::{ok, shh_env};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const PASS: &str = "migrate test passphrase";
+const MIB: usize = 1024 * 1024;
+
+fn shh(hub: &Path, args: &[&str]) -> Output {
+    shh_env(hub, PASS, &[], args)
+}
+
+fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                std::env::var("SHH_REQUIRE_SERVERS").as_deref() != Ok("1"),
+                "{var} is not set but SHH_REQUIRE_SERVERS=1"
+            );
+            eprintln!("skipping: {var} not set");
+            None
+        }
+    }
+}
+
+/// The server URL with a fresh sub-prefix, and optionally another endpoint port (a proxy).
+fn fresh(url: &str, tag: &str, port: Option<u16>) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let sub = format!("/{tag}-{nanos:x}");
+    let url = match url.split_once('?') {
+        Some((base, q)) => format!("{base}{sub}?{q}"),
+        None => format!("{url}{sub}"),
+    };
+    match port {
+        None => url,
+        Some(p) => {
+            let (head, tail) = url
+                .split_once("endpoint=http://127.0.0.1:")
+                .expect("endpoint");
+            let rest = tail.find('&').map(|i| &tail[i..]).unwrap_or("");
+            format!("{head}endpoint=http://127.0.0.1:{p}{rest}")
+        }
+    }
+}
+
+fn endpoint_port(url: &str) -> u16 {
+    let tail = url
+        .split("endpoint=http://127.0.0.1:")
+        .nth(1)
+        .expect("endpoint");
+    let end = tail
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(tail.len());
+    tail[..end].parse().expect("port")
+}
+
+/// A TCP proxy on 127.0.0.1 that counts the bytes clients send, and can drop every `k`-th
+/// connection after it forwarded `after` bytes upstream.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicU64>,
+    conns: Arc<AtomicU64>,
+    cuts: Arc<AtomicU64>,
+}
+
+fn proxy(target: u16, drop_every: Option<(u64, u64)>) -> Proxy {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let up = Arc::new(AtomicU64::new(0));
+    let conns = Arc::new(AtomicU64::new(0));
+    let cuts = Arc::new(AtomicU64::new(0));
+    let (up2, conns2, cuts2) = (up.clone(), conns.clone(), cuts.clone());
+    std::thread::spawn(move || {
+        // Lives as long as the test process; each connection is bounded by its peers.
+        for c in l.incoming() {
+            let Ok(client) = c else { continue };
+            let n = conns2.fetch_add(1, Ordering::SeqCst) + 1;
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let cut = drop_every.and_then(|(k, after)| (n % k == 0).then_some(after));
+            let (c2, s2) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            let (up, cuts) = (up2.clone(), cuts2.clone());
+            std::thread::spawn(move || {
+                if pump(client, server, Some(up), cut) {
+                    cuts.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            std::thread::spawn(move || pump(s2, c2, None, None));
+        }
+    });
+    Proxy {
+        port,
+        up,
+        conns,
+        cuts,
+    }
+}
+
+/// Copies until EOF; true if the connection was cut.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    count: Option<Arc<AtomicU64>>,
+    cut: Option<u64>,
+) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(limit) = cut {
+            if sent + n as u64 > limit {
+                // Mid-request: the connection just dies.
+                let _ = from.shutdown(Shutdown::Both);
+                let _ = to.shutdown(Shutdown::Both);
+                return true;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+        if let Some(c) = &count {
+            c.fetch_add(n as u64, Ordering::SeqCst);
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    false
+}
+
+/// A hub on local disk with a dataset, plus `big` raw objects of `big_mib` MiB (sent part by
+/// part) and `small` small ones. Returns the hub and its store directory.
+fn hub_with_data(dir: &Path, allow: &[&str], big: usize, big_mib: usize, small: usize) -> PathBuf {
+    let hub = dir.join("hub");
+    let mut args = vec!["init", "--insecure-fast-kdf"];
+    for a in allow {
+        args.push("--allow");
+        args.push(a);
+    }
+    ok(&shh(&hub, &args));
+    ok(&shh(
+        &hub,
+        &[
+            "debug",
+            "write-sample",
+            "--dataset",
+            "claims",
+            "--rows",
+            "20000",
+            "--rows-per-file",
+            "5000",
+        ],
+    ));
+    let blobs = hub.join("store").join("blobs");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    // One MiB of noise, stamped per MiB so no two MiB (and no two parts) are alike; quick even
+    // in an unoptimized test build.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let block: Vec<u8> = (0..MIB)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let object = |id: u64, len: usize| {
+        let mut out = Vec::with_capacity(len);
+        let mut n = 0u64;
+        while out.len() < len {
+            let start = out.len();
+            out.extend_from_slice(&block[..MIB.min(len - start)]);
+            let stamp = [id.to_le_bytes(), n.to_le_bytes()].concat();
+            let end = (start + stamp.len()).min(out.len());
+            out[start..end].copy_from_slice(&stamp[..end - start]);
+            n += 1;
+        }
+        out
+    };
+    for i in 0..big {
+        let data = object(i as u64, big_mib * MIB + 12345);
+        std::fs::write(blobs.join(format!("big-{i}.bin")), data).expect("big");
+    }
+    for i in 0..small {
+        let data = object(1000 + i as u64, 1000 + i * 37);
+        std::fs::write(blobs.join(format!("small-{i:03}.bin")), data).expect("small");
+    }
+    hub
+}
+
+fn store_bytes(hub: &Path) -> u64 {
+    common::files_under(&hub.join("store"))
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).expect("json")
+}
+
+const PARTS: [&str; 4] = ["--multipart-threshold", "6M", "--part-size", "5M"];
+
+#[test]
+fn file_to_s3_and_back_verified_end_to_end_and_damage_is_named() {
+    let Some(s3) = server("SHH_TEST_S3_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = hub_with_data(dir.path(), &[&s3], 2, 7, 30);
+    let to = fresh(&s3, "mig", None);
+    let plan = dir.path().join("plan.json");
+    let h = json_of(&shh(
+        &hub,
+        &[
+            "--json",
+            "migrate",
+            "plan",
+            "--to",
+            &to,
+            "--out",
+            plan.to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(h["summary"]["same"]["objects"], 0, "{h}");
+    assert_eq!(
+        h["capabilities"]["to"]["conditional_create"], true,
+        "moto refuses a second create: {h}"
+    );
+    assert!(h["plan_hash"].as_str().is_some_and(|s| s.len() == 64));
+    let copies = h["summary"]["copy"]["objects"].as_u64().expect("copies");
+
+    let mut args = vec![
+        "--json",
+        "migrate",
+        "run",
+        "--plan",
+        plan.to_str().expect("utf8"),
+    ];
+    args.extend(PARTS);
+    let r = json_of(&shh(&hub, &args));
+    assert_eq!(
+        r["stats"]["copied"]["objects"].as_u64(),
+        Some(copies),
+        "{r}"
+    );
+    assert_eq!(
+        r["stats"]["bytes_sent"].as_u64(),
+        h["summary"]["copy"]["bytes"].as_u64()
+    );
+    assert!(
+        r["stats"]["bytes_read_back"].as_u64() >= r["stats"]["bytes_sent"].as_u64(),
+        "every object read back: {r}"
+    );
+
+    // A re-run finds everything there and sends only the audit log's new segment and head
+    // (the first run's own event).
+    let again = json_of(&shh(&hub, &["--json", "migrate", "run", "--to", &to]));
+    assert_eq!(
+        again["stats"]["same"]["objects"].as_u64(),
+        Some(copies),
+        "{again}"
+    );
+    assert_eq!(again["stats"]["copied"]["objects"], 2, "{again}");
+
+    let rep = dir.path().join("report-s3");
+    let v = json_of(&shh(
+        &hub,
+        &[
+            "--json",
+            "migrate",
+            "verify",
+            "--to",
+            &to,
+            "--deep",
+            "--out",
+            rep.to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(v["summary"]["failed"], 0, "{v}");
+    assert!(
+        v["summary"]["objects"].as_u64() >= Some(3),
+        "data files, a manifest, the audit log: {v}"
+    );
+    let pubkey = dir.path().join("audit.pub");
+    std::fs::write(&pubkey, ok(&shh(&hub, &["audit", "pubkey"]))).expect("pubkey");
+    ok(&shh(
+        &hub,
+        &[
+            "migrate",
+            "check-report",
+            rep.to_str().expect("utf8"),
+            "--pubkey",
+            pubkey.to_str().expect("utf8"),
+        ],
+    ));
+
+    // S3 → file: the copy of the copy still matches the manifests.
+    let back = dir.path().join("back");
+    let back_url = format!("file://{}", back.display());
+    let mut args = vec!["migrate", "run", "--from", &to, "--to", &back_url];
+    args.extend(PARTS);
+    ok(&shh(&hub, &args));
+    let deep = dir.path().join("report-back");
+    ok(&shh(
+        &hub,
+        &[
+            "migrate",
+            "verify",
+            "--to",
+            &back_url,
+            "--deep",
+            "--out",
+            deep.to_str().expect("utf8"),
+        ],
+    ));
+
+    // One data object flipped, another truncated: verify names them and exits non-zero.
+    let data: Vec<PathBuf> = common::files_under(&back)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/data/"))
+        .collect();
+    assert!(data.len() >= 2, "{data:?}");
+    let mut bytes = std::fs::read(&data[0]).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&data[0], bytes).expect("flip");
+    let len = std::fs::metadata(&data[1]).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&data[1])
+        .expect("open")
+        .set_len(len - 10)
+        .expect("truncate");
+    let bad = shh(
+        &hub,
+        &[
+            "migrate",
+            "verify",
+            "--to",
+            &back_url,
+            "--out",
+            dir.path().join("bad").to_str().expect("utf8"),
+        ],
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    let name = |p: &Path| p.file_name().expect("name").to_string_lossy().into_owned();
+    assert!(
+        err.contains("first bad object")
+            && (err.contains(&name(&data[0])) || err.contains(&name(&data[1]))),
+        "{err}"
+    );
+    let lines =
+        std::fs::read_to_string(dir.path().join("bad").join("objects.jsonl")).expect("objects");
+    for p in &data[..2] {
+        let line = lines
+            .lines()
+            .find(|l| l.contains(&name(p)))
+            .expect("reported");
+        assert!(line.contains("\"ok\":false"), "{line}");
+    }
+    assert!(
+        lines.contains("size ") && lines.contains("BLAKE3 differs"),
+        "{lines}"
+    );
+}
+
+#[test]
+fn azurite_to_s3() {
+    let (Some(az), Some(s3)) = (server("SHH_TEST_AZURE_URL"), server("SHH_TEST_S3_URL")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = dir.path().join("hub");
+    let source = fresh(&az, "mig-src", None);
+    ok(&shh(
+        &hub,
+        &[
+            "init",
+            "--insecure-fast-kdf",
+            "--store",
+            &source,
+            "--allow",
+            &s3,
+        ],
+    ));
+    ok(&shh(
+        &hub,
+        &[
+            "debug",
+            "write-sample",
+            "--dataset",
+            "claims",
+            "--rows",
+            "20000",
+            "--rows-per-file",
+            "5000",
+        ],
+    ));
+    let to = fresh(&s3, "from-azure", None);
+    let r = json_of(&shh(&hub, &["--json", "migrate", "run", "--to", &to]));
+    assert!(r["stats"]["copied"]["objects"].as_u64() >= Some(5), "{r}");
+    assert_eq!(
+        r["stats"]["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{r}"
+    );
+    let v = json_of(&shh(
+        &hub,
+        &[
+            "--json",
+            "migrate",
+            "verify",
+            "--to",
+            &to,
+            "--deep",
+            "--out",
+            dir.path().join("rep").to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(v["summary"]["failed"], 0, "{v}");
+
+    // Cut over to S3, write there (dual-written to Azure), roll back, nothing lost.
+    ok(&shh(
+        &hub,
+        &[
+            "migrate",
+            "cutover",
+            "--to",
+            &to,
+            "--out",
+            dir.path().join("cut").to_str().expect("utf8"),
+        ],
+    ));
+    let cfg = std::fs::read_to_string(hub.join("shh.toml")).expect("config");
+    assert!(
+        cfg.contains("[migration]") && cfg.contains(&format!("mirror = \"{source}\"")),
+        "{cfg}"
+    );
+    ok(&shh(
+        &hub,
+        &[
+            "debug",
+            "write-sample",
+            "--dataset",
+            "after",
+            "--rows",
+            "100",
+        ],
+    ));
+    let cmp = json_of(&shh(
+        &hub,
+        &["--json", "migrate", "compare", "--sample", "100"],
+    ));
+    assert_eq!(
+        (
+            cmp["missing"].as_array().map(Vec::len),
+            cmp["differ"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0)),
+        "{cmp}"
+    );
+    ok(&shh(&hub, &["migrate", "rollback"]));
+    ok(&shh(&hub, &["datasets", "verify", "after"]));
+    let a = json_of(&shh(&hub, &["--json", "audit", "verify"]));
+    assert_eq!(a["ok"], true, "{a}");
+}
+
+#[test]
+fn kill_nine_half_way_then_rerun_sends_little_again() {
+    let Some(s3) = server("SHH_TEST_S3_URL") else {
+        return;
+    };
+    let px = proxy(endpoint_port(&s3), None);
+    let to = fresh(&s3, "kill", Some(px.port));
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = hub_with_data(dir.path(), &[&to], 8, 24, 200);
+    let total = store_bytes(&hub);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shh"))
+        .arg("--hub")
+        .arg(&hub)
+        // Bytes in flight (sent, not yet acknowledged) are lost by a kill: at most
+        // transfers × part-transfers × part size = 10 MiB of the 192 MiB here.
+        .args([
+            "migrate",
+            "run",
+            "--to",
+            &to,
+            "--bwlimit",
+            "40M",
+            "--transfers",
+            "2",
+            "--part-transfers",
+            "1",
+        ])
+        .args(PARTS)
+        .env("SHH_PASSPHRASE", PASS)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    // Past half-way, so the kill lands inside large objects' uploads (at exactly half, it would
+    // fall between the fourth and fifth of the eight).
+    while px.up.load(Ordering::SeqCst) < total * 3 / 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the first run did not reach half-way"
+        );
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("the first run ended before half-way: {s}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    let first = px.up.load(Ordering::SeqCst);
+
+    let r = json_of(&shh(&hub, &{
+        let mut a = vec!["--json", "migrate", "run", "--to", &to];
+        a.extend(PARTS);
+        a
+    }));
+    let second = px.up.load(Ordering::SeqCst) - first;
+    assert!(
+        r["stats"]["parts_resumed"].as_u64() > Some(0),
+        "unfinished uploads resumed: {r}"
+    );
+    // Every byte sent twice is waste; HTTP headers add a little to both runs.
+    let resent = (first + second).saturating_sub(total);
+    assert!(
+        resent * 10 <= total,
+        "re-sent {resent} of {total} bytes (first run {first}, second {second}): {r}"
+    );
+    let v = json_of(&shh(
+        &hub,
+        &[
+            "--json",
+            "migrate",
+            "verify",
+            "--to",
+            &to,
+            "--out",
+            dir.path().join("rep").to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(v["summary"]["failed"], 0, "{v}");
+}
+
+#[test]
+fn dropped_connections_are_retried_and_a_refused_destination_gets_no_byte() {
+    let Some(s3) = server("SHH_TEST_S3_URL") else {
+        return;
+    };
+    // Every third connection dies after 200 KiB sent: mid-upload for parts and large reads.
+    let px = proxy(endpoint_port(&s3), Some((3, 200 * 1024)));
+    let to = fresh(&s3, "flaky", Some(px.port));
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = hub_with_data(dir.path(), &[&to], 2, 7, 40);
+    let mut args = vec!["--json", "migrate", "run", "--to", &to];
+    args.extend(PARTS);
+    let r = json_of(&shh(&hub, &args));
+    assert_eq!(
+        r["stats"]["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{r}"
+    );
+    assert!(
+        px.cuts.load(Ordering::SeqCst) > 0,
+        "connections were cut mid-transfer"
+    );
+    let v = json_of(&shh(
+        &hub,
+        &[
+            "--json",
+            "migrate",
+            "verify",
+            "--to",
+            &to,
+            "--deep",
+            "--out",
+            dir.path().join("rep").to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(v["summary"]["failed"], 0, "{v}");
+
+    // A destination outside the residency policy: refused before any connection is made.
+    let watch = proxy(endpoint_port(&s3), None);
+    let elsewhere =
+        fresh(&s3, "refused", Some(watch.port)).replace("region=us-east-1", "region=us-west-2");
+    for args in [
+        vec!["migrate", "run", "--to", elsewhere.as_str()],
+        vec![
+            "migrate",
+            "plan",
+            "--to",
+            elsewhere.as_str(),
+            "--out",
+            "/dev/null",
+        ],
+        vec!["migrate", "cutover", "--to", elsewhere.as_str()],
+    ] {
+        let o = shh(&hub, &args);
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("residency") || err.contains("not allowed"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        watch.conns.load(Ordering::SeqCst),
+        0,
+        "no request reached the refused store"
+    );
+    let cfg = std::fs::read_to_string(hub.join("shh.toml")).expect("config");
+    assert!(
+        !cfg.contains("read_only") && !cfg.contains("[migration]"),
+        "{cfg}"
+    );
+}
