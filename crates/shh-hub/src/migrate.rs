@@ -833,15 +833,11 @@ async fn check_file(
             Err(e) => problems.push(e.to_string()),
         }
     }
-    if let Some(n) = c.size {
-        if n != f.stored_size {
-            problems.push(format!("size {n} != {} in the manifest", f.stored_size));
-        }
+    if let Some(n) = c.size.filter(|&n| n != f.stored_size) {
+        problems.push(format!("size {n} != {} in the manifest", f.stored_size));
     }
-    if let Some(h) = &c.blake3 {
-        if h != &f.stored_blake3 {
-            problems.push("ciphertext BLAKE3 differs from the manifest".into());
-        }
+    if c.blake3.as_ref().is_some_and(|h| h != &f.stored_blake3) {
+        problems.push("ciphertext BLAKE3 differs from the manifest".into());
     }
     c.ok = problems.is_empty();
     c.error = (!problems.is_empty()).then(|| problems.join("; "));

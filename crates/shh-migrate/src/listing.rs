@@ -103,10 +103,8 @@ impl SortedListing {
             buf.sort_unstable();
             Source::Memory(buf.into_iter())
         } else {
-            if !buf.is_empty() {
-                if let Some(d) = &dir {
-                    runs.push(spill(&mut buf, d.path(), runs.len())?);
-                }
+            if let Some(d) = dir.as_ref().filter(|_| !buf.is_empty()) {
+                runs.push(spill(&mut buf, d.path(), runs.len())?);
             }
             let mut readers = Vec::with_capacity(runs.len());
             let mut heap = BinaryHeap::new();

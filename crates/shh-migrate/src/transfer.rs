@@ -505,10 +505,8 @@ async fn read(
     let mut hasher = blake3::Hasher::new();
     let mut chunks = Vec::new();
     while let Some(c) = stream.try_next().await.map_err(st("read"))? {
-        if limit {
-            if let Some(bw) = &ctx.bw {
-                bw.take(c.len() as u64).await;
-            }
+        if let Some(bw) = ctx.bw.as_ref().filter(|_| limit) {
+            bw.take(c.len() as u64).await;
         }
         hasher.update(&c);
         chunks.push(c);

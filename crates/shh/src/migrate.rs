@@ -390,9 +390,8 @@ fn print_switch(r: &SwitchReport, what: &str) {
             a.summary.objects, a.merkle_root
         );
     }
-    match &r.mirror {
-        Some(m) => println!("  dual writes to {m} until `shh migrate finalize`"),
-        None => {}
+    if let Some(m) = &r.mirror {
+        println!("  dual writes to {m} until `shh migrate finalize`");
     }
 }
 

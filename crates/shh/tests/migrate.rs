@@ -129,13 +129,11 @@ fn pump(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some(limit) = cut {
-            if sent + n as u64 > limit {
-                // Mid-request: the connection just dies.
-                let _ = from.shutdown(Shutdown::Both);
-                let _ = to.shutdown(Shutdown::Both);
-                return true;
-            }
+        if cut.is_some_and(|limit| sent + n as u64 > limit) {
+            // Mid-request: the connection just dies.
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+            return true;
         }
         if to.write_all(&buf[..n]).is_err() {
             break;

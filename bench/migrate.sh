@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Migration benchmark, one run, same data, same endpoints (all on 127.0.0.1):
+#   shh migrate run          (BLAKE3 of every source byte, every object read back and compared)
+#   rclone copy --checksum   (Debian's rclone; MD5 from the S3 ETag where the backend has one)
+# for file → S3 (moto) and Azurite → S3 (moto). Prints wall time, client CPU seconds per GiB
+# and peak RSS for both, and the ratios.
+#
+#   bench/migrate.sh                          # 2,000 small objects + 4 × 64 MiB
+#   SHH_BENCH_SMALL=500 SHH_BENCH_LARGE_MIB=16 bench/migrate.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SMALL=${SHH_BENCH_SMALL:-2000}
+LARGE=${SHH_BENCH_LARGE:-4}
+LARGE_MIB=${SHH_BENCH_LARGE_MIB:-64}
+WORK=${SHH_BENCH_DIR:-$(mktemp -d /tmp/shh-bench-migrate.XXXXXX)}
+mkdir -p "$WORK"
+trap 'scripts/test-servers.sh stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+
+command -v rclone >/dev/null || { sudo -n true 2>/dev/null && SUDO=sudo || SUDO=; $SUDO apt-get install -y -qq rclone >/dev/null; }
+cargo build --release -q -p shh
+SHH=$PWD/target/release/shh
+export SHH_PASSPHRASE=bench SHH_ACTOR=bench
+scripts/test-servers.sh start >/dev/null
+# shellcheck disable=SC1091
+source .cache/servers/env
+MOTO=$(sed -n 's/.*endpoint=\(http:\/\/[^&]*\).*/\1/p' <<<"$SHH_TEST_S3_URL")
+AZ_PORT=${AZURITE_BLOB_STORAGE_URL##*:}
+TOOLS=${SHH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/shh-test-tools}
+SAS=$(NODE_PATH="$TOOLS/node/node_modules" node scripts/azurite-sas.js "$AZ_PORT" shh-test)
+
+# Data: many small objects (1-64 KiB) and a few large ones, incompressible.
+python3 - "$WORK/data" "$SMALL" "$LARGE" "$LARGE_MIB" <<'PY'
+import os, random, sys
+root, small, large, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rnd = random.Random(7)
+for i in range(small):
+    d = os.path.join(root, "small", f"{i % 20:02d}")
+    os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, f"obj-{i:06d}.bin"), "wb").write(os.urandom(rnd.randint(1024, 65536)))
+os.makedirs(os.path.join(root, "large"), exist_ok=True)
+for i in range(large):
+    with open(os.path.join(root, "large", f"big-{i}.bin"), "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+PY
+BYTES=$(du -sb "$WORK/data" | cut -f1)
+OBJECTS=$(find "$WORK/data" -type f | wc -l)
+"$SHH" --hub "$WORK/hub" init --insecure-fast-kdf --allow "$SHH_TEST_S3_URL" --allow "$SHH_TEST_AZURE_URL" >/dev/null
+
+run() { # label command… → "wall cpu rss_kib"
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1 || { cat "$WORK/out.txt"; exit 1; }
+  awk '{print $1, $2 + $3, $4}' "$WORK/time.txt"
+}
+s3url() { echo "s3://shh-test/$1?endpoint=$MOTO&region=us-east-1"; }
+RCLONE_S3=":s3,provider=Other,env_auth=false,access_key_id=bench,secret_access_key=bench,endpoint='$MOTO':shh-test"
+
+# Azurite gets the same data first (not timed).
+AZ="az://shh-test/bench-src?emulator=true"
+"$SHH" --hub "$WORK/hub" migrate run --from "file://$WORK/data" --to "$AZ" >/dev/null
+
+report() { # scenario shh_result rclone_result
+  read -r sw sc sr <<<"$2"; read -r rw rc rr <<<"$3"
+  python3 - "$1" "$sw" "$sc" "$sr" "$rw" "$rc" "$rr" "$BYTES" "$OBJECTS" <<'PY'
+import sys
+name, sw, sc, sr, rw, rc, rr, b, n = sys.argv[1], *map(float, sys.argv[2:])
+gib = b / 2**30
+print(f"\n{name}: {int(n)} objects, {b/2**20:.0f} MiB")
+print(f"  {'':8} {'wall s':>8} {'MiB/s':>8} {'CPU s/GiB':>10} {'peak RSS MiB':>13}")
+for who, w, c, r in (("shh", sw, sc, sr), ("rclone", rw, rc, rr)):
+    print(f"  {who:8} {w:8.2f} {b/2**20/w:8.1f} {c/gib:10.2f} {r/1024:13.0f}")
+print(f"  throughput shh/rclone: {rw/sw:.2f}x   CPU per GiB shh/rclone: {(sc/gib)/(rc/gib):.2f}x   RSS shh/rclone: {sr/rr:.2f}x")
+PY
+}
+
+A_SHH=$(run "$SHH" --hub "$WORK/hub" migrate run --from "file://$WORK/data" --to "$(s3url shh-file)")
+A_RCL=$(run env -u AWS_CA_BUNDLE rclone copy --checksum "$WORK/data" "$RCLONE_S3/rclone-file")
+report "file → S3 (moto)" "$A_SHH" "$A_RCL"
+
+B_SHH=$(run "$SHH" --hub "$WORK/hub" migrate run --from "$AZ" --to "$(s3url shh-az)")
+B_RCL=$(run env -u AWS_CA_BUNDLE rclone copy --checksum ":azureblob,sas_url='$SAS':bench-src" "$RCLONE_S3/rclone-az")
+report "Azurite → S3 (moto)" "$B_SHH" "$B_RCL"
