@@ -276,7 +276,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     "  shh audit log && shh audit verify && shh audit export --out audit-copy"
                 );
             }
-            if r.nir_in_store || !r.audit.ok {
+            if r.nir_in_store || !r.audit.ok || r.migration.failed > 0 {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -567,6 +567,22 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
     for (seq, action, target) in &r.audit_events {
         println!("  {seq:>4}  {action:<22} {target}");
     }
+    let m = &r.migration;
+    println!(
+        "\nmigration to {}: {} objects ({}) copied, each read back and compared (BLAKE3);",
+        m.to,
+        m.objects,
+        human_bytes(m.bytes)
+    );
+    println!(
+        "  acceptance report: {} objects checked against the manifests, decrypted too: {} failed",
+        m.checked, m.failed
+    );
+    println!(
+        "  signed Merkle root {} in {}",
+        &m.merkle_root[..16],
+        m.report.display()
+    );
     println!(
         "audit verification: {}",
         if r.audit.ok {
