@@ -2,7 +2,7 @@
 # Migration benchmark, one run, same data, same endpoints (all on 127.0.0.1):
 #   shh migrate run          (BLAKE3 of every source byte, every object read back and compared)
 #   rclone copy --checksum   (Debian's rclone; MD5 from the S3 ETag where the backend has one)
-# for file → S3 (moto) and Azurite → S3 (moto). Prints wall time, client CPU seconds per GiB
+# for file → S3 (moto), Azurite → S3 (moto) and file → S3 (s3s-fs). Prints wall time, client CPU seconds per GiB
 # and peak RSS for both, and the ratios.
 #
 #   bench/migrate.sh                          # 2,000 small objects + 4 × 64 MiB
@@ -48,7 +48,7 @@ OBJECTS=$(find "$WORK/data" -type f | wc -l)
 "$SHH" --hub "$WORK/hub" init --insecure-fast-kdf --allow "$SHH_TEST_S3_URL" --allow "$SHH_TEST_AZURE_URL" >/dev/null
 
 run() { # label command… → "wall cpu rss_kib"
-  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1 || { cat "$WORK/out.txt"; exit 1; }
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1 || { echo "failed: $*" >&2; cat "$WORK/out.txt" >&2; exit 1; }
   awk '{print $1, $2 + $3, $4}' "$WORK/time.txt"
 }
 s3url() { echo "s3://shh-test/$1?endpoint=$MOTO&region=us-east-1"; }
@@ -77,5 +77,14 @@ A_RCL=$(run env -u AWS_CA_BUNDLE rclone copy --checksum "$WORK/data" "$RCLONE_S3
 report "file → S3 (moto)" "$A_SHH" "$A_RCL"
 
 B_SHH=$(run "$SHH" --hub "$WORK/hub" migrate run --from "$AZ" --to "$(s3url shh-az)")
-B_RCL=$(run env -u AWS_CA_BUNDLE rclone copy --checksum ":azureblob,sas_url='$SAS':bench-src" "$RCLONE_S3/rclone-az")
+B_RCL=$(run env -u AWS_CA_BUNDLE rclone copy --checksum ":azureblob,sas_url='$SAS':shh-test/bench-src" "$RCLONE_S3/rclone-az")
 report "Azurite → S3 (moto)" "$B_SHH" "$B_RCL"
+
+# moto (Python) is slow enough to hide both clients' costs: the same copy to s3s-fs, a Rust S3
+# server on local disk that checks SigV4 signatures.
+S3S=$(sed -n 's/.*endpoint=\(http:\/\/[^&]*\).*/\1/p' <<<"$SHH_TEST_S3_SIGNED_URL")
+RCLONE_S3S=":s3,provider=Other,env_auth=false,access_key_id=$SHH_TEST_S3S_KEY,secret_access_key=$SHH_TEST_S3S_SECRET,endpoint='$S3S':shh-test"
+"$SHH" --hub "$WORK/hub2" init --insecure-fast-kdf --allow "$SHH_TEST_S3_SIGNED_URL" >/dev/null
+C_SHH=$(run "$SHH" --hub "$WORK/hub2" migrate run --from "file://$WORK/data" --to "s3://shh-test/shh-file?endpoint=$S3S&region=us-east-1")
+C_RCL=$(run env -u AWS_CA_BUNDLE rclone copy --checksum "$WORK/data" "$RCLONE_S3S/rclone-file")
+report "file → S3 (s3s-fs)" "$C_SHH" "$C_RCL"

@@ -153,14 +153,14 @@ pub struct TransferArgs {
     /// Objects in flight.
     #[arg(long, default_value_t = 16)]
     transfers: usize,
-    /// Parts of one large object in flight (bytes in flight: transfers × this × part size).
-    #[arg(long, default_value_t = 4)]
+    /// Parts of one large object in flight (over all objects, at most --transfers parts).
+    #[arg(long, default_value_t = 8)]
     part_transfers: usize,
     /// Objects at least this large are sent part by part (resumable on S3 and Azure).
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     multipart_threshold: u64,
     /// Part size (raised to fit the target's part-count limit).
-    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
     part_size: u64,
     /// Bandwidth limit over all transfers, bytes per second (K, M, G suffixes: 1024-based).
     #[arg(long, value_parser = parse_size)]

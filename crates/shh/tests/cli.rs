@@ -415,9 +415,19 @@ fn demo_runs_and_finds_no_plaintext() {
             "dataset.verify",
             "dataset.verify",
             "dataset.verify",
-            "dataset.verify"
+            "dataset.verify",
+            "migrate.run",
+            "migrate.verify"
         ]
     );
+    // The store was copied to a second location and accepted against the manifests.
+    assert_eq!(r["migration"]["failed"], 0, "{}", r["migration"]);
+    assert!(
+        r["migration"]["checked"].as_u64() >= Some(9),
+        "{}",
+        r["migration"]
+    );
+    assert!(demo.join("migration-report").join("report.json").exists());
     // Running it again replaces the previous demo hub.
     let o = Command::new(env!("CARGO_BIN_EXE_shh"))
         .args([
