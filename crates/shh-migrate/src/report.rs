@@ -113,13 +113,21 @@ pub struct AcceptanceReport {
 }
 
 impl AcceptanceReport {
+    /// What is signed: the canonical JSON of the report without its signature, taken from a
+    /// parsed JSON value on both sides, so a float reads back to the same bytes.
     fn signed_bytes(&self) -> Result<Vec<u8>> {
-        let mut v = serde_json::to_value(self).map_err(|e| MigrateError::Refused(e.to_string()))?;
-        if let Some(m) = v.as_object_mut() {
-            m.remove("signature");
-        }
-        Ok(to_canonical_vec(&v))
+        let text = serde_json::to_vec(self).map_err(|e| MigrateError::Refused(e.to_string()))?;
+        signed_bytes_of(&text)
     }
+}
+
+fn signed_bytes_of(text: &[u8]) -> Result<Vec<u8>> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| MigrateError::Refused(e.to_string()))?;
+    if let Some(m) = v.as_object_mut() {
+        m.remove("signature");
+    }
+    Ok(to_canonical_vec(&v))
 }
 
 /// Writes a report directory object by object (constant memory).
@@ -263,7 +271,7 @@ pub fn check_report(dir: &Path, keys: &[PublicKey]) -> Result<ReportCheck> {
         })?;
     if !key.verify_document(
         REPORT_FORMAT.as_bytes(),
-        &report.signed_bytes()?,
+        &signed_bytes_of(&text)?,
         &report.signature,
     ) {
         return Err(bad(&rp, "bad signature (the report was altered)".into()));
