@@ -395,6 +395,25 @@ fn print_switch(r: &SwitchReport, what: &str) {
     }
 }
 
+/// `run` and `sync`: a progress bar sized once the plan is known, the report, the exit code.
+async fn run_and_print(hub: &shh_hub::Hub, req: RunRequest, json: bool) -> Result<ExitCode> {
+    let pb = bar(json);
+    let pb2 = pb.clone();
+    let r = hub
+        .migrate_run(req, progress(&pb), move |h| {
+            pb2.set_length(h.summary.bytes_to_send())
+        })
+        .await;
+    pb.finish_and_clear();
+    let r = r?;
+    if json {
+        print_json(&r)?;
+    } else {
+        print_run(&r);
+    }
+    Ok(run_exit(&r))
+}
+
 pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> {
     if let MigrateCmd::CheckReport { dir, pubkey } = &cmd {
         let text = std::fs::read_to_string(pubkey)
@@ -451,8 +470,6 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             prefix,
             t,
         } => {
-            let pb = bar(json);
-            let pb2 = pb.clone();
             let req = RunRequest {
                 plan,
                 from,
@@ -463,19 +480,7 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
                 max_delete: 0,
                 sync: false,
             };
-            let r = hub
-                .migrate_run(req, progress(&pb), move |h| {
-                    pb2.set_length(h.summary.bytes_to_send())
-                })
-                .await;
-            pb.finish_and_clear();
-            let r = r?;
-            if json {
-                print_json(&r)?;
-            } else {
-                print_run(&r);
-            }
-            Ok(run_exit(&r))
+            run_and_print(&hub, req, json).await
         }
         MigrateCmd::Sync {
             from,
@@ -485,8 +490,6 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             max_delete,
             t,
         } => {
-            let pb = bar(json);
-            let pb2 = pb.clone();
             let req = RunRequest {
                 plan: None,
                 from,
@@ -497,19 +500,7 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
                 max_delete,
                 sync: true,
             };
-            let r = hub
-                .migrate_run(req, progress(&pb), move |h| {
-                    pb2.set_length(h.summary.bytes_to_send())
-                })
-                .await;
-            pb.finish_and_clear();
-            let r = r?;
-            if json {
-                print_json(&r)?;
-            } else {
-                print_run(&r);
-            }
-            Ok(run_exit(&r))
+            run_and_print(&hub, req, json).await
         }
         MigrateCmd::Verify {
             to,

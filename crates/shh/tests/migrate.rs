@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ok, shh_env};
+use common::{json, ok, server, shh_env};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,31 +21,9 @@ fn shh(hub: &Path, args: &[&str]) -> Output {
     shh_env(hub, PASS, &[], args)
 }
 
-fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            assert!(
-                std::env::var("SHH_REQUIRE_SERVERS").as_deref() != Ok("1"),
-                "{var} is not set but SHH_REQUIRE_SERVERS=1"
-            );
-            eprintln!("skipping: {var} not set");
-            None
-        }
-    }
-}
-
-/// The server URL with a fresh sub-prefix, and optionally another endpoint port (a proxy).
+/// A fresh sub-prefix of the server URL, optionally through another endpoint port (a proxy).
 fn fresh(url: &str, tag: &str, port: Option<u16>) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let sub = format!("/{tag}-{nanos:x}");
-    let url = match url.split_once('?') {
-        Some((base, q)) => format!("{base}{sub}?{q}"),
-        None => format!("{url}{sub}"),
-    };
+    let url = common::fresh(url, tag);
     match port {
         None => url,
         Some(p) => {
@@ -214,10 +192,6 @@ fn store_bytes(hub: &Path) -> u64 {
         .sum()
 }
 
-fn json_of(o: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(o)).expect("json")
-}
-
 const PARTS: [&str; 4] = ["--multipart-threshold", "6M", "--part-size", "5M"];
 
 #[test]
@@ -229,7 +203,7 @@ fn file_to_s3_and_back_verified_end_to_end_and_damage_is_named() {
     let hub = hub_with_data(dir.path(), &[&s3], 2, 7, 30);
     let to = fresh(&s3, "mig", None);
     let plan = dir.path().join("plan.json");
-    let h = json_of(&shh(
+    let h = json(&shh(
         &hub,
         &[
             "--json",
@@ -257,7 +231,7 @@ fn file_to_s3_and_back_verified_end_to_end_and_damage_is_named() {
         plan.to_str().expect("utf8"),
     ];
     args.extend(PARTS);
-    let r = json_of(&shh(&hub, &args));
+    let r = json(&shh(&hub, &args));
     assert_eq!(
         r["stats"]["copied"]["objects"].as_u64(),
         Some(copies),
@@ -274,7 +248,7 @@ fn file_to_s3_and_back_verified_end_to_end_and_damage_is_named() {
 
     // A re-run finds everything there and sends only the audit log's new segment and head
     // (the first run's own event).
-    let again = json_of(&shh(&hub, &["--json", "migrate", "run", "--to", &to]));
+    let again = json(&shh(&hub, &["--json", "migrate", "run", "--to", &to]));
     assert_eq!(
         again["stats"]["same"]["objects"].as_u64(),
         Some(copies),
@@ -283,7 +257,7 @@ fn file_to_s3_and_back_verified_end_to_end_and_damage_is_named() {
     assert_eq!(again["stats"]["copied"]["objects"], 2, "{again}");
 
     let rep = dir.path().join("report-s3");
-    let v = json_of(&shh(
+    let v = json(&shh(
         &hub,
         &[
             "--json",
@@ -418,14 +392,14 @@ fn azurite_to_s3() {
         ],
     ));
     let to = fresh(&s3, "from-azure", None);
-    let r = json_of(&shh(&hub, &["--json", "migrate", "run", "--to", &to]));
+    let r = json(&shh(&hub, &["--json", "migrate", "run", "--to", &to]));
     assert!(r["stats"]["copied"]["objects"].as_u64() >= Some(5), "{r}");
     assert_eq!(
         r["stats"]["failures"].as_array().map(Vec::len),
         Some(0),
         "{r}"
     );
-    let v = json_of(&shh(
+    let v = json(&shh(
         &hub,
         &[
             "--json",
@@ -468,7 +442,7 @@ fn azurite_to_s3() {
             "100",
         ],
     ));
-    let cmp = json_of(&shh(
+    let cmp = json(&shh(
         &hub,
         &["--json", "migrate", "compare", "--sample", "100"],
     ));
@@ -482,7 +456,7 @@ fn azurite_to_s3() {
     );
     ok(&shh(&hub, &["migrate", "rollback"]));
     ok(&shh(&hub, &["datasets", "verify", "after"]));
-    let a = json_of(&shh(&hub, &["--json", "audit", "verify"]));
+    let a = json(&shh(&hub, &["--json", "audit", "verify"]));
     assert_eq!(a["ok"], true, "{a}");
 }
 
@@ -538,7 +512,7 @@ fn kill_nine_half_way_then_rerun_sends_little_again() {
     child.wait().expect("wait");
     let first = px.up.load(Ordering::SeqCst);
 
-    let r = json_of(&shh(&hub, &{
+    let r = json(&shh(&hub, &{
         let mut a = vec!["--json", "migrate", "run", "--to", &to];
         a.extend(PARTS);
         a
@@ -554,7 +528,7 @@ fn kill_nine_half_way_then_rerun_sends_little_again() {
         resent * 10 <= total,
         "re-sent {resent} of {total} bytes (first run {first}, second {second}): {r}"
     );
-    let v = json_of(&shh(
+    let v = json(&shh(
         &hub,
         &[
             "--json",
@@ -581,7 +555,7 @@ fn dropped_connections_are_retried_and_a_refused_destination_gets_no_byte() {
     let hub = hub_with_data(dir.path(), &[&to], 2, 7, 40);
     let mut args = vec!["--json", "migrate", "run", "--to", &to];
     args.extend(PARTS);
-    let r = json_of(&shh(&hub, &args));
+    let r = json(&shh(&hub, &args));
     assert_eq!(
         r["stats"]["failures"].as_array().map(Vec::len),
         Some(0),
@@ -591,7 +565,7 @@ fn dropped_connections_are_retried_and_a_refused_destination_gets_no_byte() {
         px.cuts.load(Ordering::SeqCst) > 0,
         "connections were cut mid-transfer"
     );
-    let v = json_of(&shh(
+    let v = json(&shh(
         &hub,
         &[
             "--json",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ok, shh_env};
+use common::{fresh, ok, server, shh_env};
 use std::path::Path;
 use std::process::Output;
 
@@ -12,33 +12,6 @@ fn shh(hub: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
 }
 
 const PASS: &str = "remote test passphrase";
-
-fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            assert!(
-                std::env::var("SHH_REQUIRE_SERVERS").as_deref() != Ok("1"),
-                "{var} is not set but SHH_REQUIRE_SERVERS=1"
-            );
-            eprintln!("skipping: {var} not set");
-            None
-        }
-    }
-}
-
-/// The server URL with a fresh sub-prefix, so runs do not see each other's objects.
-fn fresh(url: &str, tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let sub = format!("/{tag}-{nanos:x}");
-    match url.split_once('?') {
-        Some((base, q)) => format!("{base}{sub}?{q}"),
-        None => format!("{url}{sub}"),
-    }
-}
 
 fn round_trip(url: &str) {
     let dir = tempfile::tempdir().expect("tempdir");

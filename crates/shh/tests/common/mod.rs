@@ -94,3 +94,32 @@ pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// The URL a test server was started at (`scripts/test-servers.sh`), or `None` to skip;
+/// with `SHH_REQUIRE_SERVERS=1` a missing server fails instead.
+pub fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                std::env::var("SHH_REQUIRE_SERVERS").as_deref() != Ok("1"),
+                "{var} is not set but SHH_REQUIRE_SERVERS=1"
+            );
+            eprintln!("skipping: {var} not set");
+            None
+        }
+    }
+}
+
+/// The server URL with a fresh sub-prefix, so runs do not see each other's objects.
+pub fn fresh(url: &str, tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let sub = format!("/{tag}-{nanos:x}");
+    match url.split_once('?') {
+        Some((base, q)) => format!("{base}{sub}?{q}"),
+        None => format!("{url}{sub}"),
+    }
+}
