@@ -272,25 +272,6 @@ impl ObjectKey {
         Ok(())
     }
 
-    /// Decrypts one stored segment in place; returns the plaintext length (the buffer's first bytes).
-    pub fn open_segment(
-        &self,
-        index: u64,
-        last: bool,
-        stored: &mut [u8],
-    ) -> Result<usize, FormatError> {
-        let n = stored
-            .len()
-            .checked_sub(TAG_LEN)
-            .ok_or(FormatError::Segment(index))?;
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&stored[n..]);
-        self.key
-            .open(self.nonce(index, last)?, &self.aad, &mut stored[..n], &tag)
-            .map_err(|_| FormatError::Segment(index))?;
-        Ok(n)
-    }
-
     /// Decrypts stored segments `first..` (as laid out contiguously in `stored`), where
     /// `total_segments` says which index is the final one. Appends plaintext to `out`.
     pub fn open_segments(
@@ -300,14 +281,39 @@ impl ObjectKey {
         stored: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
-        let step = self.layout().stored_segment() as usize;
-        for (k, chunk) in stored.chunks(step).enumerate() {
-            let index = first + k as u64;
-            let start = out.len();
-            out.extend_from_slice(chunk);
-            let n = self.open_segment(index, index + 1 == total_segments, &mut out[start..])?;
-            out.truncate(start + n);
-        }
+        let start = out.len();
+        out.extend_from_slice(stored);
+        let n = self.open_segments_in_place(first, total_segments, &mut out[start..])?;
+        out.truncate(start + n);
         Ok(())
+    }
+
+    /// Decrypts stored segments `first..` laid out contiguously from the start of `buf`, in
+    /// place: the plaintext ends up packed at the front of `buf` (each segment's tag
+    /// squeezed out as it is decrypted), and its length is returned. No second buffer.
+    pub fn open_segments_in_place(
+        &self,
+        first: u64,
+        total_segments: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, FormatError> {
+        let step = self.layout().stored_segment() as usize;
+        let (mut at, mut plain, mut index) = (0usize, 0usize, first);
+        while at < buf.len() {
+            let end = (at + step).min(buf.len());
+            let n = (end - at)
+                .checked_sub(TAG_LEN)
+                .ok_or(FormatError::Segment(index))?;
+            let mut tag = [0u8; TAG_LEN];
+            tag.copy_from_slice(&buf[at + n..end]);
+            let nonce = self.nonce(index, index + 1 == total_segments)?;
+            self.key
+                .open_shifted(nonce, &self.aad, &mut buf[plain..at + n], at - plain, &tag)
+                .map_err(|_| FormatError::Segment(index))?;
+            plain += n;
+            at = end;
+            index += 1;
+        }
+        Ok(plain)
     }
 }

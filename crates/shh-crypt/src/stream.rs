@@ -29,14 +29,15 @@ pub struct SegmentEncryptor {
     index: u64,
     held: Vec<u8>,
     header_done: bool,
-    plain: blake3::Hasher,
-    stored: blake3::Hasher,
+    /// Plaintext and stored-bytes hashers, when the caller records digests (manifests do).
+    digests: Option<(blake3::Hasher, blake3::Hasher)>,
     plain_len: u64,
     stored_len: u64,
 }
 
 impl SegmentEncryptor {
-    /// Starts an object with a fresh header.
+    /// Starts an object with a fresh header; [`SegmentEncryptor::finish`] reports lengths and
+    /// zero hashes.
     pub fn new(key: ObjectKey) -> Self {
         let segment = key.layout().segment as usize;
         Self {
@@ -45,10 +46,18 @@ impl SegmentEncryptor {
             index: 0,
             held: Vec::with_capacity(segment),
             header_done: false,
-            plain: blake3::Hasher::new(),
-            stored: blake3::Hasher::new(),
+            digests: None,
             plain_len: 0,
             stored_len: 0,
+        }
+    }
+
+    /// Like [`SegmentEncryptor::new`], also hashing the plaintext and the stored bytes with
+    /// BLAKE3 (two passes that cost more than the encryption: only where they are recorded).
+    pub fn with_digests(key: ObjectKey) -> Self {
+        Self {
+            digests: Some((blake3::Hasher::new(), blake3::Hasher::new())),
+            ..Self::new(key)
         }
     }
 
@@ -69,7 +78,9 @@ impl SegmentEncryptor {
     pub fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
         let start = out.len();
         self.header(out);
-        self.plain.update(data);
+        if let Some((plain, _)) = self.digests.as_mut() {
+            plain.update(data);
+        }
         self.plain_len += data.len() as u64;
         let seg = self.segment;
         if !self.held.is_empty() {
@@ -99,21 +110,31 @@ impl SegmentEncryptor {
         let held = std::mem::take(&mut self.held);
         self.seal(&held, true, out)?;
         self.account(&out[start..]);
+        let (plain_blake3, stored_blake3) = match self.digests {
+            Some((p, s)) => (*p.finalize().as_bytes(), *s.finalize().as_bytes()),
+            None => ([0; 32], [0; 32]),
+        };
         Ok(ObjectDigest {
             plain_len: self.plain_len,
-            plain_blake3: *self.plain.finalize().as_bytes(),
+            plain_blake3,
             stored_len: self.stored_len,
-            stored_blake3: *self.stored.finalize().as_bytes(),
+            stored_blake3,
         })
     }
 
     fn account(&mut self, emitted: &[u8]) {
-        self.stored.update(emitted);
+        if let Some((_, stored)) = self.digests.as_mut() {
+            stored.update(emitted);
+        }
         self.stored_len += emitted.len() as u64;
     }
 }
 
 /// Decrypts a whole stored object pushed in pieces of any size, in order.
+///
+/// Reads ([`SegmentDecryptor::new`]) only authenticate and decrypt; verification
+/// ([`SegmentDecryptor::with_digests`]) also hashes both byte streams, which costs more than
+/// the decryption itself.
 pub struct SegmentDecryptor {
     keys: Arc<dyn KeyWrapper>,
     path: String,
@@ -124,8 +145,7 @@ pub struct SegmentDecryptor {
     index: u64,
     pending: Vec<u8>,
     consumed: u64,
-    plain: blake3::Hasher,
-    stored: blake3::Hasher,
+    digests: Option<(blake3::Hasher, blake3::Hasher)>,
     plain_len: u64,
 }
 
@@ -142,9 +162,17 @@ impl SegmentDecryptor {
             index: 0,
             pending: Vec::new(),
             consumed: 0,
-            plain: blake3::Hasher::new(),
-            stored: blake3::Hasher::new(),
+            digests: None,
             plain_len: 0,
+        }
+    }
+
+    /// Like [`SegmentDecryptor::new`], and [`SegmentDecryptor::finish`] also reports the
+    /// BLAKE3 of the stored bytes and of the plaintext.
+    pub fn with_digests(keys: Arc<dyn KeyWrapper>, path: &str, stored_total: u64) -> Self {
+        Self {
+            digests: Some((blake3::Hasher::new(), blake3::Hasher::new())),
+            ..Self::new(keys, path, stored_total)
         }
     }
 
@@ -158,49 +186,74 @@ impl SegmentDecryptor {
         }
     }
 
+    fn done(&self) -> bool {
+        self.layout.is_some() && self.index == self.total_segments
+    }
+
     /// Feeds stored bytes; appends the plaintext of every segment completed to `out`.
-    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
-        self.stored.update(data);
-        self.pending.extend_from_slice(data);
-        let mut at = 0;
-        loop {
-            if self.layout.is_some() && self.index == self.total_segments {
-                if at < self.pending.len() {
-                    // More bytes than the length announced: someone appended.
-                    return Err(FormatError::Segment(self.index));
-                }
-                break;
+    /// Whole segments are decrypted straight from `data`; only a piece cut off at the end
+    /// of a chunk is copied aside until the rest arrives.
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+        if let Some((stored, _)) = self.digests.as_mut() {
+            stored.update(data);
+        }
+        if !self.pending.is_empty() {
+            let need = self.next_len();
+            let take = need.saturating_sub(self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() < need {
+                return Ok(());
+            }
+            let unit = std::mem::take(&mut self.pending);
+            let r = self.unit(&unit, out);
+            self.pending = unit;
+            self.pending.clear();
+            r?;
+        }
+        while !data.is_empty() {
+            if self.done() {
+                // More bytes than the length announced: someone appended.
+                return Err(FormatError::Segment(self.index));
             }
             let need = self.next_len();
-            if self.pending.len() - at < need {
+            if data.len() < need {
+                self.pending.extend_from_slice(data);
                 break;
             }
-            let chunk = &self.pending[at..at + need];
-            match &self.key {
-                None => {
-                    let key = ObjectKey::open(self.keys.as_ref(), &self.path, chunk)?;
-                    let layout = key.layout();
-                    let plain = layout.plain_len(self.stored_total)?;
-                    self.total_segments = layout.segments_for_plain(plain);
-                    self.layout = Some(layout);
-                    self.key = Some(key);
-                }
-                Some(key) => {
-                    let start = out.len();
-                    key.open_segments(self.index, self.total_segments, chunk, out)?;
-                    self.plain.update(&out[start..]);
-                    self.plain_len += (out.len() - start) as u64;
-                    self.index += 1;
-                }
-            }
-            at += need;
-            self.consumed += need as u64;
+            self.unit(&data[..need], out)?;
+            data = &data[need..];
         }
-        self.pending.drain(..at);
         Ok(())
     }
 
-    /// Checks that the object ended where its length said and returns the digests.
+    /// One complete unit: the header, or the next segment.
+    fn unit(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+        match &self.key {
+            None => {
+                let key = ObjectKey::open(self.keys.as_ref(), &self.path, chunk)?;
+                let layout = key.layout();
+                let plain = layout.plain_len(self.stored_total)?;
+                self.total_segments = layout.segments_for_plain(plain);
+                self.layout = Some(layout);
+                self.key = Some(key);
+            }
+            Some(key) => {
+                let start = out.len();
+                key.open_segments(self.index, self.total_segments, chunk, out)?;
+                if let Some((_, plain)) = self.digests.as_mut() {
+                    plain.update(&out[start..]);
+                }
+                self.plain_len += (out.len() - start) as u64;
+                self.index += 1;
+            }
+        }
+        self.consumed += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Checks that the object ended where its length said and returns the digests (zero
+    /// hashes unless made [`SegmentDecryptor::with_digests`]).
     pub fn finish(self) -> Result<ObjectDigest, FormatError> {
         if self.key.is_none() {
             return Err(FormatError::TooShort(
@@ -210,11 +263,15 @@ impl SegmentDecryptor {
         if self.index != self.total_segments || !self.pending.is_empty() {
             return Err(FormatError::Segment(self.index));
         }
+        let (stored_blake3, plain_blake3) = match self.digests {
+            Some((s, p)) => (*s.finalize().as_bytes(), *p.finalize().as_bytes()),
+            None => ([0; 32], [0; 32]),
+        };
         Ok(ObjectDigest {
             plain_len: self.plain_len,
-            plain_blake3: *self.plain.finalize().as_bytes(),
+            plain_blake3,
             stored_len: self.consumed,
-            stored_blake3: *self.stored.finalize().as_bytes(),
+            stored_blake3,
         })
     }
 }

@@ -70,6 +70,28 @@ impl AeadKey {
             .map(|_| ())
             .map_err(|_| AeadError)
     }
+
+    /// Decrypts the ciphertext at `buf[src..]`, checking `tag`, and writes the plaintext to
+    /// the front of `buf` (`buf[..buf.len() - src]`): decryption and compaction in one pass.
+    pub fn open_shifted(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        src: usize,
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), AeadError> {
+        self.0
+            .open_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                Tag::from(*tag),
+                buf,
+                src..,
+            )
+            .map(|_| ())
+            .map_err(|_| AeadError)
+    }
 }
 
 /// Fills an array from the operating system's random source.
