@@ -6,9 +6,11 @@
 //!   Merkle frontier so that the next writer resumes without re-reading the log;
 //!
 //! **Group commit.** [`AuditLog::append`] queues the event; whoever holds the writer lock takes
-//! the whole queue, writes it as one segment (one durable object write), signs a head, and
-//! answers every waiter. An append returns only once its segment is stored: the event is
-//! durable before the action's result is.
+//! the whole queue, writes it as one segment (one durable object write) and answers every
+//! waiter. An append returns only once its segment is stored: the event is durable before the
+//! action's result is. Every batch gets a signed head: at once when no append is waiting, or
+//! else stored in parallel with the next batch's segment, so that a busy log pays one round of
+//! durable writes per batch, not two.
 //!
 //! **Crash safety.** A segment put is atomic, so a crash leaves either the whole batch or none
 //! of it; sequence numbers are assigned from the stored log, so no gap can appear. A segment
@@ -338,14 +340,7 @@ impl AuditLog {
 
     /// Signs and stores a head for the current frontier.
     async fn publish(&self, st: &mut State) -> Result<()> {
-        let size = st.frontier.size();
-        let sth = self.signer.sign(&self.hub, size, &st.frontier.root());
-        let rec = HeadRecord {
-            sth,
-            frontier: st.frontier.hashes().iter().map(hex::encode).collect(),
-        };
-        let path = head_path(size);
-        let body = serde_json::to_vec(&rec).map_err(EventError::from)?;
+        let (size, path, body) = self.head_for(st)?;
         match self.put_create(&path, body).await {
             // Another writer signed the same size first: same root, any of the two is valid.
             Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {}
@@ -353,6 +348,18 @@ impl AuditLog {
         }
         st.signed = size;
         Ok(())
+    }
+
+    /// The signed head for the current frontier, as it is stored.
+    fn head_for(&self, st: &State) -> Result<(u64, Path, Vec<u8>)> {
+        let size = st.frontier.size();
+        let sth = self.signer.sign(&self.hub, size, &st.frontier.root());
+        let rec = HeadRecord {
+            sth,
+            frontier: st.frontier.hashes().iter().map(hex::encode).collect(),
+        };
+        let body = serde_json::to_vec(&rec).map_err(EventError::from)?;
+        Ok((size, head_path(size), body))
     }
 
     async fn put_create(&self, path: &Path, body: Vec<u8>) -> object_store::Result<()> {
@@ -414,7 +421,20 @@ impl AuditLog {
                 for p in batch {
                     let _ = p.tx.send(Err(msg.clone()));
                 }
+                return;
             }
+        }
+        // Sign the batch now only if no append is waiting: under load the next segment write
+        // carries this head alongside (see `write_batch`), so a batch costs one round of
+        // durable writes instead of two. The events are durable either way; a head that
+        // fails here is signed by the next writer.
+        let idle = self
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if idle && let Err(e) = self.publish(st).await {
+            tracing::warn!("audit head not published yet: {e}");
         }
     }
 
@@ -430,14 +450,32 @@ impl AuditLog {
                 body.push(b'\n');
             }
             let path = seg_path(first);
-            match self.put_create(&path, body).await {
+            // The head of the previous batch, if still unsigned, is stored alongside this
+            // segment: it covers only events already durable, so it never vouches for events
+            // that could still be lost.
+            let pending_head = if st.frontier.size() > st.signed {
+                Some(self.head_for(st)?)
+            } else {
+                None
+            };
+            let written = match pending_head {
+                Some((size, head, head_body)) => {
+                    let (seg, signed) = tokio::join!(
+                        self.put_create(&path, body),
+                        self.put_create(&head, head_body)
+                    );
+                    match signed {
+                        Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => st.signed = size,
+                        Err(e) => tracing::warn!("audit head {head} not published yet: {e}"),
+                    }
+                    seg
+                }
+                None => self.put_create(&path, body).await,
+            };
+            match written {
                 Ok(()) => {
                     for l in leaves {
                         st.frontier.push(l);
-                    }
-                    // The events are durable now; a failed head is re-signed by the next writer.
-                    if let Err(e) = self.publish(st).await {
-                        tracing::warn!("audit head not published yet: {e}");
                     }
                     return Ok(first);
                 }
