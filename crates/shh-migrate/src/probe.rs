@@ -36,6 +36,12 @@ pub struct Capabilities {
     pub service_checksums: Vec<String>,
     /// How shh verifies an object after writing it there.
     pub verification: String,
+    /// Whether the service refuses a request body whose SHA-256 differs from the one the
+    /// request was signed with (probed by sending one). Where it does, every byte written is
+    /// checked on receipt against the hash of what was read from the source, and a read-back
+    /// adds nothing but load on the target.
+    #[serde(default)]
+    pub payload_sha256_checked: Option<bool>,
     /// Round trip of one metadata request, milliseconds (probed).
     pub round_trip_ms: Option<f64>,
     /// Findings worth knowing.
@@ -55,6 +61,7 @@ impl Capabilities {
             max_part: 5 * 1024 * MIB,
             service_checksums: Vec::new(),
             verification: "read-back BLAKE3".into(),
+            payload_sha256_checked: None,
             round_trip_ms: None,
             notes: Vec::new(),
         }
@@ -80,11 +87,6 @@ fn static_caps(url: &StoreUrl, backend: &Backend) -> Capabilities {
                 "CRC32/CRC32C/SHA-1/SHA-256 (x-amz-checksum-*, when the service supports them)"
                     .into(),
             ];
-            c.notes.push(
-                "the stored x-amz-checksum values are not returned by the object_store client, \
-                 so objects are verified by reading them back"
-                    .into(),
-            );
             let endpoint = url.destination().endpoint;
             if endpoint.contains("scw.cloud") {
                 c.max_parts = 1_000;
@@ -160,8 +162,84 @@ pub async fn probe(url: &StoreUrl, backend: &Backend, write: bool) -> Capabiliti
             Err(e) => c.notes.push(format!("probe write failed: {e}")),
         }
         let _ = store.delete(&p).await;
+        if let Some(raw) = backend.s3.as_ref() {
+            let checked = payload_check(raw, backend).await;
+            c.payload_sha256_checked = checked.as_ref().ok().copied();
+            match checked {
+                Ok(true) => {
+                    c.verification = "SHA-256 of every request body checked by the service on \
+                                      receipt (signed payloads; probed)"
+                        .into();
+                }
+                Ok(false) => c.notes.push(
+                    "the service accepted a body whose SHA-256 differs from the signed one: \
+                     objects are verified by reading them back"
+                        .into(),
+                ),
+                Err(e) => c.notes.push(format!(
+                    "payload-hash check not probed ({e}): objects are verified by reading them back"
+                )),
+            }
+        }
     }
     c
+}
+
+/// Sends the same small PUT twice by hand, signed once with the body's SHA-256 and once with
+/// another hash. The only difference between the two is the signed hash, so a service that
+/// stores the first and refuses the second (and holds nothing afterwards) checks payload hashes
+/// (AWS answers `XAmzContentSHA256Mismatch`; s3s answers 500 but stores nothing). One that
+/// stores both does not check.
+async fn payload_check(raw: &shh_store::S3Raw, backend: &Backend) -> Result<bool, String> {
+    use sha2::Digest;
+    const BODY: &[u8] = b"shh capability probe: is the signed SHA-256 of this body checked?";
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let cred = raw
+        .credentials
+        .get_credential()
+        .await
+        .map_err(|e| e.to_string())?;
+    let send = |name: String, digest: Vec<u8>| {
+        let client = client.clone();
+        let cred = cred.clone();
+        async move {
+            let url = format!("{}/{name}", raw.base);
+            let mut req: object_store::client::HttpRequest = http::Request::builder()
+                .method(http::Method::PUT)
+                .uri(&url)
+                .body(bytes::Bytes::from_static(BODY).into())
+                .map_err(|e| e.to_string())?;
+            object_store::aws::AwsAuthorizer::new(&cred, "s3", &raw.region)
+                .authorize(&mut req, Some(&digest));
+            let resp = client
+                .put(&url)
+                .headers(req.headers().clone())
+                .body(BODY)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(resp.status())
+        }
+    };
+    let right_name = format!(".shh-migrate/payload-ok-{}", uuid::Uuid::new_v4());
+    let wrong_name = format!(".shh-migrate/payload-bad-{}", uuid::Uuid::new_v4());
+    let right = send(right_name.clone(), sha2::Sha256::digest(BODY).to_vec()).await;
+    let _ = backend.store.delete(&Path::from(right_name)).await;
+    let right = right?;
+    if !right.is_success() {
+        return Err(format!("a correctly signed request got {right}"));
+    }
+    let wrong = send(
+        wrong_name.clone(),
+        sha2::Sha256::digest(b"another body").to_vec(),
+    )
+    .await?;
+    let stored = backend.store.head(&Path::from(wrong_name.clone())).await;
+    let _ = backend.store.delete(&Path::from(wrong_name)).await;
+    Ok(!wrong.is_success() && matches!(stored, Err(object_store::Error::NotFound { .. })))
 }
 
 #[cfg(test)]

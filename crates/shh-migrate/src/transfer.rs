@@ -1,9 +1,14 @@
 //! Executing a plan: concurrent, verified, resumable copies.
 //!
 //! Every object is read from the source once, hashed (BLAKE3) as its bytes pass, written to the
-//! destination, and verified there before the journal records it: by reading it back and
-//! hashing again (default), or by its size only (`VerifyMode::Size`, for when reading back
-//! costs egress; `migrate verify` then does the end-to-end check against the manifests).
+//! destination, and verified there before the journal records it. By default
+//! (`VerifyMode::Auto`) a service that checks the SHA-256 of every signed request body (probed:
+//! it refuses a body that does not match) has verified each byte on receipt against the hash of
+//! the bytes read from the source, so nothing is read back; elsewhere, and for objects this run
+//! did not write whole (found already there, resumed uploads), the object is read back and
+//! hashed again. `VerifyMode::ReadBack` always reads back; `VerifyMode::Size` compares sizes
+//! only (for when reading back costs egress; `migrate verify` then does the end-to-end check
+//! against the manifests).
 //!
 //! - Objects below the multipart threshold are written in one request, create-only where the
 //!   destination enforces it: an object that appeared meanwhile is compared, never overwritten.
@@ -57,9 +62,21 @@ impl Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerifyMode {
+    /// The service's check of every signed body on receipt where it makes one (probed), a
+    /// read-back elsewhere.
+    Auto,
     /// Read it back and compare its BLAKE3 with the source's.
     ReadBack,
     /// Compare sizes only.
+    Size,
+}
+
+/// What verifies one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// The service checked every body this run sent for it: nothing to read back.
+    OnReceipt,
+    ReadBack,
     Size,
 }
 
@@ -74,6 +91,9 @@ pub struct Options {
     pub part_size: u64,
     /// Parts of one object in flight.
     pub part_concurrency: usize,
+    /// Bytes of source data buffered at once over all transfers (whole small objects and
+    /// parts): memory stays bounded however large the objects in flight are.
+    pub buffer: u64,
     /// Bytes per second over all transfers.
     pub bwlimit: Option<u64>,
     /// Verification after writing.
@@ -91,12 +111,13 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            transfers: 16,
+            transfers: 32,
             multipart_threshold: 64 * MIB,
             part_size: 8 * MIB,
             part_concurrency: 8,
+            buffer: 512 * MIB,
             bwlimit: None,
-            verify: VerifyMode::ReadBack,
+            verify: VerifyMode::Auto,
             max_attempts: 6,
             max_failures: 100,
             delete: false,
@@ -229,12 +250,37 @@ struct Ctx {
     stats: Mutex<RunStats>,
     progress: Arc<dyn Fn(u64) + Send + Sync>,
     stop: AtomicBool,
-    /// Parts buffered at once over all objects: memory stays near `transfers × part size`
-    /// however many large objects are in flight.
+    /// Parts in flight at once over all objects (at most `transfers`).
     parts: tokio::sync::Semaphore,
+    /// KiB of source data buffered at once over all transfers (`Options::buffer`).
+    memory: tokio::sync::Semaphore,
+    memory_kib: u32,
 }
 
 impl Ctx {
+    /// Reserves `bytes` of the buffer budget (an object larger than the whole budget takes
+    /// all of it, and so goes alone).
+    async fn hold(&self, bytes: u64) -> Result<tokio::sync::SemaphorePermit<'_>, ObjErr> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.memory_kib);
+        self.memory
+            .acquire_many(kib)
+            .await
+            .map_err(|_| ObjErr::Conflict("the buffer budget was closed".into()))
+    }
+
+    /// How to verify an object; `wrote` when this run sent every byte of it.
+    fn check(&self, wrote: bool) -> Check {
+        match self.opts.verify {
+            VerifyMode::Auto if wrote && self.dst.caps.payload_sha256_checked == Some(true) => {
+                Check::OnReceipt
+            }
+            VerifyMode::Auto | VerifyMode::ReadBack => Check::ReadBack,
+            VerifyMode::Size => Check::Size,
+        }
+    }
+
     fn stat(&self, f: impl FnOnce(&mut RunStats)) {
         if let Ok(mut s) = self.stats.lock() {
             f(&mut s)
@@ -286,9 +332,17 @@ pub async fn execute(
     let started = Instant::now();
     let transfers = opts.transfers.max(1);
     let verification = match opts.verify {
-        VerifyMode::ReadBack => "read-back BLAKE3 of every object written".to_owned(),
+        VerifyMode::Auto if dst.caps.payload_sha256_checked == Some(true) => {
+            "SHA-256 of every byte sent checked by the service on receipt; objects found \
+             already there and resumed uploads read back and compared by BLAKE3"
+                .to_owned()
+        }
+        VerifyMode::Auto | VerifyMode::ReadBack => {
+            "read-back BLAKE3 of every object written".to_owned()
+        }
         VerifyMode::Size => "size only (run `shh migrate verify` for hashes)".to_owned(),
     };
+    let memory_kib = u32::try_from(opts.buffer.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
     let ctx = Arc::new(Ctx {
         bw: opts.bwlimit.map(|rate| Bandwidth {
             rate: rate.max(1) as f64,
@@ -306,6 +360,8 @@ pub async fn execute(
         progress,
         stop: AtomicBool::new(false),
         parts: tokio::sync::Semaphore::new(transfers),
+        memory: tokio::sync::Semaphore::new(memory_kib as usize),
+        memory_kib,
     });
     let deletes: Arc<Mutex<Vec<Item>>> = Arc::default();
     let mut tasks = futures::stream::iter(items)
@@ -443,6 +499,7 @@ async fn copy(ctx: &Ctx, item: &Item, p: &Path, overwrite: bool) -> Result<bool,
     let force = AtomicBool::new(false);
     let already = ctx
         .retry(|_| async {
+            let held = ctx.hold(item.size).await?;
             let (chunks, hash) = read(ctx, ctx.src.store(), p, None, true).await?;
             let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
             if len != item.size {
@@ -470,7 +527,10 @@ async fn copy(ctx: &Ctx, item: &Item, p: &Path, overwrite: bool) -> Result<bool,
                 Err(object_store::Error::AlreadyExists { .. }) => true,
                 Err(e) => return Err(ObjErr::Store("write", e)),
             };
-            match verify_whole(ctx, p, len, &hash).await {
+            // The bytes are sent: the budget is free for the next object while this one is
+            // verified (a read-back streams).
+            drop(held);
+            match verify_whole(ctx, p, len, &hash, !already).await {
                 Ok(()) => Ok((already, hash)),
                 Err(ObjErr::Mismatch(m)) if already => Err(ObjErr::Conflict(format!(
                     "already at the destination with other content ({m}); not overwritten"
@@ -542,15 +602,22 @@ async fn hash_object(
     .await
 }
 
-async fn verify_whole(ctx: &Ctx, p: &Path, len: u64, hash: &blake3::Hash) -> Result<(), ObjErr> {
-    match ctx.opts.verify {
-        VerifyMode::Size => {
+async fn verify_whole(
+    ctx: &Ctx,
+    p: &Path,
+    len: u64,
+    hash: &blake3::Hash,
+    wrote: bool,
+) -> Result<(), ObjErr> {
+    match ctx.check(wrote) {
+        Check::OnReceipt => {}
+        Check::Size => {
             let meta = ctx.dst.store().head(p).await.map_err(st("verify"))?;
             if meta.size != len {
                 return Err(ObjErr::Mismatch(format!("size {} != {len}", meta.size)));
             }
         }
-        VerifyMode::ReadBack => {
+        Check::ReadBack => {
             let (got_len, got) = hash_object(ctx, ctx.dst.store(), p, true).await?;
             if got_len != len {
                 return Err(ObjErr::Mismatch(format!("size {got_len} != {len}")));
@@ -641,6 +708,7 @@ async fn copy_resumable(
                                 let _budget = ctx.parts.acquire().await.map_err(|_| {
                                     ObjErr::Conflict("the part budget was closed".into())
                                 })?;
+                                let _held = ctx.hold(want).await?;
                                 let (chunks, hash) =
                                     read(ctx, ctx.src.store(), p, Some(range), true).await?;
                                 let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
@@ -708,7 +776,7 @@ async fn copy_resumable(
         ctx.journal
             .upload_ended(&item.path)
             .map_err(ObjErr::Journal)?;
-        match verify_parts(ctx, p, size, ps, &hashes).await {
+        match verify_parts(ctx, p, size, ps, &hashes, !resumed).await {
             Ok(()) => return Ok(parts_digest(ps, &hashes)),
             // A part taken over from an earlier run did not hold what its journal line says:
             // send the whole object once more, part by part, from the source.
@@ -739,6 +807,7 @@ async fn copy_streamed(ctx: &Ctx, item: &Item, p: &Path) -> Result<String, ObjEr
             for i in 0..n {
                 let range = part_range(i, ps, size);
                 let want = range.end - range.start;
+                let _held = ctx.hold(want).await?;
                 let r = read(ctx, ctx.src.store(), p, Some(range), true).await;
                 let (chunks, hash) = match r {
                     Ok(v) => v,
@@ -762,7 +831,7 @@ async fn copy_streamed(ctx: &Ctx, item: &Item, p: &Path) -> Result<String, ObjEr
                 hashes.push(hash.to_hex().to_string());
             }
             up.complete().await.map_err(st("complete upload"))?;
-            verify_parts(ctx, p, size, ps, &hashes).await?;
+            verify_parts(ctx, p, size, ps, &hashes, true).await?;
             Ok(hashes)
         })
         .await?;
@@ -776,8 +845,13 @@ async fn verify_parts(
     size: u64,
     ps: u64,
     hashes: &[String],
+    wrote: bool,
 ) -> Result<(), ObjErr> {
-    if ctx.opts.verify == VerifyMode::Size {
+    let check = ctx.check(wrote);
+    if check == Check::OnReceipt {
+        return Ok(());
+    }
+    if check == Check::Size {
         let meta = ctx.dst.store().head(p).await.map_err(st("verify"))?;
         if meta.size != size {
             return Err(ObjErr::Mismatch(format!("size {} != {size}", meta.size)));
@@ -874,6 +948,7 @@ mod tests {
         Side {
             url,
             backend: Backend {
+                s3: None,
                 store: store.clone(),
                 multipart: Some(store),
             },

@@ -74,6 +74,30 @@ pub struct Backend {
     pub store: Arc<dyn ObjectStore>,
     /// The same store's multipart API (S3, Azure), rooted at the same prefix.
     pub multipart: Option<Arc<dyn MultipartStore>>,
+    /// For an S3 store with credentials: what it takes to sign a request by hand.
+    pub s3: Option<S3Raw>,
+}
+
+/// What signs a raw request to an S3 store, for requests `object_store` never sends: the
+/// migration's capability probe sends a body whose signed SHA-256 is wrong, to learn whether
+/// the service checks payload hashes.
+#[derive(Clone)]
+pub struct S3Raw {
+    /// The same credentials the store signs with.
+    pub credentials: object_store::aws::AwsCredentialProvider,
+    /// Signing region.
+    pub region: String,
+    /// `endpoint/bucket[/prefix]`, path-style, without a trailing slash.
+    pub base: String,
+}
+
+impl std::fmt::Debug for S3Raw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Raw")
+            .field("region", &self.region)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -104,12 +128,14 @@ fn with_prefix<T: ObjectStore + MultipartStore>(store: T, prefix: &str) -> Backe
         Backend {
             store: store.clone(),
             multipart: Some(store),
+            s3: None,
         }
     } else {
         let store = Arc::new(PrefixStore::new(store, prefix));
         Backend {
             store: store.clone(),
             multipart: Some(store),
+            s3: None,
         }
     }
 }
@@ -118,6 +144,7 @@ fn plain(store: Arc<dyn ObjectStore>) -> Backend {
     Backend {
         store,
         multipart: None,
+        s3: None,
     }
 }
 
@@ -143,23 +170,45 @@ fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
             let dest = url.destination();
             // Only credentials come from the environment: the endpoint and region are the ones
             // the residency check saw, never an environment override.
+            let region = dest.region.clone().unwrap_or_default();
             let mut b = object_store::aws::AmazonS3Builder::new()
                 .with_bucket_name(url.bucket())
-                .with_region(dest.region.clone().unwrap_or_default())
+                .with_region(region.clone())
                 .with_endpoint(dest.endpoint.clone())
                 .with_allow_http(dest.endpoint.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
-            match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            let signed = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
                 (Some(id), Some(secret)) => {
                     b = b.with_access_key_id(id).with_secret_access_key(secret);
                     if let Some(token) = env("AWS_SESSION_TOKEN") {
                         b = b.with_token(token);
                     }
+                    true
                 }
-                _ => b = b.with_skip_signature(url.param("anonymous") == Some("true")),
-            }
+                _ => {
+                    b = b.with_skip_signature(url.param("anonymous") == Some("true"));
+                    false
+                }
+            };
             let s3 = b.build().map_err(backend(url))?;
-            Ok(with_prefix(s3, url.prefix()))
+            let raw = signed.then(|| {
+                let mut base = dest.endpoint.trim_end_matches('/').to_owned();
+                for part in [url.bucket(), url.prefix()] {
+                    let part = part.trim_matches('/');
+                    if !part.is_empty() {
+                        base.push('/');
+                        base.push_str(part);
+                    }
+                }
+                S3Raw {
+                    credentials: s3.credentials().clone(),
+                    region,
+                    base,
+                }
+            });
+            let mut backend = with_prefix(s3, url.prefix());
+            backend.s3 = raw;
+            Ok(backend)
         }
         StoreKind::Azure => {
             let mut b =

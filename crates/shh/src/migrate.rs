@@ -30,7 +30,7 @@ pub enum MigrateCmd {
         #[arg(long)]
         checksum: bool,
         /// Concurrent transfers assumed by the estimate.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 32)]
         transfers: usize,
         /// The plan (its objects go to PLAN.objects.jsonl beside it).
         #[arg(long)]
@@ -142,6 +142,9 @@ pub enum MigrateCmd {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum VerifyArg {
+    /// Where the target checks the SHA-256 of every signed request body (probed), that check
+    /// on receipt; elsewhere a read-back compared by BLAKE3.
+    Auto,
     /// Read every written object back and compare BLAKE3.
     Readback,
     /// Compare sizes only (run `shh migrate verify` afterwards).
@@ -151,11 +154,15 @@ enum VerifyArg {
 #[derive(Args)]
 pub struct TransferArgs {
     /// Objects in flight.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     transfers: usize,
     /// Parts of one large object in flight (over all objects, at most --transfers parts).
     #[arg(long, default_value_t = 8)]
     part_transfers: usize,
+    /// Source bytes buffered at once over all transfers (whole small objects and parts):
+    /// the bound on memory.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    buffer: u64,
     /// Objects at least this large are sent part by part (resumable on S3 and Azure).
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     multipart_threshold: u64,
@@ -166,7 +173,7 @@ pub struct TransferArgs {
     #[arg(long, value_parser = parse_size)]
     bwlimit: Option<u64>,
     /// Verification of every object written.
-    #[arg(long, value_enum, default_value = "readback")]
+    #[arg(long, value_enum, default_value = "auto")]
     verify: VerifyArg,
     /// Compare same-size objects by content (reads both sides).
     #[arg(long)]
@@ -183,8 +190,10 @@ impl TransferArgs {
             multipart_threshold: self.multipart_threshold.max(1),
             part_size: self.part_size.max(1),
             part_concurrency: self.part_transfers.max(1),
+            buffer: self.buffer.max(1),
             bwlimit: self.bwlimit,
             verify: match self.verify {
+                VerifyArg::Auto => VerifyMode::Auto,
                 VerifyArg::Readback => VerifyMode::ReadBack,
                 VerifyArg::Size => VerifyMode::Size,
             },

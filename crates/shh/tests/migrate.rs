@@ -194,6 +194,64 @@ fn store_bytes(hub: &Path) -> u64 {
 
 const PARTS: [&str; 4] = ["--multipart-threshold", "6M", "--part-size", "5M"];
 
+/// s3s-fs checks the SHA-256 of every signed body, like AWS: the probe finds that by sending
+/// one body with a wrong signed hash (refused, nothing stored), and the run then relies on it
+/// instead of reading objects back, including the parts of multipart uploads. The end-to-end
+/// `verify` against the manifests still passes; `--verify readback` still reads everything.
+#[test]
+fn a_target_that_checks_payload_hashes_is_not_read_back() {
+    let Some(s3s) = server("SHH_TEST_S3_SIGNED_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = hub_with_data(dir.path(), &[&s3s], 1, 7, 20);
+    let to = fresh(&s3s, "checked", None);
+    let plan = dir.path().join("plan.json");
+    let h = json(&shh(
+        &hub,
+        &[
+            "--json",
+            "migrate",
+            "plan",
+            "--to",
+            &to,
+            "--out",
+            plan.to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(
+        h["capabilities"]["to"]["payload_sha256_checked"], true,
+        "{h}"
+    );
+    let mut args = vec!["--json", "migrate", "run", "--to", &to];
+    args.extend(PARTS);
+    let r = json(&shh(&hub, &args));
+    assert!(r["stats"]["copied"]["objects"].as_u64() >= Some(20), "{r}");
+    assert_eq!(r["stats"]["bytes_read_back"], 0, "nothing read back: {r}");
+    assert!(
+        r["stats"]["verification"]
+            .as_str()
+            .is_some_and(|v| v.contains("SHA-256")),
+        "{r}"
+    );
+    let v = json(&shh(
+        &hub,
+        &["--json", "migrate", "verify", "--to", &to, "--deep"],
+    ));
+    assert_eq!(v["summary"]["failed"], 0, "{v}");
+
+    let again = fresh(&s3s, "readback", None);
+    let mut args = vec![
+        "--json", "migrate", "run", "--to", &again, "--verify", "readback",
+    ];
+    args.extend(PARTS);
+    let r = json(&shh(&hub, &args));
+    assert!(
+        r["stats"]["bytes_read_back"].as_u64() >= r["stats"]["bytes_sent"].as_u64(),
+        "--verify readback reads every object back: {r}"
+    );
+}
+
 #[test]
 fn file_to_s3_and_back_verified_end_to_end_and_damage_is_named() {
     let Some(s3) = server("SHH_TEST_S3_URL") else {
@@ -219,6 +277,10 @@ fn file_to_s3_and_back_verified_end_to_end_and_damage_is_named() {
     assert_eq!(
         h["capabilities"]["to"]["conditional_create"], true,
         "moto refuses a second create: {h}"
+    );
+    assert_eq!(
+        h["capabilities"]["to"]["payload_sha256_checked"], false,
+        "moto stores a body whose signed SHA-256 is wrong, so shh must read back: {h}"
     );
     assert!(h["plan_hash"].as_str().is_some_and(|s| s.len() == 64));
     let copies = h["summary"]["copy"]["objects"].as_u64().expect("copies");
