@@ -112,7 +112,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             transfers: 32,
-            multipart_threshold: 64 * MIB,
+            multipart_threshold: 128 * MIB,
             part_size: 8 * MIB,
             part_concurrency: 8,
             buffer: 512 * MIB,

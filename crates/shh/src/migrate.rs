@@ -164,7 +164,7 @@ pub struct TransferArgs {
     #[arg(long, default_value = "512M", value_parser = parse_size)]
     buffer: u64,
     /// Objects at least this large are sent part by part (resumable on S3 and Azure).
-    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    #[arg(long, default_value = "128M", value_parser = parse_size)]
     multipart_threshold: u64,
     /// Part size (raised to fit the target's part-count limit).
     #[arg(long, default_value = "8M", value_parser = parse_size)]
