@@ -4,7 +4,9 @@
 //! Paths and listings pass through unchanged; sizes are reported as plaintext sizes; e-tags
 //! are the inner store's. Copy and rename re-encrypt, because each object is bound to its path.
 
-use crate::format::{DEFAULT_SEGMENT, FormatError, HEADER_LEN, ObjectKey, plain_len_default};
+use crate::format::{
+    DEFAULT_SEGMENT, FormatError, HEADER_LEN, Layout, ObjectKey, plain_len_default,
+};
 use crate::stream::{ObjectDigest, SegmentDecryptor, SegmentEncryptor};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -450,6 +452,76 @@ fn read_at(
     })
 }
 
+/// A local object whose header has been read and whose data key is unwrapped: what both
+/// whole-read paths start from.
+struct LocalObject<'a> {
+    file: &'a std::fs::File,
+    path: &'a Path,
+    stored_len: u64,
+    key: ObjectKey,
+    layout: Layout,
+    plain_len: u64,
+    total: u64,
+}
+
+impl<'a> LocalObject<'a> {
+    fn open(
+        file: &'a std::fs::File,
+        path: &'a Path,
+        keys: &dyn KeyWrapper,
+        stored_len: u64,
+    ) -> object_store::Result<Self> {
+        let too_short = || integrity(path, FormatError::TooShort(stored_len));
+        if stored_len < HEADER_LEN as u64 {
+            return Err(too_short());
+        }
+        let mut header = [0u8; HEADER_LEN];
+        read_at(file, &mut header, 0, too_short)?;
+        let key = ObjectKey::open(keys, path.as_ref(), &header).map_err(|e| integrity(path, e))?;
+        let layout = key.layout();
+        let plain_len = layout
+            .plain_len(stored_len)
+            .map_err(|e| integrity(path, e))?;
+        let total = layout.segments_for_plain(plain_len);
+        // Bytes after the length the listing announced: the file grew or was appended to.
+        let mut probe = [0u8; 1];
+        if std::os::unix::fs::FileExt::read_at(file, &mut probe, stored_len).map_err(io_error)? != 0
+        {
+            return Err(integrity(path, FormatError::Segment(total)));
+        }
+        Ok(Self {
+            file,
+            path,
+            stored_len,
+            key,
+            layout,
+            plain_len,
+            total,
+        })
+    }
+
+    /// Reads segments `first..=last` into `buf` and decrypts them there; `buf` ends up
+    /// holding their plaintext.
+    fn read_segments(&self, first: u64, last: u64, buf: &mut Vec<u8>) -> object_store::Result<()> {
+        let range = self.layout.stored_range(first, last, self.stored_len);
+        buf.resize((range.end - range.start) as usize, 0);
+        read_at(self.file, buf, range.start, || {
+            integrity(self.path, FormatError::Segment(first))
+        })?;
+        let n = self
+            .key
+            .open_segments_in_place(first, self.total, buf)
+            .map_err(|e| integrity(self.path, e))?;
+        buf.truncate(n);
+        Ok(())
+    }
+
+    /// The last segment of the chunk that starts at segment `first`.
+    fn chunk_end(&self, first: u64) -> u64 {
+        (first + FILE_CHUNK_SEGMENTS).min(self.total) - 1
+    }
+}
+
 /// Reads and decrypts a whole local object into one plaintext buffer.
 ///
 /// Large objects are cut into chunks that threads take in turn: each reads a chunk into its
@@ -462,42 +534,19 @@ fn read_whole(
     keys: &dyn KeyWrapper,
     stored_len: u64,
 ) -> object_store::Result<Bytes> {
-    let short = |index: Option<u64>| match index {
-        None => integrity(path, FormatError::TooShort(stored_len)),
-        Some(i) => integrity(path, FormatError::Segment(i)),
-    };
-    if stored_len < HEADER_LEN as u64 {
-        return Err(short(None));
-    }
-    let mut header = [0u8; HEADER_LEN];
-    read_at(file, &mut header, 0, || short(None))?;
-    let key = ObjectKey::open(keys, path.as_ref(), &header).map_err(|e| integrity(path, e))?;
-    let layout = key.layout();
-    let plain_len = layout
-        .plain_len(stored_len)
-        .map_err(|e| integrity(path, e))?;
-    let total = layout.segments_for_plain(plain_len);
-    // Bytes after the length the listing announced: the file grew or was appended to.
-    let mut probe = [0u8; 1];
-    if std::os::unix::fs::FileExt::read_at(file, &mut probe, stored_len).map_err(io_error)? != 0 {
-        return Err(short(Some(total)));
-    }
-    let chunk_plain = (FILE_CHUNK_SEGMENTS * layout.segment) as usize;
+    let obj = LocalObject::open(file, path, keys, stored_len)?;
+    let chunk_plain = (FILE_CHUNK_SEGMENTS * obj.layout.segment) as usize;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min((plain_len as usize).div_ceil(chunk_plain))
+        .min((obj.plain_len as usize).div_ceil(chunk_plain))
         .max(1);
     if threads == 1 {
         // One buffer: read, decrypt and squeeze out the tags in place.
-        let mut buf = vec![0u8; (stored_len - HEADER_LEN as u64) as usize];
-        read_at(file, &mut buf, HEADER_LEN as u64, || short(Some(0)))?;
-        let n = key
-            .open_segments_in_place(0, total, &mut buf)
-            .map_err(|e| integrity(path, e))?;
-        buf.truncate(n);
+        let mut buf = Vec::new();
+        obj.read_segments(0, obj.total - 1, &mut buf)?;
         return Ok(Bytes::from(buf));
     }
-    let mut out = vec![0u8; plain_len as usize];
+    let mut out = vec![0u8; obj.plain_len as usize];
     let mut shares: Vec<Vec<(u64, &mut [u8])>> = (0..threads).map(|_| Vec::new()).collect();
     for (k, dst) in out.chunks_mut(chunk_plain).enumerate() {
         shares[k % threads].push((k as u64 * FILE_CHUNK_SEGMENTS, dst));
@@ -505,17 +554,12 @@ fn read_whole(
     let work = |share: Vec<(u64, &mut [u8])>| -> object_store::Result<()> {
         let mut local = Vec::new();
         for (first, dst) in share {
-            let last = (first + FILE_CHUNK_SEGMENTS).min(total) - 1;
-            let range = layout.stored_range(first, last, stored_len);
-            local.resize((range.end - range.start) as usize, 0);
-            read_at(file, &mut local, range.start, || short(Some(first)))?;
-            let n = key
-                .open_segments_in_place(first, total, &mut local)
-                .map_err(|e| integrity(path, e))?;
-            if n != dst.len() {
-                return Err(short(Some(last)));
+            let last = obj.chunk_end(first);
+            obj.read_segments(first, last, &mut local)?;
+            if local.len() != dst.len() {
+                return Err(integrity(path, FormatError::Segment(last)));
             }
-            dst.copy_from_slice(&local[..n]);
+            dst.copy_from_slice(&local);
         }
         Ok(())
     };
@@ -538,55 +582,25 @@ fn read_whole(
     Ok(Bytes::from(out))
 }
 
+/// Streams a large local object chunk by chunk into `tx`.
 fn produce_file(
-    mut file: std::fs::File,
+    file: std::fs::File,
     path: &Path,
     keys: &dyn KeyWrapper,
     stored_len: u64,
     tx: &tokio::sync::mpsc::Sender<object_store::Result<Bytes>>,
 ) -> object_store::Result<()> {
-    use std::io::Read;
-    let io = io_error;
-    let short = |index| match index {
-        None => integrity(path, FormatError::TooShort(stored_len)),
-        Some(i) => integrity(path, FormatError::Segment(i)),
-    };
-    let mut header = [0u8; HEADER_LEN];
-    if stored_len < HEADER_LEN as u64 {
-        return Err(short(None));
-    }
-    file.read_exact(&mut header).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => short(None),
-        _ => io(e),
-    })?;
-    let key = ObjectKey::open(keys, path.as_ref(), &header).map_err(|e| integrity(path, e))?;
-    let layout = key.layout();
-    let plain_len = layout
-        .plain_len(stored_len)
-        .map_err(|e| integrity(path, e))?;
-    let total = layout.segments_for_plain(plain_len);
-    let mut index = 0;
-    while index < total {
-        let last = (index + FILE_CHUNK_SEGMENTS).min(total) - 1;
-        let range = layout.stored_range(index, last, stored_len);
-        let mut buf = vec![0u8; (range.end - range.start) as usize];
-        file.read_exact(&mut buf).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => short(Some(index)),
-            _ => io(e),
-        })?;
-        let n = key
-            .open_segments_in_place(index, total, &mut buf)
-            .map_err(|e| integrity(path, e))?;
-        buf.truncate(n);
+    let obj = LocalObject::open(&file, path, keys, stored_len)?;
+    let mut first = 0;
+    while first < obj.total {
+        let last = obj.chunk_end(first);
+        let mut buf = Vec::new();
+        obj.read_segments(first, last, &mut buf)?;
         if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
             // The reader went away: nothing more to do.
             return Ok(());
         }
-        index = last + 1;
-    }
-    // Bytes after the length the listing announced: the file grew or was appended to.
-    if file.read(&mut [0u8; 1]).map_err(io)? != 0 {
-        return Err(short(Some(total)));
+        first = last + 1;
     }
     Ok(())
 }

@@ -59,16 +59,7 @@ impl AeadKey {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AeadError> {
-        self.0
-            .open_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                Tag::from(*tag),
-                buf,
-                0..,
-            )
-            .map(|_| ())
-            .map_err(|_| AeadError)
+        self.open_shifted(nonce, aad, buf, 0, tag)
     }
 
     /// Decrypts the ciphertext at `buf[src..]`, checking `tag`, and writes the plaintext to

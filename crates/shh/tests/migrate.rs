@@ -194,6 +194,22 @@ fn store_bytes(hub: &Path) -> u64 {
 
 const PARTS: [&str; 4] = ["--multipart-threshold", "6M", "--part-size", "5M"];
 
+/// `shh migrate plan --to URL --out PLAN`, as JSON.
+fn plan_to(hub: &Path, to: &str, plan: &Path) -> serde_json::Value {
+    json(&shh(
+        hub,
+        &[
+            "--json",
+            "migrate",
+            "plan",
+            "--to",
+            to,
+            "--out",
+            plan.to_str().expect("utf8"),
+        ],
+    ))
+}
+
 /// s3s-fs checks the SHA-256 of every signed body, like AWS: the probe finds that by sending
 /// one body with a wrong signed hash (refused, nothing stored), and the run then relies on it
 /// instead of reading objects back, including the parts of multipart uploads. The end-to-end
@@ -207,18 +223,7 @@ fn a_target_that_checks_payload_hashes_is_not_read_back() {
     let hub = hub_with_data(dir.path(), &[&s3s], 1, 7, 20);
     let to = fresh(&s3s, "checked", None);
     let plan = dir.path().join("plan.json");
-    let h = json(&shh(
-        &hub,
-        &[
-            "--json",
-            "migrate",
-            "plan",
-            "--to",
-            &to,
-            "--out",
-            plan.to_str().expect("utf8"),
-        ],
-    ));
+    let h = plan_to(&hub, &to, &plan);
     assert_eq!(
         h["capabilities"]["to"]["payload_sha256_checked"], true,
         "{h}"
@@ -261,18 +266,7 @@ fn file_to_s3_and_back_verified_end_to_end_and_damage_is_named() {
     let hub = hub_with_data(dir.path(), &[&s3], 2, 7, 30);
     let to = fresh(&s3, "mig", None);
     let plan = dir.path().join("plan.json");
-    let h = json(&shh(
-        &hub,
-        &[
-            "--json",
-            "migrate",
-            "plan",
-            "--to",
-            &to,
-            "--out",
-            plan.to_str().expect("utf8"),
-        ],
-    ));
+    let h = plan_to(&hub, &to, &plan);
     assert_eq!(h["summary"]["same"]["objects"], 0, "{h}");
     assert_eq!(
         h["capabilities"]["to"]["conditional_create"], true,
