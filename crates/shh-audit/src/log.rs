@@ -493,8 +493,12 @@ impl AuditLog {
     async fn stored_heads(&self) -> Result<(Vec<SignedTreeHead>, Option<(u64, String)>)> {
         let mut out = Vec::new();
         let mut prev = 0;
-        for size in self.head_sizes().await? {
-            match self.read_head(size).await {
+        // Many small objects: read several at once, in order.
+        let mut reads = futures::stream::iter(self.head_sizes().await?)
+            .map(|size| async move { (size, self.read_head(size).await) })
+            .buffered(16);
+        while let Some((size, read)) = reads.next().await {
+            match read {
                 Ok(rec) if rec.sth.head.size == size => out.push(rec.sth),
                 Ok(rec) => {
                     let msg = format!(
@@ -551,7 +555,7 @@ impl AuditLog {
                 let r = self.read(&p).await;
                 (n, p, r)
             })
-            .buffered(8)
+            .buffered(16)
             .boxed())
     }
 
