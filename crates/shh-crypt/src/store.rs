@@ -909,3 +909,34 @@ impl MultipartUpload for EncryptedUpload {
         self.inner.abort().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every requested span lies whole inside exactly one piece; pieces are sorted and
+        /// disjoint; a piece outgrows the cap only where overlapping spans force it.
+        #[test]
+        fn coalesced_pieces_cover_each_span_once(
+            spans in proptest::collection::vec((0u64..2_000, 0u64..200), 0..40),
+        ) {
+            let spans: Vec<(u64, u64)> = spans.into_iter().map(|(f, len)| (f, f + len)).collect();
+            let pieces = coalesce_spans(spans.clone());
+            for w in pieces.windows(2) {
+                prop_assert!(w[0].1 < w[1].0, "sorted and disjoint: {pieces:?}");
+            }
+            for &(f, l) in &spans {
+                let holding = pieces.iter().filter(|p| p.0 <= f && l <= p.1).count();
+                prop_assert_eq!(holding, 1, "span {}..={} in {:?}", f, l, pieces);
+            }
+            for p in &pieces {
+                prop_assert!(spans.iter().any(|s| p.0 <= s.0 && s.1 <= p.1), "{p:?} holds no span");
+                let forced = spans.iter().any(|s| s.1 - s.0 >= COALESCE_MAX_SEGMENTS)
+                    || spans.iter().filter(|s| p.0 <= s.0 && s.1 <= p.1).count() > 1;
+                prop_assert!(p.1 - p.0 < COALESCE_MAX_SEGMENTS || forced, "{p:?} from {spans:?}");
+            }
+        }
+    }
+}
