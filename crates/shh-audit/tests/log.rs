@@ -117,6 +117,12 @@ async fn concurrent_appends_are_grouped_without_gaps() {
     );
     let r = log.verify(Vec::new()).await.expect("verify");
     assert!(r.ok && r.events == 1000, "{r:?}");
+    // Heads of busy batches are stored alongside the next segment; once the burst is over,
+    // every batch has its signed head and nothing is left unsigned.
+    let heads = raw_paths(&h, "audit/heads").await.len();
+    assert_eq!(heads, segments, "one signed head per batch");
+    assert_eq!(r.heads as usize, segments, "{r:?}");
+    assert_eq!(r.unsigned_tail, 0, "{r:?}");
 }
 
 #[tokio::test]
