@@ -63,6 +63,32 @@ fn coalesce_spans(mut spans: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     pieces
 }
 
+/// An object whose header has been read: its data key, stored metadata and plaintext geometry.
+struct Opened {
+    key: Arc<ObjectKey>,
+    meta: ObjectMeta,
+    attributes: object_store::Attributes,
+    plain_len: u64,
+    total: u64,
+}
+
+/// The plaintext bytes `start..end` out of `plain`, the decrypted segments that begin at
+/// plaintext offset `offset`; too short a piece means the object ended early.
+fn slice_plain(
+    path: &Path,
+    plain: &Bytes,
+    offset: u64,
+    start: u64,
+    end: u64,
+    segment: u64,
+) -> object_store::Result<Bytes> {
+    let (from, to) = ((start - offset) as usize, (end - offset) as usize);
+    if plain.len() < to {
+        return Err(integrity(path, FormatError::Segment((end - 1) / segment)));
+    }
+    Ok(plain.slice(from..to))
+}
+
 /// An object failed authentication or is not in the encrypted format.
 #[derive(Debug, thiserror::Error)]
 #[error("integrity error in object {path}: {source}")]
@@ -211,12 +237,9 @@ impl<S: ObjectStore> EncryptedStore<S> {
         dec.finish().map_err(|e| integrity(path, e))
     }
 
-    /// Reads the header of the object at `path` and unwraps its data key.
-    async fn open_key(
-        &self,
-        path: &Path,
-        mut options: GetOptions,
-    ) -> object_store::Result<(Arc<ObjectKey>, ObjectMeta, object_store::Attributes)> {
+    /// Reads the header of the object at `path`, unwraps its data key and works out its
+    /// plaintext geometry.
+    async fn open_key(&self, path: &Path, mut options: GetOptions) -> object_store::Result<Opened> {
         // Header first: it gives the data key and (through the response) the stored length.
         options.range = Some(GetRange::Bounded(0..HEADER_LEN as u64));
         let head = self.inner.get_opts(path, options).await?;
@@ -225,7 +248,18 @@ impl<S: ObjectStore> EncryptedStore<S> {
         let header = head.bytes().await?;
         let key = ObjectKey::open(self.keys.as_ref(), path.as_ref(), &header)
             .map_err(|e| integrity(path, e))?;
-        Ok((Arc::new(key), meta, attributes))
+        let plain_len = key
+            .layout()
+            .plain_len(meta.size)
+            .map_err(|e| integrity(path, e))?;
+        let total = key.layout().segments_for_plain(plain_len);
+        Ok(Opened {
+            key: Arc::new(key),
+            meta,
+            attributes,
+            plain_len,
+            total,
+        })
     }
 
     /// Reads and decrypts segments `first..=last` of the object whose header gave `key` and
@@ -234,12 +268,11 @@ impl<S: ObjectStore> EncryptedStore<S> {
     async fn fetch_segments(
         &self,
         path: &Path,
-        key: &Arc<ObjectKey>,
-        meta: &ObjectMeta,
+        obj: &Opened,
         first: u64,
         last: u64,
-        total: u64,
     ) -> object_store::Result<Bytes> {
+        let (key, meta, total) = (&obj.key, &obj.meta, obj.total);
         let stored = key.layout().stored_range(first, last, meta.size);
         // Pin the read to the object version the header came from.
         let pinned = GetOptions {
@@ -278,28 +311,22 @@ impl<S: ObjectStore> EncryptedStore<S> {
         options: GetOptions,
         range: GetRange,
     ) -> object_store::Result<GetResult> {
-        let (key, meta, attributes) = self.open_key(path, options).await?;
-        let layout = key.layout();
-        let plain_len = layout
-            .plain_len(meta.size)
-            .map_err(|e| integrity(path, e))?;
-        let (start, end) = resolve_range(&range, plain_len).map_err(|e| integrity(path, e))?;
-        let total = layout.segments_for_plain(plain_len);
+        let obj = self.open_key(path, options).await?;
+        let segment = obj.key.layout().segment;
+        let (start, end) = resolve_range(&range, obj.plain_len).map_err(|e| integrity(path, e))?;
         let bytes = if start < end {
-            let first = start / layout.segment;
-            let last = (end - 1) / layout.segment;
-            let plain = self
-                .fetch_segments(path, &key, &meta, first, last, total)
-                .await?;
-            let offset = first * layout.segment;
-            let (from, to) = ((start - offset) as usize, (end - offset) as usize);
-            if plain.len() < to {
-                return Err(integrity(path, FormatError::Segment(last)));
-            }
-            plain.slice(from..to)
+            let (first, last) = (start / segment, (end - 1) / segment);
+            let plain = self.fetch_segments(path, &obj, first, last).await?;
+            slice_plain(path, &plain, first * segment, start, end, segment)?
         } else {
             Bytes::new()
         };
+        let Opened {
+            meta,
+            attributes,
+            plain_len,
+            ..
+        } = obj;
         Ok(GetResult {
             payload: GetResultPayload::Stream(
                 futures::stream::once(async move { Ok(bytes) }).boxed(),
@@ -668,46 +695,34 @@ impl<S: ObjectStore> ObjectStore for EncryptedStore<S> {
         if ranges.is_empty() {
             return Ok(Vec::new());
         }
-        let (key, meta, _) = self.open_key(location, GetOptions::default()).await?;
-        let layout = key.layout();
-        let plain_len = layout
-            .plain_len(meta.size)
-            .map_err(|e| integrity(location, e))?;
-        let total = layout.segments_for_plain(plain_len);
+        let obj = self.open_key(location, GetOptions::default()).await?;
+        let segment = obj.key.layout().segment;
         let mut wanted = Vec::with_capacity(ranges.len());
         for r in ranges {
-            let (start, end) = resolve_range(&GetRange::Bounded(r.clone()), plain_len)
+            let (start, end) = resolve_range(&GetRange::Bounded(r.clone()), obj.plain_len)
                 .map_err(|e| integrity(location, e))?;
             wanted.push((start, end));
         }
         let spans = wanted
             .iter()
-            .map(|&(s, e)| (s / layout.segment, (e - 1) / layout.segment))
+            .map(|&(s, e)| (s / segment, (e - 1) / segment))
             .collect();
         let pieces = coalesce_spans(spans);
-        let (key, meta) = (&key, &meta);
+        let obj = &obj;
         let plains: Vec<Bytes> = futures::stream::iter(pieces.iter().copied())
-            .map(|(first, last)| self.fetch_segments(location, key, meta, first, last, total))
+            .map(|(first, last)| self.fetch_segments(location, obj, first, last))
             .buffered(RANGE_PIECES_IN_FLIGHT)
             .try_collect()
             .await?;
         wanted
             .into_iter()
             .map(|(start, end)| {
-                let seg = start / layout.segment;
+                let seg = start / segment;
                 let i = pieces.partition_point(|p| p.1 < seg);
                 let missing = || integrity(location, FormatError::Segment(seg));
                 let (first, _) = pieces.get(i).ok_or_else(missing)?;
                 let plain = plains.get(i).ok_or_else(missing)?;
-                let offset = first * layout.segment;
-                let (from, to) = ((start - offset) as usize, (end - offset) as usize);
-                if plain.len() < to {
-                    return Err(integrity(
-                        location,
-                        FormatError::Segment(end / layout.segment),
-                    ));
-                }
-                Ok(plain.slice(from..to))
+                slice_plain(location, plain, first * segment, start, end, segment)
             })
             .collect()
     }

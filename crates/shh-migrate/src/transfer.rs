@@ -331,17 +331,6 @@ pub async fn execute(
 ) -> Result<RunStats> {
     let started = Instant::now();
     let transfers = opts.transfers.max(1);
-    let verification = match opts.verify {
-        VerifyMode::Auto if dst.caps.payload_sha256_checked == Some(true) => {
-            "SHA-256 of every byte sent checked by the service on receipt; objects found \
-             already there and resumed uploads read back and compared by BLAKE3"
-                .to_owned()
-        }
-        VerifyMode::Auto | VerifyMode::ReadBack => {
-            "read-back BLAKE3 of every object written".to_owned()
-        }
-        VerifyMode::Size => "size only (run `shh migrate verify` for hashes)".to_owned(),
-    };
     let memory_kib = u32::try_from(opts.buffer.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
     let ctx = Arc::new(Ctx {
         bw: opts.bwlimit.map(|rate| Bandwidth {
@@ -353,16 +342,24 @@ pub async fn execute(
         dst,
         journal,
         opts,
-        stats: Mutex::new(RunStats {
-            verification,
-            ..RunStats::default()
-        }),
+        stats: Mutex::new(RunStats::default()),
         progress,
         stop: AtomicBool::new(false),
         parts: tokio::sync::Semaphore::new(transfers),
         memory: tokio::sync::Semaphore::new(memory_kib as usize),
         memory_kib,
     });
+    // What verifies an object this run writes whole; others (found already there, resumed
+    // uploads) are read back unless sizes only were asked for.
+    let verification = match ctx.check(true) {
+        Check::OnReceipt => {
+            "SHA-256 of every byte sent checked by the service on receipt; objects found \
+             already there and resumed uploads read back and compared by BLAKE3"
+        }
+        Check::ReadBack => "read-back BLAKE3 of every object written",
+        Check::Size => "size only (run `shh migrate verify` for hashes)",
+    };
+    ctx.stat(|s| s.verification = verification.to_owned());
     let deletes: Arc<Mutex<Vec<Item>>> = Arc::default();
     let mut tasks = futures::stream::iter(items)
         .map(|r| {
