@@ -9,6 +9,7 @@
 #
 #   bench/migrate.sh                          # 2,000 small objects + 4 × 64 MiB
 #   SHH_BENCH_SMALL=500 SHH_BENCH_LARGE_MIB=16 bench/migrate.sh
+#   SHH_BENCH_ROUTES=s3s bench/migrate.sh       # only the s3s-fs target (moto, s3s or both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SMALL=${SHH_BENCH_SMALL:-2000}
@@ -83,6 +84,7 @@ print(f"  throughput shh/rclone: {rw/sw:.2f}x   CPU per GiB shh/rclone: {sc/rc:.
 PY
 }
 
+ROUTES=${SHH_BENCH_ROUTES:-moto,s3s} # which S3 servers to run against
 scenario() { # name shh_hub shh_from shh_to_base rclone_from rclone_to_base
   local name=$1 hub=$2 from=$3 to=$4 rfrom=$5 rto=$6 shh_r="" rcl_r="" i
   for i in $(seq 1 "$REPS"); do
@@ -92,10 +94,12 @@ scenario() { # name shh_hub shh_from shh_to_base rclone_from rclone_to_base
   report "$name" "$shh_r" "$rcl_r"
 }
 
+if [[ ,$ROUTES, == *,moto,* ]]; then
 scenario "file → S3 (moto)" "$WORK/hub" "file://$WORK/data" "$(s3url shh-file-@)" \
   "$WORK/data" "$RCLONE_S3/rclone-file-@"
 scenario "Azurite → S3 (moto)" "$WORK/hub" "$AZ" "$(s3url shh-az-@)" \
   ":azureblob,sas_url='$SAS':shh-test/bench-src" "$RCLONE_S3/rclone-az-@"
+fi
 
 # moto (Python) is slow enough to hide both clients' costs, and it checks neither signatures
 # nor payload hashes, so shh reads every object back there. The same copies to s3s-fs, a Rust
@@ -103,6 +107,7 @@ scenario "Azurite → S3 (moto)" "$WORK/hub" "$AZ" "$(s3url shh-az-@)" \
 # (as AWS and the sovereign S3 services do): there shh's probe finds the check and relies on it.
 # Its own s3s-fs on a tmpfs: the test server writes to disk, and writeback of the gigabytes
 # these runs send made single runs vary by 3x.
+[[ ,$ROUTES, == *,s3s,* ]] || exit 0
 S3S_PORT=${SHH_BENCH_S3S_PORT:-19250}
 S3S_DIR=$(mktemp -d /dev/shm/shh-bench-s3s.XXXXXX)
 mkdir -p "$S3S_DIR/shh-test"

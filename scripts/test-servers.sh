@@ -60,7 +60,7 @@ start() {
     --access-key "$S3S_KEY" --secret-key "$S3S_SECRET" "$RUN/s3s" >"$RUN/s3s.log" 2>&1 &
   echo $! >"$RUN/s3s.pid"
   "$CACHE/node/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
-    --location "$RUN/azurite" --skipApiVersionCheck --loose --silent >"$RUN/azurite.log" 2>&1 &
+    --location "$RUN/azurite" --skipApiVersionCheck --loose --silent --disableTelemetry >"$RUN/azurite.log" 2>&1 &
   echo $! >"$RUN/azurite.pid"
 
   wait_port "$MOTO_PORT" moto

@@ -42,6 +42,15 @@ pub struct Capabilities {
     /// adds nothing but load on the target.
     #[serde(default)]
     pub payload_sha256_checked: Option<bool>,
+    /// Whether the service stores uploads whose every chunk is signed (`aws-chunked`) as
+    /// sent (probed). Where it does, large objects stream from the source in signed chunks
+    /// instead of being held whole.
+    #[serde(default)]
+    pub chunked_uploads: Option<bool>,
+    /// Whether it refuses a chunk that differs from the signed one, storing nothing (probed
+    /// by sending one): then a streamed object is checked on receipt, like a signed body.
+    #[serde(default)]
+    pub chunk_signatures_checked: Option<bool>,
     /// Round trip of one metadata request, milliseconds (probed).
     pub round_trip_ms: Option<f64>,
     /// Findings worth knowing.
@@ -62,6 +71,8 @@ impl Capabilities {
             service_checksums: Vec::new(),
             verification: "read-back BLAKE3".into(),
             payload_sha256_checked: None,
+            chunked_uploads: None,
+            chunk_signatures_checked: None,
             round_trip_ms: None,
             notes: Vec::new(),
         }
@@ -163,7 +174,7 @@ pub async fn probe(url: &StoreUrl, backend: &Backend, write: bool) -> Capabiliti
         }
         let _ = store.delete(&p).await;
         if let Some(raw) = backend.s3.as_ref() {
-            let checked = payload_check(raw, backend).await;
+            let checked = raw.checks_payload_hash(store.as_ref()).await;
             c.payload_sha256_checked = checked.as_ref().ok().copied();
             match checked {
                 Ok(true) => {
@@ -180,66 +191,31 @@ pub async fn probe(url: &StoreUrl, backend: &Backend, write: bool) -> Capabiliti
                     "payload-hash check not probed ({e}): objects are verified by reading them back"
                 )),
             }
+            match raw.probe_chunked(store.as_ref()).await {
+                Ok(found) => {
+                    c.chunked_uploads = Some(found.decoded);
+                    c.chunk_signatures_checked = Some(found.checked);
+                    if !found.decoded {
+                        c.notes.push(
+                            "chunk-signed uploads are not stored as sent: large objects are \
+                             read whole before they are written"
+                                .into(),
+                        );
+                    } else if !found.checked {
+                        c.notes.push(
+                            "the service accepted a chunk that differs from the signed one: \
+                             large objects stream in signed chunks and are read back"
+                                .into(),
+                        );
+                    }
+                }
+                Err(e) => c.notes.push(format!(
+                    "chunk-signed uploads not probed ({e}): large objects are sent whole"
+                )),
+            }
         }
     }
     c
-}
-
-/// Sends the same small PUT twice by hand, signed once with the body's SHA-256 and once with
-/// another hash. The only difference between the two is the signed hash, so a service that
-/// stores the first and refuses the second (and holds nothing afterwards) checks payload hashes
-/// (AWS answers `XAmzContentSHA256Mismatch`; s3s answers 500 but stores nothing). One that
-/// stores both does not check.
-async fn payload_check(raw: &shh_store::S3Raw, backend: &Backend) -> Result<bool, String> {
-    use sha2::Digest;
-    const BODY: &[u8] = b"shh capability probe: is the signed SHA-256 of this body checked?";
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let cred = raw
-        .credentials
-        .get_credential()
-        .await
-        .map_err(|e| e.to_string())?;
-    let send = |name: String, digest: Vec<u8>| {
-        let client = client.clone();
-        let cred = cred.clone();
-        async move {
-            let url = format!("{}/{name}", raw.base);
-            let mut req: object_store::client::HttpRequest = http::Request::builder()
-                .method(http::Method::PUT)
-                .uri(&url)
-                .body(bytes::Bytes::from_static(BODY).into())
-                .map_err(|e| e.to_string())?;
-            object_store::aws::AwsAuthorizer::new(&cred, "s3", &raw.region)
-                .authorize(&mut req, Some(&digest));
-            let resp = client
-                .put(&url)
-                .headers(req.headers().clone())
-                .body(BODY)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(resp.status())
-        }
-    };
-    let right_name = format!(".shh-migrate/payload-ok-{}", uuid::Uuid::new_v4());
-    let wrong_name = format!(".shh-migrate/payload-bad-{}", uuid::Uuid::new_v4());
-    let right = send(right_name.clone(), sha2::Sha256::digest(BODY).to_vec()).await;
-    let _ = backend.store.delete(&Path::from(right_name)).await;
-    let right = right?;
-    if !right.is_success() {
-        return Err(format!("a correctly signed request got {right}"));
-    }
-    let wrong = send(
-        wrong_name.clone(),
-        sha2::Sha256::digest(b"another body").to_vec(),
-    )
-    .await?;
-    let stored = backend.store.head(&Path::from(wrong_name.clone())).await;
-    let _ = backend.store.delete(&Path::from(wrong_name)).await;
-    Ok(!wrong.is_success() && matches!(stored, Err(object_store::Error::NotFound { .. })))
 }
 
 #[cfg(test)]

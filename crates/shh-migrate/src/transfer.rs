@@ -34,12 +34,17 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 use serde::Serialize;
-use shh_store::{Backend, StoreUrl};
+use shh_store::{Backend, RawError, S3Raw, StoreUrl};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
+/// Objects at least this large stream in signed chunks where the destination checks them,
+/// instead of being held whole.
+const STREAM_MIN: u64 = 8 * MIB;
+/// Chunk of a chunk-signed upload.
+const STREAM_CHUNK: usize = MIB as usize;
 
 /// One side of a migration.
 #[derive(Debug, Clone)]
@@ -69,6 +74,17 @@ pub enum VerifyMode {
     ReadBack,
     /// Compare sizes only.
     Size,
+}
+
+/// How this run sent an object's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Not by this run: found already there, or taken over from an interrupted upload.
+    Not,
+    /// In requests signed with their body's SHA-256.
+    Signed,
+    /// In one upload whose every chunk is signed.
+    Chunked,
 }
 
 /// What verifies one object.
@@ -152,6 +168,9 @@ pub struct RunStats {
     pub quarantined: Tally,
     /// Destination-only objects left in place.
     pub dest_only_kept: Tally,
+    /// Objects streamed in one chunk-signed upload each (the rest of what was sent went in
+    /// whole requests or parts).
+    pub chunk_signed: Tally,
     /// Bytes written to the destination.
     pub bytes_sent: u64,
     /// Bytes read back for verification.
@@ -174,6 +193,8 @@ pub struct RunStats {
 #[derive(Debug)]
 enum ObjErr {
     Store(&'static str, object_store::Error),
+    /// A request shh signs itself (chunk-signed uploads).
+    Raw(&'static str, RawError),
     /// The bytes at the destination are not the source's.
     Mismatch(String),
     /// The source changed since it was listed.
@@ -199,6 +220,7 @@ impl ObjErr {
                     | E::InvalidPath { .. }
                     | E::UnknownConfigurationKey { .. }
             ),
+            ObjErr::Raw(_, e) => e.retriable(),
             ObjErr::Mismatch(_) => true,
             ObjErr::Changed(_) | ObjErr::Conflict(_) | ObjErr::Journal(_) => false,
         }
@@ -213,6 +235,7 @@ impl std::fmt::Display for ObjErr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ObjErr::Store(op, e) => write!(f, "{op}: {e}"),
+            ObjErr::Raw(op, e) => write!(f, "{op}: {e}"),
             ObjErr::Mismatch(s) => write!(f, "verification failed: {s}"),
             ObjErr::Changed(s) => write!(f, "source changed during the run: {s}"),
             ObjErr::Conflict(s) => write!(f, "{s}"),
@@ -246,7 +269,7 @@ struct Ctx {
     dst: Side,
     journal: Arc<Journal>,
     opts: Options,
-    bw: Option<Bandwidth>,
+    bw: Option<Arc<Bandwidth>>,
     stats: Mutex<RunStats>,
     progress: Arc<dyn Fn(u64) + Send + Sync>,
     stop: AtomicBool,
@@ -270,15 +293,27 @@ impl Ctx {
             .map_err(|_| ObjErr::Conflict("the buffer budget was closed".into()))
     }
 
-    /// How to verify an object; `wrote` when this run sent every byte of it.
-    fn check(&self, wrote: bool) -> Check {
+    /// How to verify an object this run sent as `sent`.
+    fn check(&self, sent: Sent) -> Check {
+        let caps = &self.dst.caps;
+        let checked = match sent {
+            Sent::Not => false,
+            Sent::Signed => caps.payload_sha256_checked == Some(true),
+            Sent::Chunked => caps.chunk_signatures_checked == Some(true),
+        };
         match self.opts.verify {
-            VerifyMode::Auto if wrote && self.dst.caps.payload_sha256_checked == Some(true) => {
-                Check::OnReceipt
-            }
+            VerifyMode::Auto if checked => Check::OnReceipt,
             VerifyMode::Auto | VerifyMode::ReadBack => Check::ReadBack,
             VerifyMode::Size => Check::Size,
         }
+    }
+
+    /// The destination's chunk-signed uploads, for an object of `size` bytes worth streaming.
+    fn chunked(&self, size: u64) -> Option<&S3Raw> {
+        if size < STREAM_MIN || self.dst.caps.chunked_uploads != Some(true) {
+            return None;
+        }
+        self.dst.backend.s3.as_ref()
     }
 
     fn stat(&self, f: impl FnOnce(&mut RunStats)) {
@@ -333,10 +368,12 @@ pub async fn execute(
     let transfers = opts.transfers.max(1);
     let memory_kib = u32::try_from(opts.buffer.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
     let ctx = Arc::new(Ctx {
-        bw: opts.bwlimit.map(|rate| Bandwidth {
-            rate: rate.max(1) as f64,
-            start: Instant::now(),
-            taken: AtomicU64::new(0),
+        bw: opts.bwlimit.map(|rate| {
+            Arc::new(Bandwidth {
+                rate: rate.max(1) as f64,
+                start: Instant::now(),
+                taken: AtomicU64::new(0),
+            })
         }),
         src,
         dst,
@@ -351,10 +388,11 @@ pub async fn execute(
     });
     // What verifies an object this run writes whole; others (found already there, resumed
     // uploads) are read back unless sizes only were asked for.
-    let verification = match ctx.check(true) {
+    let verification = match ctx.check(Sent::Signed) {
         Check::OnReceipt => {
-            "SHA-256 of every byte sent checked by the service on receipt; objects found \
-             already there and resumed uploads read back and compared by BLAKE3"
+            "SHA-256 of every byte sent checked by the service on receipt (signed bodies, or \
+             signed chunks for objects streamed); objects found already there and resumed \
+             uploads read back and compared by BLAKE3"
         }
         Check::ReadBack => "read-back BLAKE3 of every object written",
         Check::Size => "size only (run `shh migrate verify` for hashes)",
@@ -494,42 +532,16 @@ async fn copy(ctx: &Ctx, item: &Item, p: &Path, overwrite: bool) -> Result<bool,
     }
     let create = !overwrite && ctx.dst.caps.conditional_create == Some(true);
     let force = AtomicBool::new(false);
-    let already = ctx
+    let (sent, hash) = ctx
         .retry(|_| async {
-            let held = ctx.hold(item.size).await?;
-            let (chunks, hash) = read(ctx, ctx.src.store(), p, None, true).await?;
-            let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-            if len != item.size {
-                return Err(ObjErr::Changed(format!(
-                    "{len} bytes, listed {}",
-                    item.size
-                )));
-            }
-            let mode = if create && !force.load(Ordering::Relaxed) {
-                PutMode::Create
-            } else {
-                PutMode::Overwrite
+            let create = create && !force.load(Ordering::Relaxed);
+            let (sent, hash) = match ctx.chunked(item.size) {
+                Some(raw) => put_chunked(ctx, raw, p, item.size, create).await?,
+                None => put_whole(ctx, p, item.size, create).await?,
             };
-            let payload: PutPayload = chunks.into_iter().collect();
-            let already = match ctx
-                .dst
-                .store()
-                .put_opts(p, payload, PutOptions::from(mode))
-                .await
-            {
-                Ok(_) => {
-                    ctx.sent(len);
-                    false
-                }
-                Err(object_store::Error::AlreadyExists { .. }) => true,
-                Err(e) => return Err(ObjErr::Store("write", e)),
-            };
-            // The bytes are sent: the budget is free for the next object while this one is
-            // verified (a read-back streams).
-            drop(held);
-            match verify_whole(ctx, p, len, &hash, !already).await {
-                Ok(()) => Ok((already, hash)),
-                Err(ObjErr::Mismatch(m)) if already => Err(ObjErr::Conflict(format!(
+            match verify_whole(ctx, p, item.size, &hash, sent).await {
+                Ok(()) => Ok((sent, hash)),
+                Err(ObjErr::Mismatch(m)) if sent == Sent::Not => Err(ObjErr::Conflict(format!(
                     "already at the destination with other content ({m}); not overwritten"
                 ))),
                 Err(e) => {
@@ -541,9 +553,111 @@ async fn copy(ctx: &Ctx, item: &Item, p: &Path, overwrite: bool) -> Result<bool,
         })
         .await?;
     ctx.journal
-        .done(&item.path, item.size, &already.1.to_hex())
+        .done(&item.path, item.size, &hash.to_hex())
         .map_err(ObjErr::Journal)?;
-    Ok(already.0)
+    Ok(sent == Sent::Not)
+}
+
+/// Reads the whole object, then writes it in one request signed with its SHA-256. The
+/// buffer budget is held only until the bytes are sent (a read-back streams).
+async fn put_whole(
+    ctx: &Ctx,
+    p: &Path,
+    size: u64,
+    create: bool,
+) -> Result<(Sent, blake3::Hash), ObjErr> {
+    let _held = ctx.hold(size).await?;
+    let (chunks, hash) = read(ctx, ctx.src.store(), p, None, true).await?;
+    let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    if len != size {
+        return Err(ObjErr::Changed(format!("{len} bytes, listed {size}")));
+    }
+    let mode = if create {
+        PutMode::Create
+    } else {
+        PutMode::Overwrite
+    };
+    let payload: PutPayload = chunks.into_iter().collect();
+    match ctx
+        .dst
+        .store()
+        .put_opts(p, payload, PutOptions::from(mode))
+        .await
+    {
+        Ok(_) => {
+            ctx.sent(len);
+            Ok((Sent::Signed, hash))
+        }
+        Err(object_store::Error::AlreadyExists { .. }) => Ok((Sent::Not, hash)),
+        Err(e) => Err(ObjErr::Store("write", e)),
+    }
+}
+
+/// Streams the object from the source to the destination in one upload whose every chunk is
+/// signed, hashing it as it passes: a few chunks in memory however large the object.
+async fn put_chunked(
+    ctx: &Ctx,
+    raw: &S3Raw,
+    p: &Path,
+    size: u64,
+    create: bool,
+) -> Result<(Sent, blake3::Hash), ObjErr> {
+    let _held = ctx.hold(4 * STREAM_CHUNK as u64).await?;
+    let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
+    let source = ctx
+        .src
+        .store()
+        .get(p)
+        .await
+        .map_err(st("read"))?
+        .into_stream();
+    let (h, bw) = (hasher.clone(), ctx.bw.clone());
+    let source = source.and_then(move |b| {
+        let (h, bw) = (h.clone(), bw.clone());
+        async move {
+            if let Some(bw) = bw {
+                bw.take(b.len() as u64).await;
+            }
+            if let Ok(mut h) = h.lock() {
+                h.update(&b);
+            }
+            Ok(b)
+        }
+    });
+    // Generous, so that only a stalled transfer times out: five minutes plus the object at
+    // 256 KiB/s (or at the bandwidth limit, when lower).
+    let rate = ctx
+        .bw
+        .as_ref()
+        .map_or(256.0 * 1024.0, |b| b.rate.min(256.0 * 1024.0));
+    let timeout = Duration::from_secs(300) + Duration::from_secs_f64(size as f64 / rate);
+    match raw
+        .put_chunked(p.as_ref(), size, STREAM_CHUNK, source, create, timeout)
+        .await
+    {
+        Ok(()) => {
+            ctx.sent(size);
+            ctx.stat(|s| s.chunk_signed.add(size));
+            let hash = hasher
+                .lock()
+                .map(|h| h.finalize())
+                .map_err(|_| ObjErr::Conflict("hasher lock poisoned".into()))?;
+            Ok((Sent::Chunked, hash))
+        }
+        // Refused before the body was read through: hash the source on its own.
+        Err(RawError::Exists) => {
+            let (len, hash) = hash_object(ctx, ctx.src.store(), p, false).await?;
+            if len != size {
+                return Err(ObjErr::Changed(format!("{len} bytes, listed {size}")));
+            }
+            Ok((Sent::Not, hash))
+        }
+        Err(RawError::Length { got, want }) => {
+            Err(ObjErr::Changed(format!("{got} bytes read, listed {want}")))
+        }
+        Err(RawError::Source(e)) => Err(ObjErr::Store("read", e)),
+        Err(e) => Err(ObjErr::Raw("write", e)),
+    }
 }
 
 /// Reads an object (or a range), hashing it, under the bandwidth limit when `limit`.
@@ -604,9 +718,9 @@ async fn verify_whole(
     p: &Path,
     len: u64,
     hash: &blake3::Hash,
-    wrote: bool,
+    sent: Sent,
 ) -> Result<(), ObjErr> {
-    match ctx.check(wrote) {
+    match ctx.check(sent) {
         Check::OnReceipt => {}
         Check::Size => {
             let meta = ctx.dst.store().head(p).await.map_err(st("verify"))?;
@@ -844,7 +958,7 @@ async fn verify_parts(
     hashes: &[String],
     wrote: bool,
 ) -> Result<(), ObjErr> {
-    let check = ctx.check(wrote);
+    let check = ctx.check(if wrote { Sent::Signed } else { Sent::Not });
     if check == Check::OnReceipt {
         return Ok(());
     }

@@ -17,11 +17,13 @@ pub mod conformance;
 mod local;
 mod mirror;
 mod residency;
+mod s3raw;
 mod url;
 
 pub use local::DurableLocal;
 pub use mirror::MirrorStore;
 pub use residency::{Destination, ResidencyError, ResidencyPolicy, ResidencyRule};
+pub use s3raw::{ChunkedSupport, RawError, S3Raw, chunked_len};
 pub use url::{StoreKind, StoreUrl, UrlError};
 
 use object_store::ObjectStore;
@@ -76,28 +78,6 @@ pub struct Backend {
     pub multipart: Option<Arc<dyn MultipartStore>>,
     /// For an S3 store with credentials: what it takes to sign a request by hand.
     pub s3: Option<S3Raw>,
-}
-
-/// What signs a raw request to an S3 store, for requests `object_store` never sends: the
-/// migration's capability probe sends a body whose signed SHA-256 is wrong, to learn whether
-/// the service checks payload hashes.
-#[derive(Clone)]
-pub struct S3Raw {
-    /// The same credentials the store signs with.
-    pub credentials: object_store::aws::AwsCredentialProvider,
-    /// Signing region.
-    pub region: String,
-    /// `endpoint/bucket[/prefix]`, path-style, without a trailing slash.
-    pub base: String,
-}
-
-impl std::fmt::Debug for S3Raw {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Raw")
-            .field("region", &self.region)
-            .field("base", &self.base)
-            .finish_non_exhaustive()
-    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -191,21 +171,25 @@ fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
                 }
             };
             let s3 = b.build().map_err(backend(url))?;
-            let raw = signed.then(|| {
-                let mut base = dest.endpoint.trim_end_matches('/').to_owned();
-                for part in [url.bucket(), url.prefix()] {
-                    let part = part.trim_matches('/');
-                    if !part.is_empty() {
-                        base.push('/');
-                        base.push_str(part);
-                    }
-                }
-                S3Raw {
-                    credentials: s3.credentials().clone(),
+            let raw = if signed {
+                let raw = S3Raw::new(
+                    s3.credentials().clone(),
                     region,
-                    base,
-                }
-            });
+                    &dest.endpoint,
+                    url.bucket(),
+                    url.prefix(),
+                )
+                .map_err(|e| StoreError::Backend {
+                    url: url.to_string(),
+                    source: object_store::Error::Generic {
+                        store: "S3",
+                        source: e.into(),
+                    },
+                })?;
+                Some(raw)
+            } else {
+                None
+            };
             let mut backend = with_prefix(s3, url.prefix());
             backend.s3 = raw;
             Ok(backend)

@@ -328,6 +328,13 @@ fn print_run(r: &RunReport) {
         human_bytes(s.bytes_resumed),
         s.retries
     );
+    if s.chunk_signed.objects > 0 {
+        println!(
+            "  streamed in signed chunks: {} object(s), {}",
+            s.chunk_signed.objects,
+            human_bytes(s.chunk_signed.bytes)
+        );
+    }
     if s.quarantined.objects > 0 || s.dest_only_kept.objects > 0 {
         println!(
             "  destination-only: {} quarantined and deleted, {} kept",
