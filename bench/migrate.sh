@@ -85,42 +85,50 @@ PY
 }
 
 ROUTES=${SHH_BENCH_ROUTES:-moto,s3s} # which S3 servers to run against
+CLEAN=() # run after each copy is measured, with @ for its prefix (keeps memory flat)
 scenario() { # name shh_hub shh_from shh_to_base rclone_from rclone_to_base
   local name=$1 hub=$2 from=$3 to=$4 rfrom=$5 rto=$6 shh_r="" rcl_r="" i
   for i in $(seq 1 "$REPS"); do
     shh_r="$shh_r $(run "$SHH" --hub "$hub" migrate run --from "$from" --to "${to/@/$i}")"
     rcl_r="$rcl_r $(run env -u AWS_CA_BUNDLE rclone copy --checksum "$rfrom" "${rto/@/$i}")"
+    if [ ${#CLEAN[@]} -gt 0 ]; then "${CLEAN[@]/@/*-$i}" 2>/dev/null || true; fi
   done
   report "$name" "$shh_r" "$rcl_r"
 }
 
-if [[ ,$ROUTES, == *,moto,* ]]; then
-scenario "file → S3 (moto)" "$WORK/hub" "file://$WORK/data" "$(s3url shh-file-@)" \
-  "$WORK/data" "$RCLONE_S3/rclone-file-@"
-scenario "Azurite → S3 (moto)" "$WORK/hub" "$AZ" "$(s3url shh-az-@)" \
-  ":azureblob,sas_url='$SAS':shh-test/bench-src" "$RCLONE_S3/rclone-az-@"
+# s3s-fs first: a Rust S3 server that checks SigV4 signatures, the SHA-256 of every signed body
+# and the signature of every chunk (as AWS and the sovereign S3 services do), so shh's probe
+# finds the checks and relies on them. Its own s3s-fs on a tmpfs, each copy removed once
+# measured: the test server writes to disk, and writeback of the gigabytes these runs send made
+# single runs vary by 3x.
+if [[ ,$ROUTES, == *,s3s,* ]]; then
+  S3S_PORT=${SHH_BENCH_S3S_PORT:-19250}
+  S3S_DIR=$(mktemp -d /dev/shm/shh-bench-s3s.XXXXXX)
+  mkdir -p "$S3S_DIR/shh-test"
+  "$TOOLS/cargo/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" --access-key "$SHH_TEST_S3S_KEY" \
+    --secret-key "$SHH_TEST_S3S_SECRET" "$S3S_DIR" >"$WORK/s3s.log" 2>&1 &
+  S3S_PID=$!
+  trap 'kill $S3S_PID 2>/dev/null; rm -rf "$S3S_DIR"; [ -n "${SHH_BENCH_KEEP_SERVERS:-}" ] || scripts/test-servers.sh stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$S3S_PORT") 2>/dev/null && break; sleep 0.1; done
+  S3S=http://127.0.0.1:$S3S_PORT
+  RCLONE_S3S=":s3,provider=Other,env_auth=false,access_key_id=$SHH_TEST_S3S_KEY,secret_access_key=$SHH_TEST_S3S_SECRET,endpoint='$S3S':shh-test"
+  "$SHH" --hub "$WORK/hub2" init --insecure-fast-kdf --allow "s3://shh-test/x?endpoint=$S3S&region=us-east-1" --allow "$SHH_TEST_AZURE_URL" >/dev/null
+  CLEAN=(bash -c "rm -rf $S3S_DIR/shh-test/@")
+  scenario "file → S3 (s3s-fs)" "$WORK/hub2" "file://$WORK/data" \
+    "s3://shh-test/shh-file-@?endpoint=$S3S&region=us-east-1" "$WORK/data" "$RCLONE_S3S/rclone-file-@"
+  scenario "Azurite → S3 (s3s-fs)" "$WORK/hub2" "$AZ" \
+    "s3://shh-test/shh-az-@?endpoint=$S3S&region=us-east-1" \
+    ":azureblob,sas_url='$SAS':shh-test/bench-src" "$RCLONE_S3S/rclone-az-@"
+  kill "$S3S_PID" 2>/dev/null || true
+  rm -rf "$S3S_DIR"
+  CLEAN=()
 fi
 
 # moto (Python) is slow enough to hide both clients' costs, and it checks neither signatures
-# nor payload hashes, so shh reads every object back there. The same copies to s3s-fs, a Rust
-# S3 server on local disk that checks SigV4 signatures and the SHA-256 of every signed body
-# (as AWS and the sovereign S3 services do): there shh's probe finds the check and relies on it.
-# Its own s3s-fs on a tmpfs: the test server writes to disk, and writeback of the gigabytes
-# these runs send made single runs vary by 3x.
-[[ ,$ROUTES, == *,s3s,* ]] || exit 0
-S3S_PORT=${SHH_BENCH_S3S_PORT:-19250}
-S3S_DIR=$(mktemp -d /dev/shm/shh-bench-s3s.XXXXXX)
-mkdir -p "$S3S_DIR/shh-test"
-"$TOOLS/cargo/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" --access-key "$SHH_TEST_S3S_KEY" \
-  --secret-key "$SHH_TEST_S3S_SECRET" "$S3S_DIR" >"$WORK/s3s.log" 2>&1 &
-S3S_PID=$!
-trap 'kill $S3S_PID 2>/dev/null; rm -rf "$S3S_DIR"; [ -n "${SHH_BENCH_KEEP_SERVERS:-}" ] || scripts/test-servers.sh stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$S3S_PORT") 2>/dev/null && break; sleep 0.1; done
-S3S=http://127.0.0.1:$S3S_PORT
-RCLONE_S3S=":s3,provider=Other,env_auth=false,access_key_id=$SHH_TEST_S3S_KEY,secret_access_key=$SHH_TEST_S3S_SECRET,endpoint='$S3S':shh-test"
-"$SHH" --hub "$WORK/hub2" init --insecure-fast-kdf --allow "s3://shh-test/x?endpoint=$S3S&region=us-east-1" --allow "$SHH_TEST_AZURE_URL" >/dev/null
-scenario "file → S3 (s3s-fs)" "$WORK/hub2" "file://$WORK/data" \
-  "s3://shh-test/shh-file-@?endpoint=$S3S&region=us-east-1" "$WORK/data" "$RCLONE_S3S/rclone-file-@"
-scenario "Azurite → S3 (s3s-fs)" "$WORK/hub2" "$AZ" \
-  "s3://shh-test/shh-az-@?endpoint=$S3S&region=us-east-1" \
-  ":azureblob,sas_url='$SAS':shh-test/bench-src" "$RCLONE_S3S/rclone-az-@"
+# nor payload hashes nor chunk signatures, so shh reads every object back there.
+if [[ ,$ROUTES, == *,moto,* ]]; then
+  scenario "file → S3 (moto)" "$WORK/hub" "file://$WORK/data" "$(s3url shh-file-@)" \
+    "$WORK/data" "$RCLONE_S3/rclone-file-@"
+  scenario "Azurite → S3 (moto)" "$WORK/hub" "$AZ" "$(s3url shh-az-@)" \
+    ":azureblob,sas_url='$SAS':shh-test/bench-src" "$RCLONE_S3/rclone-az-@"
+fi

@@ -34,7 +34,7 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 use serde::Serialize;
-use shh_store::{Backend, RawError, S3Raw, StoreUrl};
+use shh_store::{Backend, RawError, S3Raw, StoreKind, StoreUrl};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -602,15 +602,34 @@ async fn put_chunked(
     size: u64,
     create: bool,
 ) -> Result<(Sent, blake3::Hash), ObjErr> {
-    let _held = ctx.hold(4 * STREAM_CHUNK as u64).await?;
+    // What a stream holds at most: two read-ahead ranges (local source) and a pending chunk.
+    let step = 4 * STREAM_CHUNK as u64;
+    let _held = ctx.hold(3 * step).await?;
     let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
-    let source = ctx
-        .src
-        .store()
-        .get(p)
-        .await
-        .map_err(st("read"))?
-        .into_stream();
+    let source = if ctx.src.url.kind() == StoreKind::File {
+        // A local GET streams 8 KiB pieces, each a hand-off to a blocking thread: read 4 MiB
+        // ranges instead (one blocking read each), the next one while this one is sent.
+        // Ranges cannot see a file that grew: its size is checked first.
+        let now = ctx.src.store().head(p).await.map_err(st("read"))?.size;
+        if now != size {
+            return Err(ObjErr::Changed(format!("{now} bytes, listed {size}")));
+        }
+        let (store, p) = (ctx.src.store().clone(), p.clone());
+        futures::stream::iter((0..size.div_ceil(step)).map(move |i| i * step))
+            .map(move |start| {
+                let (store, p) = (store.clone(), p.clone());
+                async move { store.get_range(&p, start..(start + step).min(size)).await }
+            })
+            .buffered(2)
+            .boxed()
+    } else {
+        ctx.src
+            .store()
+            .get(p)
+            .await
+            .map_err(st("read"))?
+            .into_stream()
+    };
     let (h, bw) = (hasher.clone(), ctx.bw.clone());
     let source = source.and_then(move |b| {
         let (h, bw) = (h.clone(), bw.clone());
