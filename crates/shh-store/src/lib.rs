@@ -48,6 +48,14 @@ pub enum StoreError {
         /// The backend's error.
         source: object_store::Error,
     },
+    /// The URL names a credential set whose variable is not set.
+    #[error("store {url} names credentials, but {var} is not set")]
+    MissingCredential {
+        /// The store URL.
+        url: String,
+        /// The variable that is missing.
+        var: String,
+    },
     /// A local directory could not be created.
     #[error("cannot create directory {path}: {source}")]
     Io {
@@ -132,6 +140,27 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The credential variable `var` for `url`. A URL that names a credential set (`?creds=NAME`)
+/// reads `SHH_CREDS_<NAME>_<var>` and nothing else: two stores of one kind (two S3 services)
+/// can then hold different keys, and a missing key is an error instead of a fall-back to the
+/// default account. Other URLs read `var` itself.
+fn credential(url: &StoreUrl, var: &str, required: bool) -> Result<Option<String>, StoreError> {
+    match url.param("creds") {
+        Some(name) => {
+            let full = format!("SHH_CREDS_{}_{var}", name.to_ascii_uppercase());
+            match env(&full) {
+                Some(v) => Ok(Some(v)),
+                None if required => Err(StoreError::MissingCredential {
+                    url: url.to_string(),
+                    var: full,
+                }),
+                None => Ok(None),
+            }
+        }
+        None => Ok(env(var)),
+    }
+}
+
 fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
     match url.kind() {
         StoreKind::Memory => Ok(plain(Arc::new(object_store::memory::InMemory::new()))),
@@ -157,10 +186,14 @@ fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
                 .with_endpoint(dest.endpoint.clone())
                 .with_allow_http(dest.endpoint.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
-            let signed = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            let named = url.param("creds").is_some();
+            let signed = match (
+                credential(url, "AWS_ACCESS_KEY_ID", named)?,
+                credential(url, "AWS_SECRET_ACCESS_KEY", named)?,
+            ) {
                 (Some(id), Some(secret)) => {
                     b = b.with_access_key_id(id).with_secret_access_key(secret);
-                    if let Some(token) = env("AWS_SESSION_TOKEN") {
+                    if let Some(token) = credential(url, "AWS_SESSION_TOKEN", false)? {
                         b = b.with_token(token);
                     }
                     true
@@ -212,7 +245,8 @@ fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
             {
                 b = b.with_account(account);
             }
-            if let Some(key) = env("AZURE_STORAGE_ACCOUNT_KEY") {
+            let named = url.param("creds").is_some();
+            if let Some(key) = credential(url, "AZURE_STORAGE_ACCOUNT_KEY", named)? {
                 b = b.with_access_key(key);
             }
             let az = b.build().map_err(backend(url))?;

@@ -52,7 +52,15 @@ pub struct StoreUrl {
     params: BTreeMap<String, String>,
 }
 
-const KNOWN_PARAMS: &[&str] = &["endpoint", "region", "account", "emulator", "anonymous"];
+const KNOWN_PARAMS: &[&str] = &[
+    "endpoint",
+    "region",
+    "account",
+    "emulator",
+    "anonymous",
+    "max_parts",
+    "creds",
+];
 
 impl StoreUrl {
     /// Parses a store URL.
@@ -69,6 +77,17 @@ impl StoreUrl {
                     "unknown parameter {k:?} (known: {})",
                     KNOWN_PARAMS.join(", ")
                 )));
+            }
+            // A credential set is named in the URL (URLs are recorded in plans, reports and
+            // the audit log); its secrets come from the environment.
+            if k == "creds"
+                && (v.is_empty()
+                    || v.len() > 32
+                    || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            {
+                return Err(err(
+                    "creds must name a credential set: 1 to 32 letters, digits or _",
+                ));
             }
             params.insert(k.into_owned(), v.into_owned());
         }
@@ -298,6 +317,9 @@ mod tests {
             "s3://b?endpont=x",
             "s3://b?endpoint=ftp://x",
             "file://relative",
+            "s3://b?creds=",
+            "s3://b?creds=a-b",
+            "s3://b?creds=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         ] {
             let e = StoreUrl::parse(bad).expect_err(bad);
             assert!(e.to_string().contains(bad), "{e}");
@@ -308,6 +330,7 @@ mod tests {
     fn display_round_trips() {
         for u in [
             "s3://b/p?endpoint=http://127.0.0.1:9000",
+            "s3://b/p?endpoint=http://127.0.0.1:9000&creds=ovh_prod&max_parts=1000",
             "az://c/x/y?emulator=true",
             "file:///tmp/a",
             "memory://",

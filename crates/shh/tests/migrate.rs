@@ -735,3 +735,64 @@ fn dropped_connections_are_retried_and_a_refused_destination_gets_no_byte() {
         "{cfg}"
     );
 }
+
+/// Two S3 services with different keys (moving between two S3 providers): the target URL names
+/// a credential set (`creds=s3s`) whose keys come from `SHH_CREDS_S3S_*`, while the source uses
+/// the default `AWS_*` keys, which s3s-fs would refuse. A credential set whose keys are missing
+/// is an error naming the variable, never a fall-back to the default keys.
+#[test]
+fn s3_to_s3_with_different_keys_per_url() {
+    let (Some(moto), Some(s3s)) = (server("SHH_TEST_S3_URL"), server("SHH_TEST_S3_SIGNED_URL"))
+    else {
+        return;
+    };
+    let key = std::env::var("SHH_TEST_S3S_KEY").expect("s3s key");
+    let secret = std::env::var("SHH_TEST_S3S_SECRET").expect("s3s secret");
+    let envs = [
+        ("AWS_ACCESS_KEY_ID", "default-account"),
+        ("AWS_SECRET_ACCESS_KEY", "default-secret"),
+        ("SHH_CREDS_S3S_AWS_ACCESS_KEY_ID", key.as_str()),
+        ("SHH_CREDS_S3S_AWS_SECRET_ACCESS_KEY", secret.as_str()),
+    ];
+    let run = |hub: &Path, args: &[&str]| shh_env(hub, PASS, &envs, args);
+    let dir = tempfile::tempdir().expect("tmp");
+    let from = fresh(&moto, "keys-src", None);
+    let to = format!("{}&creds=s3s", fresh(&s3s, "keys-dst", None));
+    let hub = hub_with_data(dir.path(), &[&moto, &s3s], 1, 9, 10);
+    ok(&run(&hub, &["migrate", "run", "--to", &from]));
+    let r = json(&run(
+        &hub,
+        &["--json", "migrate", "run", "--from", &from, "--to", &to],
+    ));
+    assert_eq!(
+        r["stats"]["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{r}"
+    );
+    assert!(r["stats"]["copied"]["objects"].as_u64() >= Some(10), "{r}");
+    // Chunk-signed with the named keys, and checked by s3s-fs on receipt.
+    assert_eq!(r["stats"]["chunk_signed"]["objects"], 1, "{r}");
+    let v = json(&run(
+        &hub,
+        &["--json", "migrate", "verify", "--to", &to, "--deep"],
+    ));
+    assert_eq!(v["summary"]["failed"], 0, "{v}");
+
+    // Without the credential set, the default keys reach s3s-fs and are refused.
+    let plain = to.replace("&creds=s3s", "");
+    let o = run(&hub, &["migrate", "verify", "--to", &plain]);
+    assert!(
+        !o.status.success(),
+        "the default keys must not work at s3s-fs"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("403"));
+    // A set whose keys are not in the environment is refused before any request.
+    let missing = to.replace("creds=s3s", "creds=nosuch");
+    let o = run(&hub, &["migrate", "verify", "--to", &missing]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("SHH_CREDS_NOSUCH_AWS_ACCESS_KEY_ID"),
+        "names the missing variable: {err}"
+    );
+}
