@@ -9,6 +9,12 @@
 //!
 //! A re-run uses the journal for what a new listing cannot show: unfinished multipart uploads,
 //! which are invisible until completed. Their finished parts are not sent again.
+//!
+//! The journal of a pair of stores serves every run between them (the first copy, then each
+//! sync of the parallel-operation window), so it would grow by a line per object copied. When
+//! it is opened above 64 MiB it is compacted: rewritten as one summary line (how many objects
+//! were verified) plus the lines of the uploads still open, then renamed over the old one, so
+//! a crash during compaction leaves the old journal whole.
 
 use crate::{MigrateError, Result, io_err};
 use serde::{Deserialize, Serialize};
@@ -40,7 +46,12 @@ enum Record {
     },
     /// Multipart upload completed or abandoned.
     MpuEnd { p: String },
+    /// What a compaction kept of the lines before it: the number of `Done` records.
+    Summary { done: u64 },
 }
+
+/// A journal opened above this size is compacted.
+const COMPACT_AT: u64 = 64 * 1024 * 1024;
 
 /// An unfinished multipart upload found in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +78,11 @@ pub struct Journal {
 impl Journal {
     /// Opens (or creates) the journal at `path` and replays it.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_compacting_at(path, COMPACT_AT)
+    }
+
+    /// [`Journal::open`], compacting a journal larger than `limit` bytes.
+    pub fn open_compacting_at(path: &Path, limit: u64) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
@@ -104,7 +120,11 @@ impl Journal {
                     Record::MpuEnd { p } => {
                         open.remove(&p);
                     }
+                    Record::Summary { done: n } => done += n,
                 }
+            }
+            if std::fs::metadata(path).map_err(io_err(path))?.len() > limit {
+                compact(path, done, &open)?;
             }
         }
         let mut file = OpenOptions::new()
@@ -214,6 +234,52 @@ impl Journal {
     }
 }
 
+/// Rewrites the journal at `path` as its summary and open uploads: written beside it,
+/// fsynced, renamed over it, and the directory fsynced.
+fn compact(path: &Path, done: u64, open: &HashMap<String, OpenUpload>) -> Result<()> {
+    let tmp = path.with_extension("compacting");
+    let mut out = Vec::new();
+    let mut line = |rec: &Record| -> Result<()> {
+        serde_json::to_writer(&mut out, rec).map_err(|e| MigrateError::Format {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        out.push(b'\n');
+        Ok(())
+    };
+    line(&Record::Summary { done })?;
+    let mut names: Vec<&String> = open.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(u) = open.get(name) else { continue };
+        line(&Record::Mpu {
+            p: name.clone(),
+            s: u.size,
+            ps: u.part_size,
+            id: u.id.clone(),
+        })?;
+        for (i, (e, h)) in &u.parts {
+            line(&Record::Part {
+                p: name.clone(),
+                i: *i,
+                e: e.clone(),
+                h: h.clone(),
+            })?;
+        }
+    }
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(&out).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +311,35 @@ mod tests {
         j.done("after", 1, "a").expect("done");
         drop(j);
         assert_eq!(Journal::open(&p).expect("again").done_before(), 3);
+    }
+
+    #[test]
+    fn a_large_journal_is_compacted_to_its_summary_and_open_uploads() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("j.ndjson");
+        {
+            let j = Journal::open(&p).expect("open");
+            for i in 0..500 {
+                j.done(&format!("obj-{i}"), 10, "d").expect("done");
+            }
+            j.upload_started("big", 100, 10, "u1").expect("mpu");
+            j.part_done("big", 2, "e2", "h2").expect("part");
+            j.upload_started("gone", 100, 10, "u2").expect("mpu");
+            j.upload_ended("gone").expect("end");
+        }
+        let before = std::fs::metadata(&p).expect("meta").len();
+        let j = Journal::open_compacting_at(&p, 1024).expect("compact");
+        assert_eq!(j.done_before(), 500);
+        j.done("after", 1, "a").expect("append after compaction");
+        drop(j);
+        let after = std::fs::metadata(&p).expect("meta").len();
+        assert!(after < before / 10, "{after} bytes of {before}");
+        let j = Journal::open(&p).expect("reopen");
+        assert_eq!(j.done_before(), 501);
+        let u = j.take_upload("big").expect("open upload kept");
+        assert_eq!((u.id.as_str(), u.size, u.part_size), ("u1", 100, 10));
+        assert_eq!(u.parts.get(&2), Some(&("e2".to_owned(), "h2".to_owned())));
+        assert!(j.take_upload("gone").is_none());
+        assert!(!p.with_extension("compacting").exists());
     }
 }
