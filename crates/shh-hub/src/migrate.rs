@@ -757,7 +757,7 @@ async fn digest(
     store: &Arc<dyn ObjectStore>,
     p: &ObjPath,
 ) -> object_store::Result<(u64, blake3::Hash)> {
-    let mut s = store.get(p).await?.into_stream();
+    let mut s = shh_store::byte_stream(store.get(p).await?, 4 << 20);
     let mut h = blake3::Hasher::new();
     let mut n = 0u64;
     while let Some(c) = s.try_next().await? {

@@ -34,7 +34,7 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 use serde::Serialize;
-use shh_store::{Backend, RawError, S3Raw, StoreKind, StoreUrl};
+use shh_store::{Backend, RawError, S3Raw, StoreUrl};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +45,8 @@ const MIB: u64 = 1024 * 1024;
 const STREAM_MIN: u64 = 8 * MIB;
 /// Chunk of a chunk-signed upload.
 const STREAM_CHUNK: usize = MIB as usize;
+/// Piece in which streamed reads take a local file.
+const PIECE: usize = 4 * MIB as usize;
 
 /// One side of a migration.
 #[derive(Debug, Clone)]
@@ -602,34 +604,17 @@ async fn put_chunked(
     size: u64,
     create: bool,
 ) -> Result<(Sent, blake3::Hash), ObjErr> {
-    // What a stream holds at most: two read-ahead ranges (local source) and a pending chunk.
-    let step = 4 * STREAM_CHUNK as u64;
-    let _held = ctx.hold(3 * step).await?;
+    // What a stream holds at most: three pieces of a local source (`byte_stream`).
+    let _held = ctx.hold(3 * PIECE as u64).await?;
     let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
-    let source = if ctx.src.url.kind() == StoreKind::File {
-        // A local GET streams 8 KiB pieces, each a hand-off to a blocking thread: read 4 MiB
-        // ranges instead (one blocking read each), the next one while this one is sent.
-        // Ranges cannot see a file that grew: its size is checked first.
-        let now = ctx.src.store().head(p).await.map_err(st("read"))?.size;
-        if now != size {
-            return Err(ObjErr::Changed(format!("{now} bytes, listed {size}")));
-        }
-        let (store, p) = (ctx.src.store().clone(), p.clone());
-        futures::stream::iter((0..size.div_ceil(step)).map(move |i| i * step))
-            .map(move |start| {
-                let (store, p) = (store.clone(), p.clone());
-                async move { store.get_range(&p, start..(start + step).min(size)).await }
-            })
-            .buffered(2)
-            .boxed()
-    } else {
-        ctx.src
-            .store()
-            .get(p)
-            .await
-            .map_err(st("read"))?
-            .into_stream()
-    };
+    let got = ctx.src.store().get(p).await.map_err(st("read"))?;
+    if got.meta.size != size {
+        return Err(ObjErr::Changed(format!(
+            "{} bytes, listed {size}",
+            got.meta.size
+        )));
+    }
+    let source = shh_store::byte_stream(got, PIECE);
     let (h, bw) = (hasher.clone(), ctx.bw.clone());
     let source = source.and_then(move |b| {
         let (h, bw) = (h.clone(), bw.clone());
@@ -717,7 +702,8 @@ async fn hash_object(
     read_back: bool,
 ) -> Result<(u64, blake3::Hash), ObjErr> {
     ctx.retry(|_| async {
-        let mut stream = store.get(p).await.map_err(st("read"))?.into_stream();
+        let got = store.get(p).await.map_err(st("read"))?;
+        let mut stream = shh_store::byte_stream(got, PIECE);
         let mut hasher = blake3::Hasher::new();
         let mut len = 0u64;
         while let Some(c) = stream.try_next().await.map_err(st("read"))? {
@@ -1008,13 +994,13 @@ async fn verify_parts(
                 range: Some(GetRange::Bounded(range.clone())),
                 ..GetOptions::default()
             };
-            let mut stream = ctx
+            let got = ctx
                 .dst
                 .store()
                 .get_opts(p, opts)
                 .await
-                .map_err(st("verify"))?
-                .into_stream();
+                .map_err(st("verify"))?;
+            let mut stream = shh_store::byte_stream(got, PIECE);
             let mut hasher = blake3::Hasher::new();
             let mut len = 0u64;
             while let Some(c) = stream.try_next().await.map_err(st("verify"))? {

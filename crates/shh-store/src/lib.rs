@@ -18,12 +18,14 @@ mod local;
 mod mirror;
 mod residency;
 mod s3raw;
+mod stream;
 mod url;
 
 pub use local::DurableLocal;
 pub use mirror::MirrorStore;
 pub use residency::{Destination, ResidencyError, ResidencyPolicy, ResidencyRule};
 pub use s3raw::{ChunkedSupport, RawError, S3Raw, chunked_len};
+pub use stream::byte_stream;
 pub use url::{StoreKind, StoreUrl, UrlError};
 
 use object_store::ObjectStore;

@@ -21,7 +21,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use ring::{digest, hmac};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// The payload hash that announces a chunk-signed body.
@@ -43,7 +43,8 @@ pub struct S3Raw {
     host: String,
     /// `/bucket[/prefix]`, encoded, without a trailing slash.
     root: String,
-    client: reqwest::Client,
+    /// Built on first use: most stores never send a request of their own.
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
 }
 
 impl std::fmt::Debug for S3Raw {
@@ -343,18 +344,26 @@ impl S3Raw {
                 root.push_str(&uri_encode_path(part));
             }
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(Self {
             credentials,
             region,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             host,
             root,
-            client,
+            client: Arc::default(),
         })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, RawError> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| error_chain(&e))
+            })
+            .as_ref()
+            .map_err(|e| RawError::Transport(format!("HTTP client: {e}")))
     }
 
     async fn credential(&self) -> Result<Arc<AwsCredential>, RawError> {
@@ -433,7 +442,7 @@ impl S3Raw {
         timeout: Duration,
     ) -> Result<(), RawError> {
         let resp = self
-            .client
+            .client()?
             .put(&req.url)
             .headers(req.headers)
             .body(body)

@@ -305,22 +305,22 @@ fn file_to_s3_and_back_verified_end_to_end_and_damage_is_named() {
     let plan = dir.path().join("plan.json");
     let h = plan_to(&hub, &to, &plan);
     assert_eq!(h["summary"]["same"]["objects"], 0, "{h}");
-    assert_eq!(
-        h["capabilities"]["to"]["conditional_create"], true,
-        "moto refuses a second create: {h}"
-    );
-    assert_eq!(
-        h["capabilities"]["to"]["payload_sha256_checked"], false,
-        "moto stores a body whose signed SHA-256 is wrong, so shh must read back: {h}"
-    );
-    assert_eq!(
-        h["capabilities"]["to"]["chunked_uploads"], true,
-        "moto decodes chunk-signed uploads: {h}"
-    );
-    assert_eq!(
-        h["capabilities"]["to"]["chunk_signatures_checked"], false,
-        "moto stores a chunk changed after signing: {h}"
-    );
+    for (capability, found, why) in [
+        ("conditional_create", true, "moto refuses a second create"),
+        (
+            "payload_sha256_checked",
+            false,
+            "moto stores a body whose signed SHA-256 is wrong, so shh must read back",
+        ),
+        ("chunked_uploads", true, "moto decodes chunk-signed uploads"),
+        (
+            "chunk_signatures_checked",
+            false,
+            "moto stores a chunk changed after signing",
+        ),
+    ] {
+        assert_eq!(h["capabilities"]["to"][capability], found, "{why}: {h}");
+    }
     assert!(h["plan_hash"].as_str().is_some_and(|s| s.len() == 64));
     let copies = h["summary"]["copy"]["objects"].as_u64().expect("copies");
 
