@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Migration benchmark, one run, same data, same endpoints (all on 127.0.0.1):
-#   shh migrate run          (BLAKE3 of every source byte; each object verified on receipt by the
-#                             service's SHA-256 check where the probe finds one, read back and
-#                             compared elsewhere)
+#   shh migrate run          (BLAKE3 of every source byte; objects from 8 MiB streamed in signed
+#                             chunks; each object verified on receipt by the service's SHA-256
+#                             check of signed bodies and chunks where the probe finds one, read
+#                             back and compared elsewhere)
 #   rclone copy --checksum   (Debian's rclone; MD5 from the S3 ETag where the backend has one)
-# for file → S3 and Azurite → S3, on moto and on s3s-fs. Prints wall time, client CPU seconds per GiB
-# and peak RSS for both, and the ratios.
+# for file → S3 and Azurite → S3, on s3s-fs and on moto. Prints wall time, client CPU seconds per
+# GiB and peak RSS for both, and the ratios.
 #
 #   bench/migrate.sh                          # 2,000 small objects + 4 × 64 MiB
 #   SHH_BENCH_SMALL=500 SHH_BENCH_LARGE_MIB=16 bench/migrate.sh
