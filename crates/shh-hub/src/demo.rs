@@ -139,6 +139,11 @@ pub async fn run(
         path: dir.to_owned(),
         source,
     })?;
+    // Absolute from here on: the migration step names its target by a file:// URL.
+    let dir = &dir.canonicalize().map_err(|source| HubError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
     std::fs::write(dir.join(DEMO_MARKER), b"created by shh demo\n").map_err(|source| {
         HubError::Io {
             path: dir.join(DEMO_MARKER),

@@ -441,4 +441,18 @@ fn demo_runs_and_finds_no_plaintext() {
         .output()
         .expect("run");
     ok(&o);
+    // What a newcomer types: no --dir, so ./shh-demo relative to where they are.
+    let o = Command::new(env!("CARGO_BIN_EXE_shh"))
+        .args(["demo", "--patients", "100"])
+        .current_dir(dir.path())
+        .env("SHH_PASSPHRASE", PASS)
+        .output()
+        .expect("run");
+    ok(&o);
+    assert!(
+        dir.path()
+            .join("shh-demo")
+            .join("migration-report")
+            .exists()
+    );
 }
