@@ -10,6 +10,7 @@ pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod ingest;
+mod lock;
 pub mod migrate;
 pub mod ops;
 
@@ -62,6 +63,9 @@ pub enum HubError {
     /// Object store.
     #[error("{0}")]
     Object(#[from] object_store::Error),
+    /// Another process holds the hub in a way this operation cannot share.
+    #[error("the hub is busy: {0}")]
+    Busy(String),
     /// The hub is read-only (a cut-over is in progress).
     #[error("the hub is read-only during a migration cut-over; try again when it is finished")]
     ReadOnly,
@@ -129,6 +133,7 @@ pub struct Hub {
     catalog: Arc<dyn Catalog>,
     audit: tokio::sync::OnceCell<shh_audit::AuditLog>,
     actor: Actor,
+    lock: lock::HubLock,
 }
 
 impl Hub {
@@ -246,6 +251,10 @@ impl Hub {
 
     /// Opens and unlocks the hub in `dir`.
     pub async fn open(dir: &Path, passphrase: &str) -> Result<Hub> {
+        // Not a hub: no lock file is created. Read again under the lock, which a store switch
+        // holds while it rewrites the configuration.
+        Self::read_config(dir)?;
+        let lock = lock::HubLock::shared(dir)?;
         let config = Self::read_config(dir)?;
         let mut keystore = Keystore::open(&dir.join(KEYSTORE_FILE), passphrase)?;
         if keystore.current(KeyPurpose::AuditSigning).is_none() {
@@ -256,11 +265,16 @@ impl Hub {
             // Likewise the pseudonym key, for hubs created before ingest.
             keystore.add_key(KeyPurpose::Pseudonym)?;
         }
-        Self::from_parts(dir, config, keystore)
+        Self::from_parts(dir, config, keystore, lock)
     }
 
     /// A hub over an unlocked keystore and a (possibly changed) configuration.
-    pub(crate) fn from_parts(dir: &Path, config: HubConfig, keystore: Keystore) -> Result<Hub> {
+    pub(crate) fn from_parts(
+        dir: &Path,
+        config: HubConfig,
+        keystore: Keystore,
+        lock: lock::HubLock,
+    ) -> Result<Hub> {
         let url = StoreUrl::parse(&config.store).map_err(shh_store::StoreError::from)?;
         let mut raw = shh_store::open_store(&url, &config.residency)?;
         if let Some(m) = &config.mirror {
@@ -279,6 +293,7 @@ impl Hub {
             catalog,
             audit: tokio::sync::OnceCell::new(),
             actor: audit::actor_from_env(),
+            lock,
         })
     }
 

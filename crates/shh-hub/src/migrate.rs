@@ -441,7 +441,7 @@ impl Hub {
         let mut config = self.config.clone();
         config.mirror = to.map(str::to_owned);
         Hub::save_config(&self.dir, &config)?;
-        let hub = Hub::from_parts(&self.dir, config, self.keystore)?;
+        let hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
         hub.record(
             Draft::new("migrate.mirror")
                 .object(to.unwrap_or("none").to_owned())
@@ -451,13 +451,15 @@ impl Hub {
         Ok(hub)
     }
 
-    /// Cut-over: read-only, final sync, verify, switch the primary store, audit event. The
-    /// source is kept (and, with `mirror_source`, kept current by dual writes) until
+    /// Cut-over: exclusive use of the hub (waiting up to `wait` for other processes to close
+    /// it), read-only, final sync, verify, switch the primary store, audit event. The source is
+    /// kept (and, with `mirror_source`, kept current by dual writes) until
     /// [`Hub::migrate_finalize`]; any failure leaves the hub on the source, writable.
     pub async fn migrate_cutover(
         self,
         to: &str,
         options: Options,
+        wait: std::time::Duration,
         mirror_source: bool,
         report_dir: &Path,
         progress: Progress,
@@ -479,6 +481,9 @@ impl Hub {
             .residency
             .check(&StoreUrl::parse(&target).map_err(shh_store::StoreError::from)?)
             .map_err(shh_store::StoreError::from)?;
+        // Nothing may write to the source after the final sync: no other process may have the
+        // hub open until the switch is done.
+        self.lock.exclusive(wait).await?;
         self.record(Draft::new("migrate.cutover.begin").object(target.clone()))
             .await?;
         let mut config = self.config.clone();
@@ -510,7 +515,7 @@ impl Hub {
             report_root: report.merkle_root.clone(),
         });
         Hub::save_config(&self.dir, &config)?;
-        let hub = Hub::from_parts(&self.dir, config, self.keystore)?;
+        let hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
         hub.record(
             Draft::new("migrate.cutover")
                 .object(target.clone())
@@ -523,6 +528,7 @@ impl Hub {
                 .detail("mirror", hub.config.mirror.clone().unwrap_or_default()),
         )
         .await?;
+        hub.lock.share()?;
         let mirror = hub.config.mirror.clone();
         Ok((
             hub,
@@ -585,11 +591,13 @@ impl Hub {
     pub async fn migrate_rollback(
         self,
         options: Options,
+        wait: std::time::Duration,
         progress: Progress,
     ) -> Result<(Hub, SwitchReport)> {
         let Some(state) = self.config.migration.clone() else {
             return Err(refused("no cut-over to roll back (or it was finalized)"));
         };
+        self.lock.exclusive(wait).await?;
         let mut config = self.config.clone();
         config.read_only = true;
         Hub::save_config(&self.dir, &config)?;
@@ -636,7 +644,7 @@ impl Hub {
         config.migration = None;
         config.read_only = false;
         Hub::save_config(&self.dir, &config)?;
-        let hub = Hub::from_parts(&self.dir, config, self.keystore)?;
+        let hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
         hub.record(
             Draft::new("migrate.rollback")
                 .object(state.source.clone())
@@ -644,6 +652,7 @@ impl Hub {
                 .detail("copied_back", sync.stats.copied.objects),
         )
         .await?;
+        hub.lock.share()?;
         Ok((
             hub,
             SwitchReport {
@@ -668,7 +677,7 @@ impl Hub {
             config.mirror = None;
         }
         Hub::save_config(&self.dir, &config)?;
-        let hub = Hub::from_parts(&self.dir, config, self.keystore)?;
+        let hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
         hub.record(
             Draft::new("migrate.finalize")
                 .object(state.target.clone())

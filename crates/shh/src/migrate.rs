@@ -107,11 +107,17 @@ pub enum MigrateCmd {
         /// Acceptance report directory (default: <hub>/migrate/reports/<time>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Seconds to wait for other shh processes to close the hub (the switch must be alone).
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
         #[command(flatten)]
         t: TransferArgs,
     },
     /// Back to the store the hub ran on before the cut-over (new objects are copied back).
     Rollback {
+        /// Seconds to wait for other shh processes to close the hub (the switch must be alone).
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
         #[command(flatten)]
         t: TransferArgs,
     },
@@ -550,12 +556,20 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             to,
             no_mirror,
             out,
+            wait,
             t,
         } => {
             let dir = out.unwrap_or_else(|| default_report_dir(&hub));
             let pb = bar(json);
             let r = hub
-                .migrate_cutover(&to, t.options(false), !no_mirror, &dir, progress(&pb))
+                .migrate_cutover(
+                    &to,
+                    t.options(false),
+                    Duration::from_secs(wait),
+                    !no_mirror,
+                    &dir,
+                    progress(&pb),
+                )
                 .await;
             pb.finish_and_clear();
             let (_hub, r) = r?;
@@ -567,9 +581,11 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
-        MigrateCmd::Rollback { t } => {
+        MigrateCmd::Rollback { wait, t } => {
             let pb = bar(json);
-            let r = hub.migrate_rollback(t.options(false), progress(&pb)).await;
+            let r = hub
+                .migrate_rollback(t.options(false), Duration::from_secs(wait), progress(&pb))
+                .await;
             pb.finish_and_clear();
             let (_hub, r) = r?;
             if json {

@@ -796,3 +796,44 @@ fn s3_to_s3_with_different_keys_per_url() {
         "names the missing variable: {err}"
     );
 }
+
+/// A cut-over must be alone with the hub: while another process has it open (here the test
+/// holds the shared lock every shh process holds), the cut-over gives up after `--wait` and
+/// leaves the hub as it was. While a switch holds the hub, opening it fails at once and says
+/// why. Alone, the cut-over goes through.
+#[test]
+fn a_cutover_waits_for_other_processes_and_keeps_them_out() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = hub_with_data(dir.path(), &[], 0, 0, 3);
+    let target = format!("file://{}", dir.path().join("new-store").display());
+    let config = || std::fs::read_to_string(hub.join("shh.toml")).expect("config");
+    let before = config();
+    let lock = || std::fs::File::open(hub.join("hub.lock")).expect("lock file");
+
+    let other = lock();
+    other.lock_shared().expect("shared");
+    let o = shh(
+        &hub,
+        &["migrate", "cutover", "--to", &target, "--wait", "1"],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("other shh processes have this hub open"),
+        "{err}"
+    );
+    assert_eq!(config(), before, "nothing changed");
+    drop(other);
+
+    let switching = lock();
+    switching.lock().expect("exclusive");
+    let o = shh(&hub, &["datasets", "list"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("switching this hub's store"), "{err}");
+    drop(switching);
+
+    ok(&shh(&hub, &["migrate", "cutover", "--to", &target]));
+    assert!(config().contains("new-store"), "{}", config());
+    ok(&shh(&hub, &["datasets", "list"]));
+}
