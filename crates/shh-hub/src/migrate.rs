@@ -127,10 +127,16 @@ impl Hub {
     /// destination never receives a request. A writable side is probed by a tiny create-only
     /// write under `.shh-migrate/`.
     async fn open_side(&self, url: &str, write: bool) -> Result<Side> {
-        let url = StoreUrl::parse(url).map_err(shh_store::StoreError::from)?;
-        let backend = shh_store::open_backend(&url, &self.config.residency)?;
+        let (url, backend) = self.side_backend(url)?;
         let caps = probe::probe(&url, &backend, write).await;
         Ok(Side { url, backend, caps })
+    }
+
+    /// The residency check and the client of one side; nothing is sent.
+    fn side_backend(&self, url: &str) -> Result<(StoreUrl, shh_store::Backend)> {
+        let url = StoreUrl::parse(url).map_err(shh_store::StoreError::from)?;
+        let backend = shh_store::open_backend(&url, &self.config.residency)?;
+        Ok((url, backend))
     }
 
     fn journal_path(&self, from: &str, to: &str) -> PathBuf {
@@ -150,8 +156,45 @@ impl Hub {
         out: &Path,
     ) -> Result<PlanHeader> {
         let from = from.unwrap_or(&self.config.store).to_owned();
-        let dst = self.open_side(to, true).await?;
-        let src = self.open_side(&from, false).await?;
+        let sides = self.open_sides(&from, to).await?;
+        let header = self
+            .plan_between(&sides, prefix, checksum, transfers, out)
+            .await?;
+        Ok(header)
+    }
+
+    /// Opens the source and destination of a migration, the destination's residency checked
+    /// before any request is sent to either, then probes both at once.
+    async fn open_sides(&self, from: &str, to: &str) -> Result<(Side, Side)> {
+        let (to_url, to_backend) = self.side_backend(to)?;
+        let (from_url, from_backend) = self.side_backend(from)?;
+        let (from_caps, to_caps) = futures::join!(
+            probe::probe(&from_url, &from_backend, false),
+            probe::probe(&to_url, &to_backend, true)
+        );
+        Ok((
+            Side {
+                url: from_url,
+                backend: from_backend,
+                caps: from_caps,
+            },
+            Side {
+                url: to_url,
+                backend: to_backend,
+                caps: to_caps,
+            },
+        ))
+    }
+
+    /// Lists both opened stores, merges the listings and writes the plan to `out`.
+    async fn plan_between(
+        &self,
+        (src, dst): &(Side, Side),
+        prefix: Option<&str>,
+        checksum: bool,
+        transfers: usize,
+        out: &Path,
+    ) -> Result<PlanHeader> {
         std::fs::create_dir_all(self.migrate_dir()).map_err(crate::io(&self.migrate_dir()))?;
         let tmp = self.migrate_dir();
         let (src_name, dst_name) = (src.url.to_string(), dst.url.to_string());
@@ -225,8 +268,9 @@ impl Hub {
                 .map_err(shh_store::StoreError::from)
                 .and_then(|u| Ok(self.config.residency.check(&u)?))?;
         }
-        let plan_path = match &req.plan {
-            Some(p) => p.clone(),
+        // A plan made here has just opened and probed both sides: the run uses them as they are.
+        let (plan_path, opened) = match &req.plan {
+            Some(p) => (p.clone(), None),
             None => {
                 let to = req
                     .to
@@ -238,16 +282,17 @@ impl Hub {
                     "{}.json",
                     chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
                 ));
-                self.migrate_plan(
-                    req.from.as_deref(),
-                    to,
+                let from = req.from.as_deref().unwrap_or(&self.config.store);
+                let sides = self.open_sides(from, to).await?;
+                self.plan_between(
+                    &sides,
                     req.prefix.as_deref(),
                     req.checksum,
                     req.options.transfers,
                     &out,
                 )
                 .await?;
-                out
+                (out, Some(sides))
             }
         };
         let reader = PlanReader::open(&plan_path).map_err(migrate_err)?;
@@ -262,8 +307,10 @@ impl Hub {
             .object(h.to.clone())
             .detail("from", h.from.clone())
             .detail("plan_hash", h.plan_hash.clone());
-        let dst = self.open_side(&h.to, true).await?;
-        let src = self.open_side(&h.from, false).await?;
+        let (src, dst) = match opened {
+            Some(sides) => sides,
+            None => self.open_sides(&h.from, &h.to).await?,
+        };
         if req.options.delete && h.summary.dest_only.objects > req.max_delete {
             let why = format!(
                 "{} objects exist only at the destination, more than --max-delete {}; nothing was changed",

@@ -8,7 +8,7 @@
 
 use crate::is_internal;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use shh_store::{Backend, StoreKind, StoreUrl};
 use std::time::Instant;
@@ -146,37 +146,14 @@ pub async fn probe(url: &StoreUrl, backend: &Backend, write: bool) -> Capabiliti
         Err(e) => c.notes.push(format!("metadata request failed: {e}")),
     }
     if write {
-        let p = Path::from(format!(".shh-migrate/probe-{}", uuid::Uuid::new_v4()));
-        debug_assert!(is_internal(p.as_ref()));
-        let create = || PutOptions::from(PutMode::Create);
-        match store
-            .put_opts(&p, PutPayload::from_static(b"probe"), create())
-            .await
-        {
-            Ok(_) => {
-                let second = store
-                    .put_opts(&p, PutPayload::from_static(b"again"), create())
-                    .await;
-                c.conditional_create = Some(matches!(
-                    second,
-                    Err(object_store::Error::AlreadyExists { .. })
-                ));
-                if c.conditional_create == Some(false) {
-                    c.notes.push(
-                        "create-only writes are not enforced: an existing object could be \
-                         replaced; objects are written only when the plan says they are absent"
-                            .into(),
-                    );
-                }
-            }
-            Err(object_store::Error::NotImplemented { .. }) => c.conditional_create = Some(false),
-            Err(e) => c.notes.push(format!("probe write failed: {e}")),
-        }
-        let _ = store.delete(&p).await;
-        if let Some(raw) = backend.s3.as_ref() {
-            let checked = raw.checks_payload_hash(store.as_ref()).await;
-            c.payload_sha256_checked = checked.as_ref().ok().copied();
-            match checked {
+        // The three write probes use names of their own: they run at once.
+        let (create, hashes) = futures::join!(probe_create(store.as_ref()), probe_hashes(backend));
+        let (conditional, note) = create;
+        c.conditional_create = conditional;
+        c.notes.extend(note);
+        if let Some((payload, chunked)) = hashes {
+            c.payload_sha256_checked = payload.as_ref().ok().copied();
+            match payload {
                 Ok(true) => {
                     c.verification = "SHA-256 of every request body checked by the service on \
                                       receipt (signed payloads; probed)"
@@ -191,7 +168,7 @@ pub async fn probe(url: &StoreUrl, backend: &Backend, write: bool) -> Capabiliti
                     "payload-hash check not probed ({e}): objects are verified by reading them back"
                 )),
             }
-            match raw.probe_chunked(store.as_ref()).await {
+            match chunked {
                 Ok(found) => {
                     c.chunked_uploads = Some(found.decoded);
                     c.chunk_signatures_checked = Some(found.checked);
@@ -216,6 +193,51 @@ pub async fn probe(url: &StoreUrl, backend: &Backend, write: bool) -> Capabiliti
         }
     }
     c
+}
+
+/// Writes a tiny object twice, create-only: the second must be refused. Returns whether it
+/// was, and a note when that matters.
+async fn probe_create(store: &dyn ObjectStore) -> (Option<bool>, Option<String>) {
+    let p = Path::from(format!(".shh-migrate/probe-{}", uuid::Uuid::new_v4()));
+    debug_assert!(is_internal(p.as_ref()));
+    let create = || PutOptions::from(PutMode::Create);
+    let found = match store
+        .put_opts(&p, PutPayload::from_static(b"probe"), create())
+        .await
+    {
+        Ok(_) => {
+            let second = store
+                .put_opts(&p, PutPayload::from_static(b"again"), create())
+                .await;
+            let refused = matches!(second, Err(object_store::Error::AlreadyExists { .. }));
+            let note = (!refused).then(|| {
+                "create-only writes are not enforced: an existing object could be replaced; \
+                 objects are written only when the plan says they are absent"
+                    .to_owned()
+            });
+            (Some(refused), note)
+        }
+        Err(object_store::Error::NotImplemented { .. }) => (Some(false), None),
+        Err(e) => (None, Some(format!("probe write failed: {e}"))),
+    };
+    let _ = store.delete(&p).await;
+    found
+}
+
+/// For an S3 store with credentials: whether it checks signed bodies and what it does with
+/// chunk-signed uploads, both probed at once.
+async fn probe_hashes(
+    backend: &Backend,
+) -> Option<(
+    Result<bool, String>,
+    Result<shh_store::ChunkedSupport, String>,
+)> {
+    let raw = backend.s3.as_ref()?;
+    let store = backend.store.as_ref();
+    Some(futures::join!(
+        raw.checks_payload_hash(store),
+        raw.probe_chunked(store)
+    ))
 }
 
 #[cfg(test)]
