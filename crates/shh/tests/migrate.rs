@@ -837,3 +837,61 @@ fn a_cutover_waits_for_other_processes_and_keeps_them_out() {
     assert!(config().contains("new-store"), "{}", config());
     ok(&shh(&hub, &["datasets", "list"]));
 }
+
+/// Objects written at the destination after the plan was made (by another run) are found by
+/// the create-only writes, whole or streamed in signed chunks, then read back and compared
+/// instead of overwritten; one that differs is a conflict, named, and left alone.
+#[test]
+fn objects_written_after_the_plan_are_compared_not_overwritten() {
+    let Some(s3) = server("SHH_TEST_S3_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = hub_with_data(dir.path(), &[&s3], 1, 9, 5);
+    let to = fresh(&s3, "meanwhile", None);
+    let plan = dir.path().join("plan.json");
+    let h = plan_to(&hub, &to, &plan);
+    assert_eq!(h["capabilities"]["to"]["conditional_create"], true, "{h}");
+    let copies = h["summary"]["copy"]["objects"].as_u64().expect("copies");
+    // Another run copies everything meanwhile, then one small object is changed there.
+    ok(&shh(&hub, &["migrate", "run", "--to", &to]));
+    let (base, query) = to.split_once('?').expect("query");
+    let blobs = format!("{base}/blobs?{query}");
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("small-000.bin"), b"not what the hub holds").expect("write");
+    let other = format!("file://{}", other.display());
+    ok(&shh(
+        &hub,
+        &["migrate", "run", "--from", &other, "--to", &blobs],
+    ));
+
+    let o = shh(
+        &hub,
+        &[
+            "--json",
+            "migrate",
+            "run",
+            "--plan",
+            plan.to_str().expect("utf8"),
+        ],
+    );
+    assert!(!o.status.success(), "a conflict fails the run");
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json report");
+    let failures = r["stats"]["failures"].as_array().expect("failures");
+    assert_eq!(failures.len(), 1, "{r}");
+    assert!(
+        failures[0]["path"] == "blobs/small-000.bin"
+            && failures[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not overwritten")),
+        "{r}"
+    );
+    assert_eq!(
+        r["stats"]["already_there"]["objects"].as_u64(),
+        Some(copies - 1),
+        "{r}"
+    );
+    assert_eq!(r["stats"]["chunk_signed"]["objects"], 0, "{r}");
+    assert_eq!(r["stats"]["bytes_sent"], 0, "{r}");
+}
