@@ -113,6 +113,29 @@ fn refused(msg: impl Into<String>) -> HubError {
     HubError::Migrate(MigrateError::Refused(msg.into()))
 }
 
+/// Probes a migration's source (read-only) and destination at once.
+async fn probed(
+    (from_url, from): (StoreUrl, shh_store::Backend),
+    (to_url, to): (StoreUrl, shh_store::Backend),
+) -> (Side, Side) {
+    let (from_caps, to_caps) = futures::join!(
+        probe::probe(&from_url, &from, false),
+        probe::probe(&to_url, &to, true)
+    );
+    (
+        Side {
+            url: from_url,
+            backend: from,
+            caps: from_caps,
+        },
+        Side {
+            url: to_url,
+            backend: to,
+            caps: to_caps,
+        },
+    )
+}
+
 fn migrate_err(e: MigrateError) -> HubError {
     HubError::Migrate(e)
 }
@@ -156,65 +179,52 @@ impl Hub {
         out: &Path,
     ) -> Result<PlanHeader> {
         let from = from.unwrap_or(&self.config.store).to_owned();
-        let sides = self.open_sides(&from, to).await?;
-        let header = self
-            .plan_between(&sides, prefix, checksum, transfers, out)
+        let (header, _) = self
+            .plan_sides(&from, to, prefix, checksum, transfers, out)
             .await?;
         Ok(header)
     }
 
-    /// Opens the source and destination of a migration, the destination's residency checked
-    /// before any request is sent to either, then probes both at once.
+    /// Opens the source and destination of a migration (the destination's residency checked
+    /// before any request is sent to either) and probes both at once.
     async fn open_sides(&self, from: &str, to: &str) -> Result<(Side, Side)> {
-        let (to_url, to_backend) = self.side_backend(to)?;
-        let (from_url, from_backend) = self.side_backend(from)?;
-        let (from_caps, to_caps) = futures::join!(
-            probe::probe(&from_url, &from_backend, false),
-            probe::probe(&to_url, &to_backend, true)
-        );
-        Ok((
-            Side {
-                url: from_url,
-                backend: from_backend,
-                caps: from_caps,
-            },
-            Side {
-                url: to_url,
-                backend: to_backend,
-                caps: to_caps,
-            },
-        ))
+        let to = self.side_backend(to)?;
+        let from = self.side_backend(from)?;
+        Ok(probed(from, to).await)
     }
 
-    /// Lists both opened stores, merges the listings and writes the plan to `out`.
-    async fn plan_between(
+    /// Opens both sides and plans between them: the probes and the two listings all run at
+    /// once (listings skip the probes' `.shh-migrate/` objects). Returns the plan written to
+    /// `out` and the opened sides.
+    async fn plan_sides(
         &self,
-        (src, dst): &(Side, Side),
+        from: &str,
+        to: &str,
         prefix: Option<&str>,
         checksum: bool,
         transfers: usize,
         out: &Path,
-    ) -> Result<PlanHeader> {
-        std::fs::create_dir_all(self.migrate_dir()).map_err(crate::io(&self.migrate_dir()))?;
+    ) -> Result<(PlanHeader, (Side, Side))> {
         let tmp = self.migrate_dir();
-        let (src_name, dst_name) = (src.url.to_string(), dst.url.to_string());
-        let (a, b) = futures::try_join!(
-            SortedListing::collect(
-                src.backend.store.as_ref(),
-                &src_name,
-                prefix,
-                DEFAULT_RUN_LEN,
-                &tmp
-            ),
-            SortedListing::collect(
-                dst.backend.store.as_ref(),
-                &dst_name,
-                prefix,
-                DEFAULT_RUN_LEN,
-                &tmp
-            ),
-        )
-        .map_err(migrate_err)?;
+        std::fs::create_dir_all(&tmp).map_err(crate::io(&tmp))?;
+        let to = self.side_backend(to)?;
+        let from = self.side_backend(from)?;
+        let (from_store, from_name) = (from.1.store.clone(), from.0.to_string());
+        let (to_store, to_name) = (to.1.store.clone(), to.0.to_string());
+        let ((src, dst), listings) = futures::join!(
+            probed(from, to),
+            futures::future::try_join(
+                SortedListing::collect(
+                    from_store.as_ref(),
+                    &from_name,
+                    prefix,
+                    DEFAULT_RUN_LEN,
+                    &tmp
+                ),
+                SortedListing::collect(to_store.as_ref(), &to_name, prefix, DEFAULT_RUN_LEN, &tmp),
+            )
+        );
+        let (a, b) = listings.map_err(migrate_err)?;
         let header = PlanHeader {
             format: PLAN_FORMAT.into(),
             created_at: chrono::Utc::now(),
@@ -239,7 +249,7 @@ impl Hub {
             Estimate::new(s, 100e6, per_object, transfers)
         })
         .map_err(migrate_err)?;
-        Ok(header)
+        Ok((header, (src, dst)))
     }
 
     /// Runs a plan (or plans and runs), recording one audit event with the outcome.
@@ -283,15 +293,16 @@ impl Hub {
                     chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
                 ));
                 let from = req.from.as_deref().unwrap_or(&self.config.store);
-                let sides = self.open_sides(from, to).await?;
-                self.plan_between(
-                    &sides,
-                    req.prefix.as_deref(),
-                    req.checksum,
-                    req.options.transfers,
-                    &out,
-                )
-                .await?;
+                let (_, sides) = self
+                    .plan_sides(
+                        from,
+                        to,
+                        req.prefix.as_deref(),
+                        req.checksum,
+                        req.options.transfers,
+                        &out,
+                    )
+                    .await?;
                 (out, Some(sides))
             }
         };
