@@ -534,11 +534,14 @@ async fn copy(ctx: &Ctx, item: &Item, p: &Path, overwrite: bool) -> Result<bool,
     }
     let create = !overwrite && ctx.dst.caps.conditional_create == Some(true);
     let force = AtomicBool::new(false);
+    // Bytes of a streamed object the progress bar has shown: a retry shows only what goes
+    // beyond an earlier attempt.
+    let shown = Arc::new(AtomicU64::new(0));
     let (sent, hash) = ctx
         .retry(|_| async {
             let create = create && !force.load(Ordering::Relaxed);
             let (sent, hash) = match ctx.chunked(item.size) {
-                Some(raw) => put_chunked(ctx, raw, p, item.size, create).await?,
+                Some(raw) => put_chunked(ctx, raw, p, item.size, create, &shown).await?,
                 None => put_whole(ctx, p, item.size, create).await?,
             };
             match verify_whole(ctx, p, item.size, &hash, sent).await {
@@ -596,13 +599,15 @@ async fn put_whole(
 }
 
 /// Streams the object from the source to the destination in one upload whose every chunk is
-/// signed, hashing it as it passes: a few chunks in memory however large the object.
+/// signed, hashing it as it passes: a few chunks in memory however large the object. Progress
+/// moves as the bytes pass (`shown` is what earlier attempts already showed).
 async fn put_chunked(
     ctx: &Ctx,
     raw: &S3Raw,
     p: &Path,
     size: u64,
     create: bool,
+    shown: &Arc<AtomicU64>,
 ) -> Result<(Sent, blake3::Hash), ObjErr> {
     // What a stream holds at most: three pieces of a local source (`byte_stream`).
     let _held = ctx.hold(3 * PIECE as u64).await?;
@@ -616,14 +621,22 @@ async fn put_chunked(
     }
     let source = shh_store::byte_stream(got, PIECE);
     let (h, bw) = (hasher.clone(), ctx.bw.clone());
+    let (progress, shown_by_stream) = (ctx.progress.clone(), shown.clone());
+    let passed = Arc::new(AtomicU64::new(0));
     let source = source.and_then(move |b| {
         let (h, bw) = (h.clone(), bw.clone());
+        let (progress, shown, passed) = (progress.clone(), shown_by_stream.clone(), passed.clone());
         async move {
             if let Some(bw) = bw {
                 bw.take(b.len() as u64).await;
             }
             if let Ok(mut h) = h.lock() {
                 h.update(&b);
+            }
+            let now = passed.fetch_add(b.len() as u64, Ordering::Relaxed) + b.len() as u64;
+            let before = shown.fetch_max(now, Ordering::Relaxed);
+            if now > before {
+                progress(now - before);
             }
             Ok(b)
         }
@@ -640,8 +653,11 @@ async fn put_chunked(
         .await
     {
         Ok(()) => {
-            ctx.sent(size);
-            ctx.stat(|s| s.chunk_signed.add(size));
+            // Progress has moved with the bytes already.
+            ctx.stat(|s| {
+                s.bytes_sent += size;
+                s.chunk_signed.add(size);
+            });
             let hash = hasher
                 .lock()
                 .map(|h| h.finalize())
