@@ -34,7 +34,7 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 use serde::Serialize;
-use shh_store::{Backend, RawError, S3Raw, StoreUrl};
+use shh_store::{Backend, Put, RawError, S3Raw, StoreUrl};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -170,8 +170,8 @@ pub struct RunStats {
     pub quarantined: Tally,
     /// Destination-only objects left in place.
     pub dest_only_kept: Tally,
-    /// Objects streamed in one chunk-signed upload each (the rest of what was sent went in
-    /// whole requests or parts).
+    /// Objects whose bytes this run sent in chunk-signed requests, streamed from the source
+    /// (whole, or part by part); the rest went in requests signed whole.
     pub chunk_signed: Tally,
     /// Bytes written to the destination.
     pub bytes_sent: u64,
@@ -310,12 +310,17 @@ impl Ctx {
         }
     }
 
-    /// The destination's chunk-signed uploads, for an object of `size` bytes worth streaming.
-    fn chunked(&self, size: u64) -> Option<&S3Raw> {
-        if size < STREAM_MIN || self.dst.caps.chunked_uploads != Some(true) {
+    /// The destination's chunk-signed uploads, where it takes them (probed).
+    fn chunked_uploads(&self) -> Option<&S3Raw> {
+        if self.dst.caps.chunked_uploads != Some(true) {
             return None;
         }
         self.dst.backend.s3.as_ref()
+    }
+
+    /// The same, for a whole object of `size` bytes worth streaming.
+    fn chunked(&self, size: u64) -> Option<&S3Raw> {
+        self.chunked_uploads().filter(|_| size >= STREAM_MIN)
     }
 
     fn stat(&self, f: impl FnOnce(&mut RunStats)) {
@@ -609,21 +614,63 @@ async fn put_chunked(
     create: bool,
     shown: &Arc<AtomicU64>,
 ) -> Result<(Sent, blake3::Hash), ObjErr> {
-    // What a stream holds at most: three pieces of a local source (`byte_stream`).
     let _held = ctx.hold(3 * PIECE as u64).await?;
-    let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
-    let got = ctx.src.store().get(p).await.map_err(st("read"))?;
-    if got.meta.size != size {
-        return Err(ObjErr::Changed(format!(
-            "{} bytes, listed {size}",
-            got.meta.size
-        )));
+    match stream_put(ctx, raw, p, 0..size, Put::Object { create }, shown).await {
+        Ok((_, hash)) => {
+            ctx.stat(|s| {
+                s.bytes_sent += size;
+                s.chunk_signed.add(size);
+            });
+            Ok((Sent::Chunked, hash))
+        }
+        // Refused before the body was read through: hash the source on its own.
+        Err(RawError::Exists) => {
+            let (len, hash) = hash_object(ctx, ctx.src.store(), p, false).await?;
+            if len != size {
+                return Err(ObjErr::Changed(format!("{len} bytes, listed {size}")));
+            }
+            Ok((Sent::Not, hash))
+        }
+        Err(e) => Err(raw_err(e)),
     }
-    let source = shh_store::byte_stream(got, PIECE);
+}
+
+/// Streams `range` of the source object into one chunk-signed PUT (`put`: the object, or one
+/// part of an upload of it), hashing the bytes as they pass and moving the progress bar
+/// (`shown`: what earlier attempts of the same bytes showed). Returns the service's ETag and
+/// the BLAKE3 of the bytes sent. What it holds at most: three pieces of a local source.
+async fn stream_put(
+    ctx: &Ctx,
+    raw: &S3Raw,
+    p: &Path,
+    range: std::ops::Range<u64>,
+    put: Put<'_>,
+    shown: &Arc<AtomicU64>,
+) -> Result<(String, blake3::Hash), RawError> {
+    let size = range.end - range.start;
+    let whole = matches!(put, Put::Object { .. });
+    let opts = GetOptions {
+        range: (!whole).then(|| GetRange::Bounded(range.clone())),
+        ..GetOptions::default()
+    };
+    let got = ctx
+        .src
+        .store()
+        .get_opts(p, opts)
+        .await
+        .map_err(RawError::Source)?;
+    let got_len = got.range.end - got.range.start;
+    if got_len != size {
+        return Err(RawError::Length {
+            got: got_len,
+            want: size,
+        });
+    }
+    let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
     let (h, bw) = (hasher.clone(), ctx.bw.clone());
     let (progress, shown_by_stream) = (ctx.progress.clone(), shown.clone());
     let passed = Arc::new(AtomicU64::new(0));
-    let source = source.and_then(move |b| {
+    let source = shh_store::byte_stream(got, PIECE).and_then(move |b| {
         let (h, bw) = (h.clone(), bw.clone());
         let (progress, shown, passed) = (progress.clone(), shown_by_stream.clone(), passed.clone());
         async move {
@@ -641,42 +688,31 @@ async fn put_chunked(
             Ok(b)
         }
     });
-    // Generous, so that only a stalled transfer times out: five minutes plus the object at
+    // Generous, so that only a stalled transfer times out: five minutes plus the bytes at
     // 256 KiB/s (or at the bandwidth limit, when lower).
     let rate = ctx
         .bw
         .as_ref()
         .map_or(256.0 * 1024.0, |b| b.rate.min(256.0 * 1024.0));
     let timeout = Duration::from_secs(300) + Duration::from_secs_f64(size as f64 / rate);
-    match raw
-        .put_chunked(p.as_ref(), size, STREAM_CHUNK, source, create, timeout)
-        .await
-    {
-        Ok(()) => {
-            // Progress has moved with the bytes already.
-            ctx.stat(|s| {
-                s.bytes_sent += size;
-                s.chunk_signed.add(size);
-            });
-            let hash = hasher
-                .lock()
-                .map(|h| h.finalize())
-                .map_err(|_| ObjErr::Conflict("hasher lock poisoned".into()))?;
-            Ok((Sent::Chunked, hash))
+    let etag = raw
+        .put_chunked(p.as_ref(), put, size, STREAM_CHUNK, source, timeout)
+        .await?;
+    let hash = hasher
+        .lock()
+        .map(|h| h.finalize())
+        .map_err(|_| RawError::Transport("hasher lock poisoned".into()))?;
+    Ok((etag, hash))
+}
+
+/// The error of a chunk-signed PUT, as the copy loop classifies it.
+fn raw_err(e: RawError) -> ObjErr {
+    match e {
+        RawError::Length { got, want } => {
+            ObjErr::Changed(format!("{got} bytes read, {want} expected"))
         }
-        // Refused before the body was read through: hash the source on its own.
-        Err(RawError::Exists) => {
-            let (len, hash) = hash_object(ctx, ctx.src.store(), p, false).await?;
-            if len != size {
-                return Err(ObjErr::Changed(format!("{len} bytes, listed {size}")));
-            }
-            Ok((Sent::Not, hash))
-        }
-        Err(RawError::Length { got, want }) => {
-            Err(ObjErr::Changed(format!("{got} bytes read, listed {want}")))
-        }
-        Err(RawError::Source(e)) => Err(ObjErr::Store("read", e)),
-        Err(e) => Err(ObjErr::Raw("write", e)),
+        RawError::Source(e) => ObjErr::Store("read", e),
+        e => ObjErr::Raw("write", e),
     }
 }
 
@@ -825,6 +861,8 @@ async fn copy_resumable(
             }
         };
         let resumed = !upload.parts.is_empty();
+        // Parts stream in signed chunks where the service takes them, like whole objects.
+        let chunked_parts = ctx.chunked_uploads();
         let missing: Vec<usize> = (0..n).filter(|i| !upload.parts.contains_key(i)).collect();
         let id = upload.id.clone();
         let results: Vec<Result<(usize, String, String), ObjErr>> = futures::stream::iter(missing)
@@ -833,13 +871,27 @@ async fn copy_resumable(
                 async move {
                     let range = part_range(i, ps, size);
                     let want = range.end - range.start;
+                    let shown = Arc::new(AtomicU64::new(0));
                     let (pid, hash) = ctx
                         .retry(|_| {
-                            let range = range.clone();
+                            let (range, shown) = (range.clone(), shown.clone());
                             async move {
                                 let _budget = ctx.parts.acquire().await.map_err(|_| {
                                     ObjErr::Conflict("the part budget was closed".into())
                                 })?;
+                                if let Some(raw) = chunked_parts {
+                                    let _held = ctx.hold(want.min(3 * PIECE as u64)).await?;
+                                    let number = i + 1; // object_store's numbering
+                                    let put = Put::Part {
+                                        upload_id: id,
+                                        number,
+                                    };
+                                    let (etag, hash) = stream_put(ctx, raw, p, range, put, &shown)
+                                        .await
+                                        .map_err(raw_err)?;
+                                    ctx.stat(|s| s.bytes_sent += want);
+                                    return Ok((PartId { content_id: etag }, hash));
+                                }
                                 let _held = ctx.hold(want).await?;
                                 let (chunks, hash) =
                                     read(ctx, ctx.src.store(), p, Some(range), true).await?;
@@ -908,7 +960,15 @@ async fn copy_resumable(
         ctx.journal
             .upload_ended(&item.path)
             .map_err(ObjErr::Journal)?;
-        match verify_parts(ctx, p, size, ps, &hashes, !resumed).await {
+        let sent = match (resumed, chunked_parts) {
+            (true, _) => Sent::Not,
+            (false, Some(_)) => Sent::Chunked,
+            (false, None) => Sent::Signed,
+        };
+        if sent == Sent::Chunked {
+            ctx.stat(|s| s.chunk_signed.add(size));
+        }
+        match verify_parts(ctx, p, size, ps, &hashes, sent).await {
             Ok(()) => return Ok(parts_digest(ps, &hashes)),
             // A part taken over from an earlier run did not hold what its journal line says:
             // send the whole object once more, part by part, from the source.
@@ -963,7 +1023,7 @@ async fn copy_streamed(ctx: &Ctx, item: &Item, p: &Path) -> Result<String, ObjEr
                 hashes.push(hash.to_hex().to_string());
             }
             up.complete().await.map_err(st("complete upload"))?;
-            verify_parts(ctx, p, size, ps, &hashes, true).await?;
+            verify_parts(ctx, p, size, ps, &hashes, Sent::Signed).await?;
             Ok(hashes)
         })
         .await?;
@@ -977,9 +1037,9 @@ async fn verify_parts(
     size: u64,
     ps: u64,
     hashes: &[String],
-    wrote: bool,
+    sent: Sent,
 ) -> Result<(), ObjErr> {
-    let check = ctx.check(if wrote { Sent::Signed } else { Sent::Not });
+    let check = ctx.check(sent);
     if check == Check::OnReceipt {
         return Ok(());
     }

@@ -24,7 +24,7 @@ mod url;
 pub use local::DurableLocal;
 pub use mirror::MirrorStore;
 pub use residency::{Destination, ResidencyError, ResidencyPolicy, ResidencyRule};
-pub use s3raw::{ChunkedSupport, RawError, S3Raw, chunked_len};
+pub use s3raw::{ChunkedSupport, Put, RawError, S3Raw, chunked_len};
 pub use stream::byte_stream;
 pub use url::{StoreKind, StoreUrl, UrlError};
 

@@ -111,9 +111,17 @@ impl RawError {
 
 /// AWS's `UriEncode` for paths: everything but unreserved characters and `/` as `%XX`.
 fn uri_encode_path(s: &str) -> String {
+    uri_encode(s, true)
+}
+
+/// AWS's `UriEncode`: everything but unreserved characters (and `/` in paths) as `%XX`.
+fn uri_encode(s: &str, path: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (path && b == b'/')
+        {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -165,15 +173,16 @@ impl Signer {
         hex::encode(hmac::sign(&self.key, text.as_bytes()))
     }
 
-    /// The signature of a request: `headers` sorted by lower-case name, `path` encoded.
+    /// The signature of a request: `path` and `query` encoded (the query's parameters sorted),
+    /// `headers` sorted by lower-case name.
     fn request(
         &self,
         method: &str,
-        path: &str,
+        (path, query): (&str, &str),
         headers: &[(&str, String)],
         payload: &str,
     ) -> String {
-        let mut canonical = format!("{method}\n{path}\n\n");
+        let mut canonical = format!("{method}\n{path}\n{query}\n");
         for (name, value) in headers {
             canonical.push_str(name);
             canonical.push(':');
@@ -307,6 +316,23 @@ pub struct ChunkedSupport {
     pub checked: bool,
 }
 
+/// What a PUT writes.
+#[derive(Debug, Clone, Copy)]
+pub enum Put<'a> {
+    /// A whole object; `create`: only if the key does not exist.
+    Object {
+        /// Refuse to replace an existing object.
+        create: bool,
+    },
+    /// Part `number` (from 1) of the multipart upload `upload_id`.
+    Part {
+        /// The upload.
+        upload_id: &'a str,
+        /// The part number, from 1.
+        number: usize,
+    },
+}
+
 /// The body a request is signed for.
 enum Body<'a> {
     /// `len` bytes signed with their SHA-256 (or, to probe, another hash).
@@ -377,24 +403,36 @@ impl S3Raw {
             .map_err(|e| RawError::Credentials(e.to_string()))
     }
 
-    /// Signs a PUT of `key` carrying `body`; with `create`, the PUT is refused when the key
-    /// exists. Also returns the signature (the seed of a chunk-signed body).
+    /// Signs a PUT of `key` (or of one part of an upload of it) carrying `body`. Also returns
+    /// the signature (the seed of a chunk-signed body).
     fn prepare(
         &self,
         cred: &AwsCredential,
         signer: &Signer,
         key: &str,
         body: Body,
-        create: bool,
+        put: Put<'_>,
     ) -> Result<(Prepared, String), RawError> {
         let path = format!("{}/{}", self.root, uri_encode_path(key));
         let mut headers: Vec<(&str, String)> = vec![
             ("host", self.host.clone()),
             ("x-amz-date", signer.amz_date.clone()),
         ];
-        if create {
-            headers.push(("if-none-match", "*".into()));
-        }
+        let query = match put {
+            Put::Object { create } => {
+                if create {
+                    headers.push(("if-none-match", "*".into()));
+                }
+                String::new()
+            }
+            // Parameters sorted by name, as the canonical request wants them.
+            Put::Part { upload_id, number } => {
+                format!(
+                    "partNumber={number}&uploadId={}",
+                    uri_encode(upload_id, false)
+                )
+            }
+        };
         let payload = match body {
             Body::Signed { len, sha256 } => {
                 headers.push(("content-length", len.to_string()));
@@ -412,7 +450,7 @@ impl S3Raw {
             headers.push(("x-amz-security-token", token.clone()));
         }
         headers.sort_by(|a, b| a.0.cmp(b.0));
-        let signature = signer.request("PUT", &path, &headers, &payload);
+        let signature = signer.request("PUT", (&path, &query), &headers, &payload);
         let mut map = reqwest::header::HeaderMap::new();
         for (name, value) in &headers {
             let value = reqwest::header::HeaderValue::from_str(value)
@@ -430,21 +468,21 @@ impl S3Raw {
             reqwest::header::HeaderValue::from_str(&auth)
                 .map_err(|e| RawError::Transport(format!("authorization: {e}")))?,
         );
-        Ok((
-            Prepared {
-                url: format!("{}{path}", self.endpoint),
-                headers: map,
-            },
-            signature,
-        ))
+        let url = if query.is_empty() {
+            format!("{}{path}", self.endpoint)
+        } else {
+            format!("{}{path}?{query}", self.endpoint)
+        };
+        Ok((Prepared { url, headers: map }, signature))
     }
 
+    /// Sends a prepared PUT; returns the `ETag` the service answered with (empty if none).
     async fn send(
         &self,
         req: Prepared,
         body: reqwest::Body,
         timeout: Duration,
-    ) -> Result<(), RawError> {
+    ) -> Result<String, RawError> {
         let resp = self
             .client()?
             .put(&req.url)
@@ -456,7 +494,11 @@ impl S3Raw {
             .map_err(|e| RawError::Transport(error_chain(&e)))?;
         let status = resp.status();
         if status.is_success() {
-            return Ok(());
+            let etag = resp.headers().get(reqwest::header::ETAG);
+            return Ok(etag
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned());
         }
         if status == reqwest::StatusCode::PRECONDITION_FAILED {
             return Err(RawError::Exists);
@@ -473,18 +515,20 @@ impl S3Raw {
         })
     }
 
-    /// Uploads `size` bytes from `source` to `key` in one PUT, streamed in signed chunks of
-    /// `chunk` bytes; with `create`, refused (`RawError::Exists`) when the key exists.
-    /// Nothing is stored unless every announced byte arrived with a valid signature.
+    /// Uploads `size` bytes from `source` to `key` (or as one part of a multipart upload of
+    /// it) in one PUT, streamed in signed chunks of `chunk` bytes. A create-only object PUT is
+    /// refused (`RawError::Exists`) when the key exists. Nothing is stored unless every
+    /// announced byte arrived with a valid signature. Returns the service's `ETag` (a part's
+    /// id in the upload).
     pub async fn put_chunked<S>(
         &self,
         key: &str,
+        put: Put<'_>,
         size: u64,
         chunk: usize,
         source: S,
-        create: bool,
         timeout: Duration,
-    ) -> Result<(), RawError>
+    ) -> Result<String, RawError>
     where
         S: Stream<Item = Result<Bytes, object_store::Error>> + Send + 'static,
     {
@@ -494,7 +538,7 @@ impl S3Raw {
             size,
             chunk: chunk as u64,
         };
-        let (req, seed) = self.prepare(&cred, &signer, key, body, create)?;
+        let (req, seed) = self.prepare(&cred, &signer, key, body, put)?;
         let failed: Arc<Mutex<Option<RawError>>> = Arc::default();
         let body = framed(
             source,
@@ -525,8 +569,8 @@ impl S3Raw {
             len,
             sha256: signed_sha256,
         };
-        let (req, _) = self.prepare(&cred, &signer, key, signed, false)?;
-        self.send(req, body.into(), PROBE_TIMEOUT).await
+        let (req, _) = self.prepare(&cred, &signer, key, signed, Put::Object { create: false })?;
+        self.send(req, body.into(), PROBE_TIMEOUT).await.map(drop)
     }
 
     /// Whether the service refuses a body whose SHA-256 differs from the signed one. The same
@@ -570,10 +614,17 @@ impl S3Raw {
         let ok = format!(".shh-migrate/chunked-ok-{}", uuid::Uuid::new_v4());
         let source = futures::stream::iter([Ok(data.clone())]);
         let put = self
-            .put_chunked(&ok, data.len() as u64, CHUNK, source, false, PROBE_TIMEOUT)
+            .put_chunked(
+                &ok,
+                Put::Object { create: false },
+                data.len() as u64,
+                CHUNK,
+                source,
+                PROBE_TIMEOUT,
+            )
             .await;
         let stored = match put {
-            Ok(()) => store.get(&Path::from(ok.as_str())).await,
+            Ok(_) => store.get(&Path::from(ok.as_str())).await,
             Err(e) => {
                 let _ = store.delete(&Path::from(ok)).await;
                 return Err(format!("a correctly signed chunked upload failed: {e}"));
@@ -604,7 +655,7 @@ impl S3Raw {
                     size,
                     chunk: CHUNK as u64,
                 },
-                false,
+                Put::Object { create: false },
             )
             .map_err(|e| e.to_string())?;
         let mut frames = VecDeque::new();
@@ -621,7 +672,7 @@ impl S3Raw {
         changed[0] ^= 1;
         *tampered = changed.into();
         let body: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
-        let sent = self.send(req, body.into(), PROBE_TIMEOUT).await;
+        let sent = self.send(req, body.into(), PROBE_TIMEOUT).await.map(drop);
         Ok(ChunkedSupport {
             decoded: true,
             checked: refused_and_absent(store, &bad, sent).await?,
@@ -741,7 +792,7 @@ mod tests {
             h("x-amz-date", "20130524T000000Z"),
         ];
         assert_eq!(
-            s.request("GET", "/test.txt", &get, EMPTY_SHA256),
+            s.request("GET", ("/test.txt", ""), &get, EMPTY_SHA256),
             "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
         let put = [
@@ -754,7 +805,12 @@ mod tests {
             h("x-amz-storage-class", "REDUCED_REDUNDANCY"),
         ];
         assert_eq!(
-            s.request("PUT", "/examplebucket/chunkObject.txt", &put, STREAMING),
+            s.request(
+                "PUT",
+                ("/examplebucket/chunkObject.txt", ""),
+                &put,
+                STREAMING
+            ),
             "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
         );
     }

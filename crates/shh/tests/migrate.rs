@@ -228,9 +228,9 @@ fn plan_to(hub: &Path, to: &str, plan: &Path) -> serde_json::Value {
 /// s3s-fs checks the SHA-256 of every signed body and the signature of every chunk, like
 /// AWS: the probe finds both by sending a body with a wrong signed hash and a chunk changed
 /// after signing (each refused, nothing stored), and the run then relies on them instead of
-/// reading objects back, including the parts of multipart uploads and objects streamed in
-/// signed chunks. The end-to-end `verify` against the manifests still passes; `--verify
-/// readback` still reads everything. A streamed upload whose connection is cut is sent again.
+/// reading objects back, for objects streamed in signed chunks whole or part by part. The
+/// end-to-end `verify` against the manifests still passes; `--verify readback` still reads
+/// everything. A streamed upload whose connection is cut is sent again.
 #[test]
 fn a_target_that_checks_payload_hashes_is_not_read_back() {
     let Some(s3s) = server("SHH_TEST_S3_SIGNED_URL") else {
@@ -253,6 +253,8 @@ fn a_target_that_checks_payload_hashes_is_not_read_back() {
     let r = json(&shh(&hub, &args));
     assert!(r["stats"]["copied"]["objects"].as_u64() >= Some(20), "{r}");
     assert_eq!(r["stats"]["bytes_read_back"], 0, "nothing read back: {r}");
+    // The 9 MiB object went part by part, each part streamed in signed chunks.
+    assert_eq!(r["stats"]["chunk_signed"]["objects"], 1, "{r}");
     assert!(
         r["stats"]["verification"]
             .as_str()
