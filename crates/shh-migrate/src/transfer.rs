@@ -649,14 +649,10 @@ async fn stream_put(
 ) -> Result<(String, blake3::Hash), RawError> {
     let size = range.end - range.start;
     let whole = matches!(put, Put::Object { .. });
-    let opts = GetOptions {
-        range: (!whole).then(|| GetRange::Bounded(range.clone())),
-        ..GetOptions::default()
-    };
     let got = ctx
         .src
         .store()
-        .get_opts(p, opts)
+        .get_opts(p, ranged((!whole).then(|| range.clone())))
         .await
         .map_err(RawError::Source)?;
     let got_len = got.range.end - got.range.start;
@@ -724,14 +720,10 @@ async fn read(
     range: Option<std::ops::Range<u64>>,
     limit: bool,
 ) -> Result<(Vec<Bytes>, blake3::Hash), ObjErr> {
-    let opts = GetOptions {
-        range: range.map(GetRange::Bounded),
-        ..GetOptions::default()
-    };
     // Whole object (or part) in one call: on local disk that is one blocking read instead of
     // one thread hand-off per 8 KiB chunk; over HTTP it is the same stream, collected.
     let bytes = store
-        .get_opts(p, opts)
+        .get_opts(p, ranged(range))
         .await
         .map_err(st("read"))?
         .bytes()
@@ -744,6 +736,14 @@ async fn read(
     hasher.update(&bytes);
     let chunks = vec![bytes];
     Ok((chunks, hasher.finalize()))
+}
+
+/// GET options for `range`, or the whole object.
+fn ranged(range: Option<std::ops::Range<u64>>) -> GetOptions {
+    GetOptions {
+        range: range.map(GetRange::Bounded),
+        ..GetOptions::default()
+    }
 }
 
 /// Hashes a whole object by streaming it (`read_back` counts it as verification traffic).
@@ -1066,14 +1066,10 @@ async fn verify_parts(
     let mut checks = futures::stream::iter(0..n)
         .map(|i| async move {
             let range = part_range(i, ps, size);
-            let opts = GetOptions {
-                range: Some(GetRange::Bounded(range.clone())),
-                ..GetOptions::default()
-            };
             let got = ctx
                 .dst
                 .store()
-                .get_opts(p, opts)
+                .get_opts(p, ranged(Some(range.clone())))
                 .await
                 .map_err(st("verify"))?;
             let mut stream = shh_store::byte_stream(got, PIECE);
