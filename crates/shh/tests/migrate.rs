@@ -270,13 +270,23 @@ fn a_target_that_checks_payload_hashes_is_not_read_back() {
     ));
     assert_eq!(v["summary"]["failed"], 0, "{v}");
 
-    // Below the multipart threshold the 9 MiB object streams in signed chunks.
+    // Below the multipart threshold the 9 MiB objects stream in signed chunks; one has a name
+    // that needs encoding, which must reach the key object_store reads back.
+    let blobs = hub.join("store").join("blobs");
+    let odd = blobs.join("odd name +=,;.bin");
+    std::fs::copy(blobs.join("big-0.bin"), &odd).expect("copy");
     let again = fresh(&s3s, "readback", None);
     let args = [
         "--json", "migrate", "run", "--to", &again, "--verify", "readback",
     ];
     let r = json(&shh(&hub, &args));
-    assert_eq!(r["stats"]["chunk_signed"]["objects"], 1, "{r}");
+    std::fs::remove_file(&odd).expect("remove");
+    assert_eq!(r["stats"]["chunk_signed"]["objects"], 2, "{r}");
+    assert_eq!(
+        r["stats"]["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{r}"
+    );
     assert!(
         r["stats"]["bytes_read_back"].as_u64() >= r["stats"]["bytes_sent"].as_u64(),
         "--verify readback reads every object back: {r}"
