@@ -377,6 +377,16 @@ impl PlanReader {
                 "the header does not match its plan_hash (edited?)".into()
             ));
         }
+        // The objects file lies beside the header: a name, not a path elsewhere.
+        let plain = std::path::Path::new(&header.objects_file)
+            .file_name()
+            .is_some_and(|n| n == header.objects_file.as_str());
+        if !plain {
+            return Err(bad(format!(
+                "objects_file {:?} is not a file name beside the plan",
+                header.objects_file
+            )));
+        }
         let objects = path.with_file_name(&header.objects_file);
         let mut f = File::open(&objects).map_err(io_err(&objects))?;
         let mut hasher = blake3::Hasher::new();

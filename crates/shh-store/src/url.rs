@@ -69,7 +69,15 @@ impl StoreUrl {
             url: s.to_owned(),
             reason: reason.to_owned(),
         };
+        // URLs are recorded in plans, reports and the audit log: no control characters (the
+        // URL parser would silently drop some), and nothing it would ignore, like a fragment.
+        if s.chars().any(char::is_control) {
+            return Err(err("control characters are not allowed"));
+        }
         let u = url::Url::parse(s).map_err(|e| err(&e.to_string()))?;
+        if u.fragment().is_some() {
+            return Err(err("a store URL has no #fragment"));
+        }
         let mut params = BTreeMap::new();
         for (k, v) in u.query_pairs() {
             if !KNOWN_PARAMS.contains(&k.as_ref()) {
@@ -89,6 +97,9 @@ impl StoreUrl {
                     "creds must name a credential set: 1 to 32 letters, digits or _",
                 ));
             }
+            if v.chars().any(char::is_control) {
+                return Err(err("control characters are not allowed"));
+            }
             params.insert(k.into_owned(), v.into_owned());
         }
         let prefix = u.path().trim_matches('/').to_owned();
@@ -97,9 +108,19 @@ impl StoreUrl {
                 let p = u
                     .to_file_path()
                     .map_err(|_| err("file URLs need an absolute path: file:///dir"))?;
+                match p.to_str() {
+                    None => return Err(err("the path is not UTF-8")),
+                    Some(t) if t.chars().any(char::is_control) => {
+                        return Err(err("control characters are not allowed"));
+                    }
+                    Some(_) => {}
+                }
                 (StoreKind::File, String::new(), Some(p))
             }
-            "memory" => (StoreKind::Memory, String::new(), None),
+            "memory" if prefix.is_empty() && u.host_str().is_none_or(str::is_empty) => {
+                (StoreKind::Memory, String::new(), None)
+            }
+            "memory" => return Err(err("memory:// takes no path")),
             "s3" | "az" => {
                 let bucket = u
                     .host_str()
@@ -252,14 +273,11 @@ pub(crate) fn normalize_endpoint(e: &str) -> String {
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            StoreKind::File => write!(
-                f,
-                "file://{}",
-                self.path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            )?,
+            // Encoded as a URL, so that a path with `#`, `?` or `%` reads back the same.
+            StoreKind::File => match self.path.as_deref().map(url::Url::from_file_path) {
+                Some(Ok(u)) => f.write_str(u.as_str())?,
+                _ => f.write_str("file://")?,
+            },
             StoreKind::Memory => f.write_str("memory://")?,
             k => {
                 write!(f, "{}://{}", k.scheme(), self.bucket)?;
@@ -270,6 +288,14 @@ impl fmt::Display for StoreUrl {
         }
         let mut sep = '?';
         for (k, v) in &self.params {
+            // Parameters were decoded when parsed: what would change their meaning when the
+            // URL is read again is encoded back.
+            let v = v
+                .replace('%', "%25")
+                .replace('&', "%26")
+                .replace('#', "%23")
+                .replace('+', "%2B")
+                .replace(' ', "%20");
             write!(f, "{sep}{k}={v}")?;
             sep = '&';
         }
@@ -318,11 +344,18 @@ mod tests {
             "s3://b?endpoint=ftp://x",
             "file://relative",
             "s3://b?creds=",
+            "file:///tmp/a\u{0}b",
+            "s3://b/p#frag",
+            "file:///tmp/%E2%28",
+            "file:///tmp/a%1Eb",
+            "memory:8h",
+            "memory://x/y",
+            "s3://b?region=a%01b",
             "s3://b?creds=a-b",
             "s3://b?creds=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         ] {
             let e = StoreUrl::parse(bad).expect_err(bad);
-            assert!(e.to_string().contains(bad), "{e}");
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
     }
 
@@ -331,8 +364,11 @@ mod tests {
         for u in [
             "s3://b/p?endpoint=http://127.0.0.1:9000",
             "s3://b/p?endpoint=http://127.0.0.1:9000&creds=ovh_prod&max_parts=1000",
+            "s3://b/p?endpoint=http://h/a%26b%23c%2Bd%25e",
+            "file:///?emulator=+",
             "az://c/x/y?emulator=true",
             "file:///tmp/a",
+            "file:///tmp/a%23b%3Fc%25d%20e",
             "memory://",
         ] {
             let p = StoreUrl::parse(u).expect(u);
