@@ -94,8 +94,21 @@ impl RawError {
     /// Worth another attempt: throttling, server errors, dropped connections.
     pub fn retriable(&self) -> bool {
         match self {
-            RawError::Status { status, .. } => {
-                *status == 408 || *status == 409 || *status == 429 || *status >= 500
+            // S3 answers a stalled upload with 400 `RequestTimeout`, and bytes that did not
+            // arrive as sent with 400 `XAmzContentSHA256Mismatch`, `BadDigest` or
+            // `IncompleteBody`: sending them again is the cure.
+            RawError::Status { status, code } => {
+                matches!(*status, 408 | 409 | 429)
+                    || *status >= 500
+                    || (*status == 400
+                        && [
+                            "RequestTimeout",
+                            "XAmzContentSHA256Mismatch",
+                            "BadDigest",
+                            "IncompleteBody",
+                        ]
+                        .iter()
+                        .any(|c| code.ends_with(c)))
             }
             RawError::Transport(_) => true,
             RawError::Source(e) => !matches!(
@@ -838,6 +851,32 @@ mod tests {
         want.extend(b"\r\n0;chunk-signature=b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9\r\n\r\n");
         assert_eq!(body, want);
         assert_eq!(chunked_len(66560, 65536), 66824);
+    }
+
+    #[test]
+    fn throttling_timeouts_damage_and_server_errors_are_retried_refusals_are_not() {
+        let status = |status: u16, code: &str| RawError::Status {
+            status,
+            code: code.into(),
+        };
+        for e in [
+            status(503, ": SlowDown"),
+            status(500, ": InternalError"),
+            status(429, ""),
+            status(400, ": RequestTimeout"),
+            status(400, ": XAmzContentSHA256Mismatch"),
+            RawError::Transport("connection reset".into()),
+        ] {
+            assert!(e.retriable(), "{e}");
+        }
+        for e in [
+            status(403, ": SignatureDoesNotMatch"),
+            status(400, ": InvalidArgument"),
+            RawError::Exists,
+            RawError::Length { got: 1, want: 2 },
+        ] {
+            assert!(!e.retriable(), "{e}");
+        }
     }
 
     #[test]
