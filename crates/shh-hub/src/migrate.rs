@@ -7,10 +7,11 @@
 use crate::config::MigrationState;
 use crate::{Draft, Hub, HubError, Result};
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 use shh_crypt::EncryptedStore;
+use shh_migrate::blake3_of;
 use shh_migrate::listing::{DEFAULT_RUN_LEN, SortedListing};
 use shh_migrate::plan::{Estimate, PLAN_FORMAT, PlanCapabilities, march, write_plan};
 use shh_migrate::report::{AcceptanceReport, ObjectCheck, ReportWriter};
@@ -789,7 +790,10 @@ impl Hub {
             .map_ok(|m| {
                 let (a, b) = (a.clone(), b.clone());
                 async move {
-                    let (x, y) = futures::join!(digest(&a, &m.location), digest(&b, &m.location));
+                    let (x, y) = futures::join!(
+                        blake3_of(a.as_ref(), &m.location, None),
+                        blake3_of(b.as_ref(), &m.location, None)
+                    );
                     Ok::<_, HubError>((m.location, m.size, x?, y))
                 }
             })
@@ -818,20 +822,6 @@ impl Hub {
         .await?;
         Ok(report)
     }
-}
-
-async fn digest(
-    store: &Arc<dyn ObjectStore>,
-    p: &ObjPath,
-) -> object_store::Result<(u64, blake3::Hash)> {
-    let mut s = shh_store::byte_stream(store.get(p).await?, 4 << 20);
-    let mut h = blake3::Hasher::new();
-    let mut n = 0u64;
-    while let Some(c) = s.try_next().await? {
-        n += c.len() as u64;
-        h.update(&c);
-    }
-    Ok((n, h.finalize()))
 }
 
 fn push(w: &mut ReportWriter, c: ObjectCheck) -> Result<()> {
@@ -892,7 +882,7 @@ async fn check_file(
             Err(e) => problems.push(e.to_string()),
         }
     } else {
-        match digest(raw, &p).await {
+        match blake3_of(raw.as_ref(), &p, None).await {
             Ok((n, h)) => {
                 c.size = Some(n);
                 c.blake3 = Some(h.to_hex().to_string());

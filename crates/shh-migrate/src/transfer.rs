@@ -46,7 +46,7 @@ const STREAM_MIN: u64 = 8 * MIB;
 /// Chunk of a chunk-signed upload.
 const STREAM_CHUNK: usize = MIB as usize;
 /// Piece in which streamed reads take a local file.
-const PIECE: usize = 4 * MIB as usize;
+const PIECE: usize = shh_store::READ_PIECE;
 
 /// One side of a migration.
 #[derive(Debug, Clone)]
@@ -754,20 +754,32 @@ async fn hash_object(
     read_back: bool,
 ) -> Result<(u64, blake3::Hash), ObjErr> {
     ctx.retry(|_| async {
-        let got = store.get(p).await.map_err(st("read"))?;
-        let mut stream = shh_store::byte_stream(got, PIECE);
-        let mut hasher = blake3::Hasher::new();
-        let mut len = 0u64;
-        while let Some(c) = stream.try_next().await.map_err(st("read"))? {
-            len += c.len() as u64;
-            hasher.update(&c);
-        }
+        let (len, hash) = blake3_of(store.as_ref(), p, None)
+            .await
+            .map_err(st("read"))?;
         if read_back {
             ctx.stat(|s| s.bytes_read_back += len);
         }
-        Ok((len, hasher.finalize()))
+        Ok((len, hash))
     })
     .await
+}
+
+/// Length and BLAKE3 of an object (or of `range` of it), streamed.
+pub async fn blake3_of(
+    store: &dyn ObjectStore,
+    p: &Path,
+    range: Option<std::ops::Range<u64>>,
+) -> object_store::Result<(u64, blake3::Hash)> {
+    let got = store.get_opts(p, ranged(range)).await?;
+    let mut stream = shh_store::byte_stream(got, PIECE);
+    let mut hasher = blake3::Hasher::new();
+    let mut len = 0u64;
+    while let Some(c) = stream.try_next().await? {
+        len += c.len() as u64;
+        hasher.update(&c);
+    }
+    Ok((len, hasher.finalize()))
 }
 
 async fn verify_whole(
@@ -1066,21 +1078,11 @@ async fn verify_parts(
     let mut checks = futures::stream::iter(0..n)
         .map(|i| async move {
             let range = part_range(i, ps, size);
-            let got = ctx
-                .dst
-                .store()
-                .get_opts(p, ranged(Some(range.clone())))
+            let (len, hash) = blake3_of(ctx.dst.store().as_ref(), p, Some(range.clone()))
                 .await
                 .map_err(st("verify"))?;
-            let mut stream = shh_store::byte_stream(got, PIECE);
-            let mut hasher = blake3::Hasher::new();
-            let mut len = 0u64;
-            while let Some(c) = stream.try_next().await.map_err(st("verify"))? {
-                len += c.len() as u64;
-                hasher.update(&c);
-            }
             ctx.stat(|s| s.bytes_read_back += len);
-            if len != range.end - range.start || hasher.finalize().to_hex().as_str() != hashes[i] {
+            if len != range.end - range.start || hash.to_hex().as_str() != hashes[i] {
                 return Err(ObjErr::Mismatch(format!(
                     "part {i} BLAKE3 differs from the source's"
                 )));

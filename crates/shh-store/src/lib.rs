@@ -25,7 +25,7 @@ pub use local::DurableLocal;
 pub use mirror::MirrorStore;
 pub use residency::{Destination, ResidencyError, ResidencyPolicy, ResidencyRule};
 pub use s3raw::{ChunkedSupport, Put, RawError, S3Raw, chunked_len};
-pub use stream::byte_stream;
+pub use stream::{READ_PIECE, byte_stream};
 pub use url::{StoreKind, StoreUrl, UrlError};
 
 use object_store::ObjectStore;

@@ -13,6 +13,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::PathBuf;
 
+/// The piece size for streamed reads: large enough that a local file costs one thread
+/// hand-off per 4 MiB, small enough that three pieces in memory do not matter.
+pub const READ_PIECE: usize = 4 * 1024 * 1024;
+
 /// The bytes of `result`, a local file's in pieces of `piece` bytes (at most three pieces are
 /// in memory at once: one being read, one waiting, one with the consumer).
 pub fn byte_stream(
