@@ -86,7 +86,12 @@ ENV
 stop() {
   for name in moto s3s azurite; do
     if [ -f "$RUN/$name.pid" ]; then
-      kill "$(cat "$RUN/$name.pid")" 2>/dev/null || true
+      pid=$(cat "$RUN/$name.pid")
+      kill "$pid" 2>/dev/null || true
+      # A server still exiting keeps its port: a restart would then fail to bind while the old
+      # one serves from the directory `start` is about to wipe.
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
       rm -f "$RUN/$name.pid"
     fi
   done

@@ -14,6 +14,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod http;
 mod local;
 mod mirror;
 mod residency;
@@ -186,8 +187,11 @@ fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
                 .with_bucket_name(url.bucket())
                 .with_region(region.clone())
                 .with_endpoint(dest.endpoint.clone())
-                .with_allow_http(dest.endpoint.starts_with("http://"))
+                .with_allow_http(http::is_plain(&dest.endpoint))
                 .with_virtual_hosted_style_request(false);
+            if http::is_plain(&dest.endpoint) {
+                b = b.with_http_connector(http::PlainHttp);
+            }
             let named = url.param("creds").is_some();
             let signed = match (
                 credential(url, "AWS_ACCESS_KEY_ID", named)?,
@@ -232,13 +236,19 @@ fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
         StoreKind::Azure => {
             let mut b =
                 object_store::azure::MicrosoftAzureBuilder::new().with_container_name(url.bucket());
-            if url.is_emulator() {
+            // Azurite is reached over plain HTTP unless its URL says otherwise.
+            let plain = if url.is_emulator() {
                 b = b.with_use_emulator(true);
+                env("AZURITE_BLOB_STORAGE_URL").is_none_or(|u| http::is_plain(&u))
             } else {
                 let dest = url.destination();
                 b = b
                     .with_endpoint(dest.endpoint.clone())
-                    .with_allow_http(dest.endpoint.starts_with("http://"));
+                    .with_allow_http(http::is_plain(&dest.endpoint));
+                http::is_plain(&dest.endpoint)
+            };
+            if plain {
+                b = b.with_http_connector(http::PlainHttp);
             }
             if let Some(account) = url
                 .param("account")

@@ -398,7 +398,7 @@ impl S3Raw {
             .get_or_init(|| {
                 // A plain-HTTP endpoint (a local test server) needs no trust roots, and loading
                 // the system's is most of building a client.
-                let tls = self.endpoint.starts_with("https://");
+                let tls = !crate::http::is_plain(&self.endpoint);
                 reqwest::Client::builder()
                     .connect_timeout(Duration::from_secs(10))
                     .tls_built_in_root_certs(tls)
