@@ -494,8 +494,16 @@ pub async fn execute(
     Ok(stats)
 }
 
+/// The object a listed name addresses. Listings give names as the service stores them, and
+/// `Path::from` would percent-encode some characters (non-ASCII, `~`, `%`, `?`…), addressing
+/// another object: a source key `données/é.bin` would be read as `donn%C3%A9es/%C3%A9.bin`.
+fn listed(name: &str) -> Result<Path, ObjErr> {
+    Path::parse(name)
+        .map_err(|source| ObjErr::Store("name", object_store::Error::InvalidPath { source }))
+}
+
 async fn object(ctx: &Ctx, item: &Item) -> Result<(), ObjErr> {
-    let p = Path::from(item.path.as_str());
+    let p = listed(&item.path)?;
     match item.action {
         Action::Check => {
             let (a, b) = futures::try_join!(
@@ -1098,8 +1106,11 @@ async fn verify_parts(
 
 /// Copies a destination-only object into the quarantine prefix, then deletes it.
 async fn quarantine(ctx: &Ctx, item: &Item) -> Result<(), ObjErr> {
-    let p = Path::from(item.path.as_str());
-    let q = Path::from(format!(".shh-quarantine/{}/{}", ctx.opts.run_id, item.path));
+    let p = listed(&item.path)?;
+    let q = listed(&format!(
+        ".shh-quarantine/{}/{}",
+        ctx.opts.run_id, item.path
+    ))?;
     ctx.retry(|_| async {
         ctx.dst
             .store()

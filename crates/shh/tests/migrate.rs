@@ -270,18 +270,50 @@ fn a_target_that_checks_payload_hashes_is_not_read_back() {
     ));
     assert_eq!(v["summary"]["failed"], 0, "{v}");
 
-    // Below the multipart threshold the 9 MiB objects stream in signed chunks; one has a name
-    // that needs encoding, which must reach the key object_store reads back.
+    // Below the multipart threshold the 9 MiB objects stream in signed chunks. Some names need
+    // encoding in a URL, and some are ones `object_store` would percent-encode when made from a
+    // string (non-ASCII, `~ % ? [`): each must reach the destination under its own name, and
+    // come back from it under that name.
     let blobs = hub.join("store").join("blobs");
-    let odd = blobs.join("odd name +=,;.bin");
-    std::fs::copy(blobs.join("big-0.bin"), &odd).expect("copy");
+    let odd = [
+        blobs.join("odd name +=,;.bin"),
+        blobs.join("données é~%?[1].bin"),
+    ];
+    let small = blobs.join("petit é~%.bin");
+    for o in &odd {
+        std::fs::copy(blobs.join("big-0.bin"), o).expect("copy");
+    }
+    std::fs::write(&small, b"small").expect("write");
     let again = fresh(&s3s, "readback", None);
     let args = [
         "--json", "migrate", "run", "--to", &again, "--verify", "readback",
     ];
     let r = json(&shh(&hub, &args));
-    std::fs::remove_file(&odd).expect("remove");
-    assert_eq!(r["stats"]["chunk_signed"]["objects"], 2, "{r}");
+    let back = dir.path().join("back");
+    let from_s3 = json(&shh(
+        &hub,
+        &[
+            "--json",
+            "migrate",
+            "run",
+            "--from",
+            &again,
+            "--to",
+            &format!("file://{}", back.display()),
+        ],
+    ));
+    assert_eq!(
+        from_s3["stats"]["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{from_s3}"
+    );
+    for o in odd.iter().chain([&small]) {
+        let name = o.file_name().expect("name");
+        let came_back = std::fs::read(back.join("blobs").join(name)).expect("same name back");
+        assert!(came_back == std::fs::read(o).expect("source"), "{name:?}");
+        std::fs::remove_file(o).expect("remove");
+    }
+    assert_eq!(r["stats"]["chunk_signed"]["objects"], 3, "{r}");
     assert_eq!(
         r["stats"]["failures"].as_array().map(Vec::len),
         Some(0),
