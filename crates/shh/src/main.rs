@@ -30,8 +30,24 @@ struct Cli {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
+    /// Worker threads of the async runtime [default: one per core; `migrate` leaves one core
+    /// to the kernel's network stack and the rest of the machine].
+    #[arg(long, global = true, env = "SHH_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// The runtime's worker threads for `cli`. A migration's own work (two hashes, HTTP) is light
+/// beside what the kernel spends on its sockets: measured on 2 cores with both services local,
+/// a second worker cost 10 % more CPU and gained nothing (ARCHITECTURE.md, "Data flow of a migration").
+fn worker_threads(cli: &Cli) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    match (cli.threads, &cli.cmd) {
+        (Some(n), _) => usize::from(n),
+        (None, Cmd::Migrate(_)) => cores.saturating_sub(1).max(1),
+        (None, _) => cores,
+    }
 }
 
 #[derive(Subcommand)]
@@ -600,6 +616,7 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads(&cli))
         .enable_all()
         .build()
     {
