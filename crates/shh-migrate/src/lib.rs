@@ -29,7 +29,7 @@ pub use journal::Journal;
 pub use listing::{Entry, SortedListing};
 pub use plan::{Action, Item, PlanHeader, PlanReader, Summary, Tally};
 pub use probe::Capabilities;
-pub use transfer::{Options, RunStats, Side, VerifyMode, blake3_of};
+pub use transfer::{NAMES_KEPT, Options, RunStats, Side, VerifyMode, blake3_of};
 
 use std::path::PathBuf;
 

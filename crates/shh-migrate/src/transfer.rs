@@ -170,6 +170,12 @@ pub struct RunStats {
     pub quarantined: Tally,
     /// Destination-only objects left in place.
     pub dest_only_kept: Tally,
+    /// Listed empty, then not found at the source: folder markers (keys ending in `/`, which
+    /// list without the slash and cannot be addressed) or empty objects deleted since listing.
+    /// Nothing to copy either way.
+    pub empty_gone: Tally,
+    /// The first [`NAMES_KEPT`] of them.
+    pub empty_gone_names: Vec<String>,
     /// Objects whose bytes this run sent in chunk-signed requests, streamed from the source
     /// (whole, or part by part); the rest went in requests signed whole.
     pub chunk_signed: Tally,
@@ -521,16 +527,31 @@ async fn object(ctx: &Ctx, item: &Item) -> Result<(), ObjErr> {
             copy(ctx, item, &p, true).await?;
             ctx.stat(|s| s.replaced.add(item.size));
         }
-        Action::Copy => {
-            if copy(ctx, item, &p, false).await? {
-                ctx.stat(|s| s.already_there.add(item.size));
-            } else {
-                ctx.stat(|s| s.copied.add(item.size));
-            }
-        }
+        Action::Copy => match copy(ctx, item, &p, false).await {
+            Ok(true) => ctx.stat(|s| s.already_there.add(item.size)),
+            Ok(false) => ctx.stat(|s| s.copied.add(item.size)),
+            Err(e) if item.size == 0 && e.not_found() && gone(ctx, &p).await => ctx.stat(|s| {
+                s.empty_gone.add(0);
+                if s.empty_gone_names.len() < NAMES_KEPT {
+                    s.empty_gone_names.push(item.path.clone());
+                }
+            }),
+            Err(e) => return Err(e),
+        },
         Action::Same | Action::DestOnly => {}
     }
     Ok(())
+}
+
+/// Names of empty objects gone from the source kept in the run's report.
+pub const NAMES_KEPT: usize = 100;
+
+/// Whether the source says `p` does not exist (and not merely that a request failed).
+async fn gone(ctx: &Ctx, p: &Path) -> bool {
+    matches!(
+        ctx.src.store().head(p).await,
+        Err(object_store::Error::NotFound { .. })
+    )
 }
 
 /// Copies and verifies one object; true when it was already there (and verified).
@@ -1257,6 +1278,46 @@ mod tests {
                 .expect("b")
                 .as_ref(),
             b"theirs"
+        );
+    }
+
+    /// A folder marker (`dir/` on S3) lists as an empty `dir` that no request finds: counted
+    /// and named, not a failure. An object with bytes that vanished is still a failure.
+    #[tokio::test]
+    async fn empty_objects_gone_from_the_source_are_counted_not_failed() {
+        let (a, b) = (Arc::new(InMemory::new()), Arc::new(InMemory::new()));
+        a.put(&Path::from("dir/inside"), PutPayload::from_static(b"x"))
+            .await
+            .expect("put");
+        let dir = tempfile::tempdir().expect("tmp");
+        let journal = Arc::new(Journal::open(&dir.path().join("j")).expect("journal"));
+        let items = vec![
+            item("dir", Action::Copy, 0),
+            item("dir/inside", Action::Copy, 1),
+            item("vanished", Action::Copy, 7),
+        ];
+        let opts = Options {
+            max_attempts: 1,
+            ..Options::default()
+        };
+        let stats = execute(
+            items.into_iter(),
+            side(a),
+            side(b.clone()),
+            journal,
+            opts,
+            Arc::new(|_| {}),
+        )
+        .await
+        .expect("run");
+        assert_eq!(stats.empty_gone.objects, 1, "{stats:?}");
+        assert_eq!(stats.empty_gone_names, ["dir"], "{stats:?}");
+        assert_eq!(stats.copied.objects, 1, "{stats:?}");
+        let failed: Vec<&str> = stats.failures.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(failed, ["vanished"], "{stats:?}");
+        assert!(
+            b.head(&Path::from("dir")).await.is_err(),
+            "nothing written for the marker"
         );
     }
 

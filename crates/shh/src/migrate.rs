@@ -341,6 +341,14 @@ fn print_run(r: &RunReport) {
             human_bytes(s.chunk_signed.bytes)
         );
     }
+    if s.empty_gone.objects > 0 {
+        println!(
+            "  {} empty object(s) listed but not found at the source, nothing to copy: folder \
+             markers (keys ending in /) or deleted since listing; first: {}",
+            s.empty_gone.objects,
+            s.empty_gone_names.first().map_or("", String::as_str)
+        );
+    }
     if s.quarantined.objects > 0 || s.dest_only_kept.objects > 0 {
         println!(
             "  destination-only: {} quarantined and deleted, {} kept",
