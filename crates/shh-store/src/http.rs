@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Builds clients for plain-HTTP endpoints without loading trust roots; any option it does not
-/// carry over (a proxy, HTTP/2 tuning) sends it back to `object_store`'s own client.
+/// carry over (a proxy, HTTP/2 tuning) sends it back to `object_store`'s own client. Default
+/// headers are the one option `ClientOptions` does not let it read: shh sets none, and must
+/// not start to on a store this connector serves.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct PlainHttp;
 
