@@ -1187,6 +1187,26 @@ mod tests {
         })
     }
 
+    /// Runs `items` from `a` to `b` without progress output.
+    async fn run(
+        items: Vec<Result<Item>>,
+        a: Arc<InMemory>,
+        b: Arc<InMemory>,
+        journal: Arc<Journal>,
+        opts: Options,
+    ) -> RunStats {
+        execute(
+            items.into_iter(),
+            side(a),
+            side(b),
+            journal,
+            opts,
+            Arc::new(|_| {}),
+        )
+        .await
+        .expect("run")
+    }
+
     /// Small and part-by-part copies arrive intact; an object that appeared at the
     /// destination with other content is reported, never overwritten; a journalled upload's
     /// finished parts are not sent again.
@@ -1241,16 +1261,7 @@ mod tests {
             item("clash", Action::Copy, 6),
             item("small", Action::Copy, 5),
         ];
-        let stats = execute(
-            items.into_iter(),
-            side(a),
-            side(b.clone()),
-            journal,
-            opts,
-            Arc::new(|_| {}),
-        )
-        .await
-        .expect("run");
+        let stats = run(items, a, b.clone(), journal, opts).await;
         assert_eq!(stats.parts_resumed, 1, "{stats:?}");
         assert_eq!(stats.bytes_sent, big.len() as u64 - MIB + 5, "{stats:?}");
         assert_eq!(
@@ -1300,16 +1311,7 @@ mod tests {
             max_attempts: 1,
             ..Options::default()
         };
-        let stats = execute(
-            items.into_iter(),
-            side(a),
-            side(b.clone()),
-            journal,
-            opts,
-            Arc::new(|_| {}),
-        )
-        .await
-        .expect("run");
+        let stats = run(items, a, b.clone(), journal, opts).await;
         assert_eq!(stats.empty_gone.objects, 1, "{stats:?}");
         assert_eq!(stats.empty_gone_names, ["dir"], "{stats:?}");
         assert_eq!(stats.copied.objects, 1, "{stats:?}");
