@@ -6,7 +6,8 @@
 #                             back and compared elsewhere)
 #   rclone copy --checksum   (Debian's rclone; MD5 from the S3 ETag where the backend has one)
 # for file → S3 and Azurite → S3, on s3s-fs and on moto. Prints wall time, client CPU seconds per
-# GiB and peak RSS for both, and the ratios.
+# GiB and peak RSS for both, and the ratios; and the CPU seconds the servers spent during each
+# client's runs (they share the machine: on a small VM they, not the clients, can be the bound).
 #
 #   bench/migrate.sh                          # 2,000 small objects + 4 × 64 MiB
 #   SHH_BENCH_SMALL=500 SHH_BENCH_LARGE_MIB=16 bench/migrate.sh
@@ -51,9 +52,18 @@ BYTES=$(du -sb "$WORK/data" | cut -f1)
 OBJECTS=$(find "$WORK/data" -type f | wc -l)
 "$SHH" --hub "$WORK/hub" init --insecure-fast-kdf --allow "$SHH_TEST_S3_URL" --allow "$SHH_TEST_AZURE_URL" >/dev/null
 
-run() { # label command… → "wall cpu rss_kib"
+SERVERS=() # PIDs of the servers of the scenario running, whose CPU each run also reports
+ticks() { # CPU clock ticks used so far by the PIDs in SERVERS
+  local t=0 p
+  for p in "${SERVERS[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+run() { # command… → "wall cpu rss_kib servers_cpu"
+  local before after
+  before=$(ticks)
   /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1 || { echo "failed: $*" >&2; cat "$WORK/out.txt" >&2; exit 1; }
-  awk '{print $1, $2 + $3, $4}' "$WORK/time.txt"
+  after=$(ticks)
+  awk -v s="$(( after - before ))" -v hz="$(getconf CLK_TCK)" '{print $1, $2 + $3, $4, s / hz}' "$WORK/time.txt"
 }
 s3url() { echo "s3://shh-test/$1?endpoint=$MOTO&region=us-east-1"; }
 RCLONE_S3=":s3,provider=Other,env_auth=false,access_key_id=bench,secret_access_key=bench,endpoint='$MOTO':shh-test"
@@ -65,22 +75,22 @@ AZ="az://shh-test/bench-src?emulator=true"
 # Each scenario runs REPS times, shh and rclone alternating (each time to a fresh prefix), and
 # reports medians: on a shared 2-core VM one run can be off by 2x because of disk writeback.
 REPS=${SHH_BENCH_REPS:-3}
-report() { # scenario "shh results…" "rclone results…" (each result: wall cpu rss_kib)
+report() { # scenario "shh results…" "rclone results…" (each result: wall cpu rss_kib servers_cpu)
   python3 - "$1" "$2" "$3" "$BYTES" "$OBJECTS" <<'PY'
 import statistics, sys
 name, shh, rcl, b, n = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
 def runs(text):
     v = list(map(float, text.split()))
-    return [v[i:i + 3] for i in range(0, len(v), 3)]
+    return [v[i:i + 4] for i in range(0, len(v), 4)]
 def med(rs):
-    return [statistics.median(r[k] for r in rs) for k in range(3)]
+    return [statistics.median(r[k] for r in rs) for k in range(4)]
 gib = b / 2**30
-(sw, sc, sr), (rw, rc, rr) = med(runs(shh)), med(runs(rcl))
+(sw, sc, sr, ss), (rw, rc, rr, rs_) = med(runs(shh)), med(runs(rcl))
 walls = lambda rs: "/".join(f"{r[0]:.2f}" for r in rs)
 print(f"\n{name}: {n} objects, {b/2**20:.0f} MiB, median of {len(runs(shh))} alternating runs")
-print(f"  {'':8} {'wall s':>8} {'MiB/s':>8} {'CPU s/GiB':>10} {'peak RSS MiB':>13}   walls")
-for who, w, c, r, rs in (("shh", sw, sc, sr, runs(shh)), ("rclone", rw, rc, rr, runs(rcl))):
-    print(f"  {who:8} {w:8.2f} {b/2**20/w:8.1f} {c/gib:10.2f} {r/1024:13.0f}   {walls(rs)}")
+print(f"  {'':8} {'wall s':>8} {'MiB/s':>8} {'CPU s/GiB':>10} {'peak RSS MiB':>13} {'servers CPU s':>14}   walls")
+for who, w, c, r, sv, rs in (("shh", sw, sc, sr, ss, runs(shh)), ("rclone", rw, rc, rr, rs_, runs(rcl))):
+    print(f"  {who:8} {w:8.2f} {b/2**20/w:8.1f} {c/gib:10.2f} {r/1024:13.0f} {sv:14.2f}   {walls(rs)}")
 print(f"  throughput shh/rclone: {rw/sw:.2f}x   CPU per GiB shh/rclone: {sc/rc:.2f}x   RSS shh/rclone: {sr/rr:.2f}x")
 PY
 }
@@ -115,6 +125,7 @@ if [[ ,$ROUTES, == *,s3s,* ]]; then
   RCLONE_S3S=":s3,provider=Other,env_auth=false,access_key_id=$SHH_TEST_S3S_KEY,secret_access_key=$SHH_TEST_S3S_SECRET,endpoint='$S3S':shh-test"
   "$SHH" --hub "$WORK/hub2" init --insecure-fast-kdf --allow "s3://shh-test/x?endpoint=$S3S&region=us-east-1" --allow "$SHH_TEST_AZURE_URL" >/dev/null
   CLEAN=(bash -c "rm -rf $S3S_DIR/shh-test/@")
+  SERVERS=("$S3S_PID" "$(cat .cache/servers/azurite.pid)")
   scenario "file → S3 (s3s-fs)" "$WORK/hub2" "file://$WORK/data" \
     "s3://shh-test/shh-file-@?endpoint=$S3S&region=us-east-1" "$WORK/data" "$RCLONE_S3S/rclone-file-@"
   scenario "Azurite → S3 (s3s-fs)" "$WORK/hub2" "$AZ" \
@@ -128,6 +139,7 @@ fi
 # moto (Python) is slow enough to hide both clients' costs, and it checks neither signatures
 # nor payload hashes nor chunk signatures, so shh reads every object back there.
 if [[ ,$ROUTES, == *,moto,* ]]; then
+  SERVERS=("$(cat .cache/servers/moto.pid)" "$(cat .cache/servers/azurite.pid)")
   scenario "file → S3 (moto)" "$WORK/hub" "file://$WORK/data" "$(s3url shh-file-@)" \
     "$WORK/data" "$RCLONE_S3/rclone-file-@"
   scenario "Azurite → S3 (moto)" "$WORK/hub" "$AZ" "$(s3url shh-az-@)" \
