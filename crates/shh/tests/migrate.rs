@@ -1,7 +1,7 @@
 //! `shh migrate` against real servers on 127.0.0.1: file → S3 (moto), S3 → file, Azurite → S3,
 //! with the faults a real migration meets: `kill -9` half-way, a proxy that drops
 //! connections, a corrupted or truncated object at the destination, a destination the
-//! residency policy refuses.
+//! residency policy refuses, and the keys real buckets hold (non-ASCII names, folder markers).
 
 mod common;
 
@@ -942,4 +942,63 @@ fn objects_written_after_the_plan_are_compared_not_overwritten() {
     );
     assert_eq!(r["stats"]["chunk_signed"]["objects"], 0, "{r}");
     assert_eq!(r["stats"]["bytes_sent"], 0, "{r}");
+}
+
+/// A folder marker in an S3 source (an empty key ending in `/`, as cloud consoles make) lists
+/// without its slash and cannot be read: it is counted and named, the run does not fail, and
+/// the folder's objects arrive.
+#[test]
+fn folder_markers_in_an_s3_source_do_not_fail_the_run() {
+    let Some(s3) = server("SHH_TEST_S3_URL") else {
+        return;
+    };
+    let src = fresh(&s3, "markers", None);
+    let (bucket_prefix, _) = src
+        .trim_start_matches("s3://")
+        .split_once('?')
+        .expect("query");
+    let port = endpoint_port(&src);
+    raw_put(port, &format!("/{bucket_prefix}/folder/"), b"");
+    raw_put(
+        port,
+        &format!("/{bucket_prefix}/folder/inside.bin"),
+        b"inside",
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = dir.path().join("hub");
+    ok(&shh(&hub, &["init", "--insecure-fast-kdf", "--allow", &s3]));
+    let dst = dir.path().join("dst");
+    let to = format!("file://{}", dst.display());
+    let out = shh(
+        &hub,
+        &["--json", "migrate", "run", "--from", &src, "--to", &to],
+    );
+    let r = json(&out);
+    assert!(out.status.success(), "{r}");
+    assert_eq!(r["stats"]["empty_gone"]["objects"], 1, "{r}");
+    assert_eq!(r["stats"]["empty_gone_names"][0], "folder", "{r}");
+    assert_eq!(r["stats"]["copied"]["objects"], 1, "{r}");
+    assert_eq!(
+        std::fs::read(dst.join("folder").join("inside.bin")).expect("inside"),
+        b"inside"
+    );
+}
+
+/// An unsigned PUT straight to the S3 test server (moto accepts them), for keys `object_store`
+/// cannot write.
+fn raw_put(port: u16, path: &str, body: &[u8]) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .expect("write");
+    s.write_all(body).expect("body");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("response");
+    assert!(resp.contains(" 200 "), "PUT {path}: {resp}");
 }
