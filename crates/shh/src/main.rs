@@ -30,8 +30,8 @@ struct Cli {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
-    /// Worker threads of the async runtime [default: one per core; `migrate` leaves one core
-    /// to the kernel's network stack and the rest of the machine].
+    /// Worker threads of the async runtime [default: one per core; `migrate run` and `sync`
+    /// leave one core to the kernel's network stack and the rest of the machine].
     #[arg(long, global = true, env = "SHH_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     #[command(subcommand)]
@@ -45,7 +45,11 @@ fn worker_threads(cli: &Cli) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     match (cli.threads, &cli.cmd) {
         (Some(n), _) => usize::from(n),
-        (None, Cmd::Migrate(_)) => cores.saturating_sub(1).max(1),
+        // Not `verify`, `compare` or `cutover`: they decrypt and hash on these threads.
+        (
+            None,
+            Cmd::Migrate(migrate::MigrateCmd::Run { .. } | migrate::MigrateCmd::Sync { .. }),
+        ) => cores.saturating_sub(1).max(1),
         (None, _) => cores,
     }
 }
