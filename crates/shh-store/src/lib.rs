@@ -6,9 +6,11 @@
 //! [`open_store`] checks the URL against the hub's [`ResidencyPolicy`] *before* any client is
 //! built, so a store outside the allowlist never receives a byte, not even a request.
 //!
-//! The stores are `object_store` backends; this crate adds nothing to their data path. Client-side
-//! encryption wraps them in `shh-crypt`. The [`conformance`] suite is what every backend and
-//! every wrapper must pass.
+//! The stores are `object_store` backends. This crate adds what `object_store` lacks: durable
+//! local writes ([`DurableLocal`]), dual writes ([`MirrorStore`]), S3 uploads streamed in signed
+//! chunks ([`S3Raw`]), and HTTP clients that load no trust roots for plain-HTTP endpoints.
+//! Client-side encryption wraps the stores in `shh-crypt`. The `conformance` suite (feature
+//! `conformance`) is what every backend and every wrapper must pass.
 
 #![forbid(unsafe_code)]
 
