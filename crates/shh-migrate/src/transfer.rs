@@ -1323,6 +1323,20 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any name a listing can give (segments of any printable characters, `é ~ % ? [`
+        /// included) addresses itself, so reads and writes go to the object that was listed.
+        #[test]
+        fn listed_names_address_themselves(
+            segments in proptest::collection::vec("[^/\\p{Cc}]{1,12}", 1..5)
+        ) {
+            let name = segments.join("/");
+            proptest::prop_assume!(segments.iter().all(|s| s != "." && s != ".."));
+            let p = listed(&name).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            proptest::prop_assert_eq!(p.as_ref(), name.as_str());
+        }
+    }
+
     #[test]
     fn part_ranges_cover_the_object_exactly() {
         let size = 10 * MIB + 3;
