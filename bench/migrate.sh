@@ -72,9 +72,10 @@ RCLONE_S3=":s3,provider=Other,env_auth=false,access_key_id=bench,secret_access_k
 AZ="az://shh-test/bench-src?emulator=true"
 "$SHH" --hub "$WORK/hub" migrate run --from "file://$WORK/data" --to "$AZ" >/dev/null
 
-# Each scenario runs REPS times, shh and rclone alternating (each time to a fresh prefix), and
-# reports medians: on a shared 2-core VM one run can be off by 2x because of disk writeback.
-REPS=${SHH_BENCH_REPS:-3}
+# Each scenario runs REPS times (5; 9 gives steadier medians), shh and rclone alternating (each
+# time to a fresh prefix), and reports medians: on a shared 2-core VM single runs move by 5-10 %
+# and the VM's speed drifts over minutes, which only the alternation cancels.
+REPS=${SHH_BENCH_REPS:-5}
 report() { # scenario "shh results…" "rclone results…" (each result: wall cpu rss_kib servers_cpu)
   python3 - "$1" "$2" "$3" "$BYTES" "$OBJECTS" <<'PY'
 import statistics, sys
