@@ -19,7 +19,7 @@ python3 -c "import duckdb" 2>/dev/null \
   || pip install --quiet duckdb 2>/dev/null \
   || pip install --quiet --break-system-packages duckdb
 cargo build --release -q -p shh
-SHH=$PWD/target/release/shh
+SHH=${CARGO_TARGET_DIR:-$PWD/target}/release/shh
 export SHH_PASSPHRASE=bench SHH_ACTOR=bench
 
 # About 11 outpatient claims per patient and year.

@@ -14,7 +14,7 @@ WORK=${SHH_BENCH_DIR:-$(mktemp -d "$BASE/shh-bench-plan.XXXXXX")}
 mkdir -p "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 cargo build --release -q -p shh
-SHH=$PWD/target/release/shh
+SHH=${CARGO_TARGET_DIR:-$PWD/target}/release/shh
 export SHH_PASSPHRASE=bench SHH_ACTOR=bench
 
 python3 - "$WORK" "$N" <<'PY'
