@@ -101,8 +101,14 @@ CLEAN=() # run after each copy is measured, with @ for its prefix (keeps memory 
 scenario() { # name shh_hub shh_from shh_to_base rclone_from rclone_to_base
   local name=$1 hub=$2 from=$3 to=$4 rfrom=$5 rto=$6 shh_r="" rcl_r="" i
   for i in $(seq 1 "$REPS"); do
-    shh_r="$shh_r $(run "$SHH" --hub "$hub" migrate run --from "$from" --to "${to/@/$i}")"
-    rcl_r="$rcl_r $(run env -u AWS_CA_BUNDLE rclone copy --checksum "$rfrom" "${rto/@/$i}")"
+    # Who goes first alternates too, so neither always meets the servers as the other left them.
+    if (( i % 2 )); then
+      shh_r="$shh_r $(run "$SHH" --hub "$hub" migrate run --from "$from" --to "${to/@/$i}")"
+      rcl_r="$rcl_r $(run env -u AWS_CA_BUNDLE rclone copy --checksum "$rfrom" "${rto/@/$i}")"
+    else
+      rcl_r="$rcl_r $(run env -u AWS_CA_BUNDLE rclone copy --checksum "$rfrom" "${rto/@/$i}")"
+      shh_r="$shh_r $(run "$SHH" --hub "$hub" migrate run --from "$from" --to "${to/@/$i}")"
+    fi
     if [ ${#CLEAN[@]} -gt 0 ]; then "${CLEAN[@]/@/*-$i}" 2>/dev/null || true; fi
   done
   report "$name" "$shh_r" "$rcl_r"
