@@ -238,18 +238,16 @@ fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
         StoreKind::Azure => {
             let mut b =
                 object_store::azure::MicrosoftAzureBuilder::new().with_container_name(url.bucket());
-            // Azurite is reached over plain HTTP unless its URL says otherwise.
-            let plain = if url.is_emulator() {
+            // The endpoint the residency check judged (for Azurite, the emulator's address).
+            let dest = url.destination();
+            if url.is_emulator() {
                 b = b.with_use_emulator(true);
-                env("AZURITE_BLOB_STORAGE_URL").is_none_or(|u| http::is_plain(&u))
             } else {
-                let dest = url.destination();
                 b = b
                     .with_endpoint(dest.endpoint.clone())
                     .with_allow_http(http::is_plain(&dest.endpoint));
-                http::is_plain(&dest.endpoint)
-            };
-            if plain {
+            }
+            if http::is_plain(&dest.endpoint) {
                 b = b.with_http_connector(http::PlainHttp);
             }
             if let Some(account) = url
