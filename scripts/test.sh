@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export SHH_REQUIRE_SERVERS=1   # a missing server fails the run; it is never silently skipped
-export SHH_TEST_DATA="${SHH_TEST_DATA:-$(cd .. && pwd)/shared/data}"
 
 step() { printf '\n==> %s\n' "$*"; }
 

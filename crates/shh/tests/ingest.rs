@@ -21,7 +21,7 @@ fn init(dir: &Path) -> PathBuf {
 fn shared() -> PathBuf {
     std::env::var_os("SHH_TEST_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata"))
 }
 
 fn synth(dir: &Path, patients: u64) -> PathBuf {
