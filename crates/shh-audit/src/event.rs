@@ -217,6 +217,32 @@ impl Draft {
         self
     }
 
+    /// Passes every string the draft carries (targets, detail values at any depth, the
+    /// outcome's reason) through `f`: the hub's last net, which redacts any direct identifier
+    /// before an event is signed into the log.
+    pub fn map_strings(mut self, f: &dyn Fn(&mut String)) -> Self {
+        fn value(v: &mut Value, f: &dyn Fn(&mut String)) {
+            match v {
+                Value::String(s) => f(s),
+                Value::Array(a) => a.iter_mut().for_each(|v| value(v, f)),
+                Value::Object(o) => o.values_mut().for_each(|v| value(v, f)),
+                _ => {}
+            }
+        }
+        let t = &mut self.targets;
+        for s in [&mut t.dataset, &mut t.project, &mut t.permit, &mut t.object]
+            .into_iter()
+            .flatten()
+        {
+            f(s);
+        }
+        self.details.values_mut().for_each(|v| value(v, f));
+        if let Outcome::Refused { reason } | Outcome::Failed { reason } = &mut self.outcome {
+            f(reason);
+        }
+        self
+    }
+
     /// Refuses what could not be stored canonically (floats in details).
     pub fn check(&self) -> Result<(), EventError> {
         no_floats(&self.details)

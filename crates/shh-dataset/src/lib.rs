@@ -35,10 +35,9 @@ pub type HubStore = EncryptedStore<Arc<dyn ObjectStore>>;
 /// Dataset errors.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    /// The dataset name is not allowed.
-    #[error(
-        "invalid dataset name {0:?}: use letters, digits, '_', '-' and '.', at most 128 characters, not starting with '.' or '-'"
-    )]
+    /// The dataset name is not allowed. The message never repeats the name: a refused name may
+    /// be the very identifier the guard stopped.
+    #[error("invalid dataset name: {0}")]
     InvalidName(String),
     /// The store failed (including integrity errors, which name the object).
     #[error("{0}")]
@@ -86,17 +85,64 @@ pub enum DatasetError {
     },
 }
 
-/// Checks a dataset name (it becomes part of store paths).
+/// Checks a dataset name. It becomes part of every object path, which the storage provider
+/// reads in clear, so besides its characters the guard checks it holds no direct identifier.
 pub fn validate_name(name: &str) -> Result<(), DatasetError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with(['.', '-'])
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(DatasetError::InvalidName(name.to_owned()))
+    const RULE: &str = "use letters, digits, '_', '-' and '.', at most 128 characters, not \
+                        starting with '.' or '-'";
+    let bad = |why: String| Err(DatasetError::InvalidName(why));
+    if name.is_empty() {
+        return bad(format!("it is empty; {RULE}"));
+    }
+    if name.len() > 128 {
+        return bad(format!("it has {} bytes; {RULE}", name.len()));
+    }
+    if name.starts_with(['.', '-']) {
+        return bad(format!("it starts with '.' or '-'; {RULE}"));
+    }
+    if let Some((i, _)) = name
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        let at = name[..i].chars().count() + 1;
+        return bad(format!("character {at} is not allowed; {RULE}"));
+    }
+    if let Some(h) = shh_pseudo::guard::scan(name, shh_pseudo::guard::Look::ALL) {
+        return bad(format!(
+            "it holds {}, and names are stored in clear; choose another",
+            h.found.describe()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_without_being_repeated() {
+        assert!(validate_name("ER_PRS_F").is_ok());
+        assert!(validate_name("claims-2024.v2").is_ok());
+        for bad in [
+            "185057800608491",
+            "x.1-85-05-78-006-084-91",
+            "patient_185057800608491",
+            "jean.dupont@example.fr".replace('@', "_at_").as_str(),
+            "185057800608491!",
+            "",
+            ".hidden",
+            "a/b",
+        ] {
+            match validate_name(bad) {
+                Err(e) => {
+                    let m = e.to_string();
+                    assert!(bad.is_empty() || !m.contains(bad), "{m}");
+                    assert!(!m.contains("185057800608491"), "{m}");
+                }
+                Ok(()) if bad.contains("_at_") => {} // not an address without its at-sign
+                Ok(()) => panic!("{bad:?} accepted"),
+            }
+        }
     }
 }

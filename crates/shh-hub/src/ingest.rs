@@ -43,6 +43,10 @@ pub struct IngestRequest {
     /// Report schema violations instead of failing (values kept without the broken
     /// constraint, or null when they do not have the type); the NIR guard still fails.
     pub lenient: bool,
+    /// Write the version even if no row is left to store (a header-only file, every row
+    /// rejected or opted out). Without it such an ingest fails: an empty version would
+    /// silently replace the current one.
+    pub allow_empty: bool,
 }
 
 /// What an ingest did.
@@ -117,14 +121,18 @@ impl Hub {
         req: &IngestRequest,
         progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<IngestReport> {
-        shh_dataset::validate_name(&req.dataset)?;
         self.ensure_writable()?;
-        let result = self.ingest_inner(req, progress).await;
+        let result = match check_names(req) {
+            Ok(()) => self.ingest_inner(req, progress).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result {
             let mut ev = Draft::new("dataset.ingest")
-                .dataset(req.dataset.clone())
                 .detail("files", file_names(req))
                 .failed(e.to_string());
+            if shh_dataset::validate_name(&req.dataset).is_ok() {
+                ev = ev.dataset(req.dataset.clone());
+            }
             if let Some(s) = &req.schema {
                 ev = ev.detail("schema", s.display().to_string());
             }
@@ -230,6 +238,13 @@ impl Hub {
             });
         }
         let identifiers: Vec<String> = plan.identifiers().iter().map(|s| s.to_string()).collect();
+        // Columns whose guard the operator waived: said in the manifest and the audit event.
+        let waived: Vec<serde_json::Value> = plan
+            .columns
+            .iter()
+            .filter(|c| !c.rule.waived().is_empty())
+            .map(|c| serde_json::json!({"column": c.name, "waived": c.rule.waived()}))
+            .collect();
         let dropped: Vec<(String, String)> = plan
             .dropped
             .iter()
@@ -259,6 +274,7 @@ impl Hub {
         let opts = PipelineOptions {
             max_errors: req.max_errors,
             strict_fk: req.strict_fk,
+            allow_empty: req.allow_empty,
             ..Default::default()
         };
         let rejects_path = req.rejects.clone();
@@ -366,6 +382,12 @@ impl Hub {
             "risk".to_owned(),
             serde_json::to_value(&stats.risk).unwrap_or_default(),
         );
+        if !waived.is_empty() {
+            params.insert("guard_waived".to_owned(), serde_json::json!(waived));
+        }
+        for v in params.values_mut() {
+            crate::guard::redact_json(v);
+        }
         writer.set_params(params);
         let fk_violations: u64 = stats.foreign_keys.iter().map(|f| f.violations).sum();
         let event = Draft::new("dataset.ingest")
@@ -389,6 +411,11 @@ impl Hub {
             )
             .detail("pseudonym_key_version", u64::from(key_version))
             .detail("unique_records", stats.risk.unique_records);
+        let event = if waived.is_empty() {
+            event
+        } else {
+            event.detail("guard_waived", waived)
+        };
         let v = self.commit_version_as(writer, event).await?;
         Ok(IngestReport {
             reference: crate::ops::short_ref(&req.dataset, &v.id),
@@ -434,6 +461,25 @@ impl Hub {
         .await?;
         Ok(Some(Arc::new(set)))
     }
+}
+
+/// The doors of an ingest: the dataset name becomes object paths; the files, schema and
+/// policy paths go into the manifest and the audit event; the rejects path into messages.
+fn check_names(req: &IngestRequest) -> Result<()> {
+    shh_dataset::validate_name(&req.dataset)?;
+    for (i, f) in req.files.iter().enumerate() {
+        crate::guard::check_path(&format!("the path of input file #{}", i + 1), f)?;
+    }
+    for (what, p) in [
+        ("the table schema's path", &req.schema),
+        ("the column policy's path", &req.policy),
+        ("the rejects file's path", &req.rejects),
+    ] {
+        if let Some(p) = p {
+            crate::guard::check_path(what, p)?;
+        }
+    }
+    Ok(())
 }
 
 fn file_names(req: &IngestRequest) -> Vec<String> {

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod config;
 pub mod demo;
+mod guard;
 pub mod ingest;
 mod lock;
 pub mod migrate;
@@ -88,6 +89,17 @@ pub enum HubError {
         path: PathBuf,
         /// The error.
         source: std::io::Error,
+    },
+    /// A name or path that would be stored or shown holds a direct identifier.
+    #[error(
+        "{what} holds {}: refused, because the hub would store or show it in clear; rename it",
+        found.describe()
+    )]
+    Identifier {
+        /// Which name (never the name itself).
+        what: String,
+        /// What the guard found.
+        found: shh_pseudo::guard::Found,
     },
 }
 

@@ -6,7 +6,7 @@
 //! `--max-errors`) leaves no trace in the batch. Error messages name the file, line and field
 //! but never echo the value of an identifier column.
 
-use crate::plan::{Column, DateFormat, Kind, Plan};
+use crate::plan::{Column, DateFormat, KeyCol, Kind, Plan};
 use crate::policy::Class;
 use crate::{CellError, FkSet};
 use arrow::array::{
@@ -16,6 +16,7 @@ use arrow::array::{
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use shh_pseudo::generalize::Generalized;
+use shh_pseudo::guard::{self, Found};
 use shh_pseudo::{Pseudonymizer, RiskAccumulator};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -203,10 +204,57 @@ impl Builder {
 }
 
 const EPOCH_DAYS_CE: i32 = 719_163;
-/// How the leak guard's refusal starts: it is never relaxed, even when lenient.
-const NIR_GUARD: &str = "holds a value that looks like a French NIR";
 
-fn days(d: NaiveDate) -> i32 {
+/// Why a cell was refused. `guard` faults (a direct identifier in a kept value) are never
+/// relaxed, not even by `--lenient`.
+struct Fault {
+    reason: String,
+    guard: bool,
+}
+
+impl From<String> for Fault {
+    fn from(reason: String) -> Self {
+        Fault {
+            reason,
+            guard: false,
+        }
+    }
+}
+
+impl From<&str> for Fault {
+    fn from(reason: &str) -> Self {
+        Fault::from(reason.to_owned())
+    }
+}
+
+/// What the leak guard says of a kept value: which identifier, and what the operator can do.
+/// Never the value.
+pub fn guard_reason(found: Found) -> String {
+    let what = found.describe();
+    match found {
+        Found::Nir => format!(
+            "holds {what} but the column is not declared `identifier` in the policy; declare it \
+             `identifier` (pseudonymized) or `direct` (dropped)"
+        ),
+        Found::Email | Found::Phone => format!(
+            "holds {what} but the column is not declared `identifier` or `direct` in the policy; \
+             declare it so, or set `allow_contact_like = true` if these are not a patient's"
+        ),
+    }
+}
+
+/// A cell's bytes as text, or why not: invalid UTF-8 and NUL characters are refused in every
+/// format, in every column (NUL is never text in health data: it is a binary or UTF-16 file
+/// read as text, and most tools downstream cut the value at it).
+fn text_of(bytes: &[u8]) -> Result<&str, &'static str> {
+    let t = std::str::from_utf8(bytes).map_err(|_| "is not valid UTF-8")?;
+    if bytes.contains(&0) {
+        return Err("holds a NUL character");
+    }
+    Ok(t)
+}
+
+pub(crate) fn days(d: NaiveDate) -> i32 {
     use chrono::Datelike;
     d.num_days_from_ce() - EPOCH_DAYS_CE
 }
@@ -276,7 +324,7 @@ fn partial_ok(s: &str, p: &str) -> bool {
     chrono::format::parse(&mut parsed, s, chrono::format::StrftimeItems::new(p)).is_ok()
 }
 
-fn parse_year_month(s: &str) -> Option<(i32, u32)> {
+pub(crate) fn parse_year_month(s: &str) -> Option<(i32, u32)> {
     let (y, m) = match s.split_once('-') {
         Some((y, m)) => (y, m),
         None if s.len() == 6 && s.is_char_boundary(4) => (&s[..4], &s[4..]),
@@ -287,25 +335,9 @@ fn parse_year_month(s: &str) -> Option<(i32, u32)> {
     ((1..=12).contains(&m) && y.to_string().len() <= 4).then_some((y, m))
 }
 
-fn json_number(v: &Option<serde_json::Value>) -> Option<f64> {
-    match v {
-        Some(serde_json::Value::Number(n)) => n.as_f64(),
-        Some(serde_json::Value::String(s)) => s.parse().ok(),
-        _ => None,
-    }
-}
-
 impl Converter {
-    fn quote(&self, c: &Column, s: &str) -> String {
-        if c.rule.class == Class::Identifier {
-            format!("a value of {} characters", s.chars().count())
-        } else {
-            let short: String = s.chars().take(40).collect();
-            format!("{short:?}")
-        }
-    }
-
-    /// Parses and checks one cell; returns its output value.
+    /// Parses and checks one cell; returns its output value. Messages say what is wrong with
+    /// the value, never what it is.
     #[allow(clippy::too_many_arguments)]
     fn cell(
         &self,
@@ -316,12 +348,20 @@ impl Converter {
         scratch: &mut String,
         norm: &mut Vec<u8>,
         strict: bool,
-    ) -> Result<Out, String> {
+    ) -> Result<Out, Fault> {
         if null || self.plan.is_missing(text) {
             if c.required && strict {
                 return Err("a value is required".into());
             }
             return Ok(Out::Null);
+        }
+        if c.look.any()
+            && let Some(hit) = guard::scan(text, c.look)
+        {
+            return Err(Fault {
+                reason: guard_reason(hit.found),
+                guard: true,
+            });
         }
         let cons = &c.field.constraints;
         if strict && (cons.min_length.is_some() || cons.max_length.is_some()) {
@@ -329,63 +369,81 @@ impl Converter {
             if let Some(m) = cons.min_length
                 && n < m
             {
-                return Err(format!(
-                    "{} is shorter than minLength {m}",
-                    self.quote(c, text)
-                ));
+                return Err(format!("is shorter than minLength {m} ({n} characters)").into());
             }
             if let Some(m) = cons.max_length
                 && n > m
             {
-                return Err(format!(
-                    "{} is longer than maxLength {m}",
-                    self.quote(c, text)
-                ));
+                return Err(format!("is longer than maxLength {m} ({n} characters)").into());
             }
         }
         if let Some(p) = &c.pattern
             && strict
             && !p.is_match(text)
         {
-            return Err(format!(
-                "{} does not match the pattern",
-                self.quote(c, text)
-            ));
+            return Err("does not match the pattern".into());
         }
         if let Some(a) = &c.allowed
             && strict
             && !a.contains(text)
         {
-            return Err(format!(
-                "{} is not one of the allowed values",
-                self.quote(c, text)
-            ));
+            return Err("is not one of the allowed values".into());
         }
-        if c.guard && text.len() >= 15 && shh_pseudo::nir::is_nir(text) {
-            return Err(format!(
-                "{NIR_GUARD} (social-security number) but the column is not declared `identifier` in the policy; declare it `identifier` (pseudonymized) or `direct` (dropped)"
-            ));
-        }
-        let bad_type = |what: &str| format!("{} is not a valid {what}", self.quote(c, text));
-        let range = |v: f64| -> Result<(), String> {
+        let bad_type = |what: &str| Fault::from(format!("is not a valid {what}"));
+        let range = |v: f64| -> Result<(), Fault> {
             if !strict {
                 return Ok(());
             }
-            if let Some(m) = json_number(&cons.minimum)
-                && v < m
+            let field = |b: &str| match b {
+                "min" if cons.exclusive_minimum.is_some() => "exclusiveMinimum",
+                "min" => "minimum",
+                _ if cons.exclusive_maximum.is_some() => "exclusiveMaximum",
+                _ => "maximum",
+            };
+            let shown = |b: &Option<serde_json::Value>, e: &Option<serde_json::Value>| match b
+                .as_ref()
+                .or(e.as_ref())
             {
-                return Err(format!("{} is below the minimum {m}", self.quote(c, text)));
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            };
+            if let Some(b) = c.min
+                && (v < b.value || (b.exclusive && v == b.value))
+            {
+                return Err(format!(
+                    "is below the {} {}",
+                    field("min"),
+                    shown(&cons.minimum, &cons.exclusive_minimum)
+                )
+                .into());
             }
-            if let Some(m) = json_number(&cons.maximum)
-                && v > m
+            if let Some(b) = c.max
+                && (v > b.value || (b.exclusive && v == b.value))
             {
-                return Err(format!("{} is above the maximum {m}", self.quote(c, text)));
+                return Err(format!(
+                    "is above the {} {}",
+                    field("max"),
+                    shown(&cons.maximum, &cons.exclusive_maximum)
+                )
+                .into());
             }
             Ok(())
         };
         // The typed value, before the policy's transformation.
         let typed = match &c.kind {
             Kind::String | Kind::Other | Kind::Time => Out::Raw(start, start + text.len()),
+            Kind::Ucum => {
+                if !crate::ucum::is_ucum(text) {
+                    return Err(Fault {
+                        reason: "is not a UCUM unit code (the column keeps units, never free \
+                                 text)"
+                            .into(),
+                        guard: true,
+                    });
+                }
+                Out::Raw(start, start + text.len())
+            }
             Kind::Integer => {
                 let v: i64 = text
                     .strip_prefix('+')
@@ -404,10 +462,7 @@ impl Converter {
                     && let Some((_, frac)) = text.split_once('.')
                     && frac.len() > d as usize
                 {
-                    return Err(format!(
-                        "{} has more than {d} decimals",
-                        self.quote(c, text)
-                    ));
+                    return Err(format!("has more than {d} decimals").into());
                 }
                 Out::F64(v)
             }
@@ -427,12 +482,18 @@ impl Converter {
                 }
                 Out::Raw(start, start + text.len())
             }
-            Kind::Date(f) => Out::Date(days(parse_date(text, f).ok_or_else(|| bad_type("date"))?)),
-            Kind::DateTime(f) => Out::Ts(
-                parse_datetime(text, f)
+            Kind::Date(f) => {
+                let d = days(parse_date(text, f).ok_or_else(|| bad_type("date"))?);
+                range(f64::from(d))?;
+                Out::Date(d)
+            }
+            Kind::DateTime(f) => {
+                let t = parse_datetime(text, f)
                     .ok_or_else(|| bad_type("datetime"))?
-                    .timestamp_micros(),
-            ),
+                    .timestamp_micros();
+                range(t as f64)?;
+                Out::Ts(t)
+            }
             Kind::Year => {
                 let v: i32 = text.parse().map_err(|_| bad_type("year"))?;
                 range(f64::from(v))?;
@@ -440,6 +501,7 @@ impl Converter {
             }
             Kind::YearMonth => {
                 let (y, m) = parse_year_month(text).ok_or_else(|| bad_type("year-month"))?;
+                range(f64::from(y) * 12.0 + f64::from(m) - 1.0)?;
                 let s = scratch.len();
                 use std::fmt::Write;
                 let _ = write!(scratch, "{y:04}-{m:02}");
@@ -469,7 +531,7 @@ impl Converter {
                     (_, Out::I32(v)) => g.int(i64::from(*v)),
                     _ => g.text(text),
                 }
-                .map_err(|e| format!("cannot generalize {}: {e}", self.quote(c, text)))?;
+                .map_err(|e| Fault::from(format!("cannot be generalized: {e}")))?;
                 Ok(match r {
                     Generalized::Int(v) => Out::I64(v),
                     Generalized::Text(t) => {
@@ -485,72 +547,97 @@ impl Converter {
 
     /// Converts a chunk. `Err` is the first bad cell when rows may not be rejected.
     pub fn convert(&self, chunk: &RawChunk) -> Result<Converted, CellError> {
-        let ncols = self.plan.columns.len();
+        let plan = &self.plan;
+        let ncols = plan.columns.len();
+        let ncells = plan.cells();
         let rows = chunk.rows();
-        let mut builders: Vec<Builder> = self
-            .plan
+        let mut builders: Vec<Builder> = plan
             .columns
             .iter()
             .map(|c| Builder::new(&c.out, rows))
+            .collect();
+        let mut hidden: Vec<StringBuilder> = plan
+            .hidden
+            .iter()
+            .map(|_| StringBuilder::with_capacity(rows, rows * 32))
             .collect();
         let mut lines = Vec::with_capacity(rows);
         let mut rejects = Vec::new();
         let mut violations = Vec::new();
         let mut opted_out = 0;
-        let qnames = self
-            .plan
+        let qnames = plan
             .quasi
             .iter()
-            .map(|&i| self.plan.columns[i].name.clone())
+            .map(|&i| plan.columns[i].name.clone())
             .collect();
         let mut risk = RiskAccumulator::new(qnames);
         let mut outs: Vec<Out> = Vec::with_capacity(ncols);
         let mut scratch = String::new();
         let mut norm = Vec::new();
-        let mut risk_vals: Vec<Option<String>> = Vec::with_capacity(self.plan.quasi.len());
-        let data = match std::str::from_utf8(&chunk.data) {
-            Ok(d) => d,
-            Err(e) => return self.convert_invalid_utf8(chunk, e.valid_up_to()),
-        };
+        let mut risk_vals: Vec<Option<String>> = Vec::with_capacity(plan.quasi.len());
+        // The whole chunk is checked at once; only a chunk with a bad byte somewhere (or a
+        // cell boundary inside a character) is looked at cell by cell.
+        let whole = std::str::from_utf8(&chunk.data).ok().filter(|d| {
+            !chunk.data.contains(&0) && chunk.ends.iter().all(|&e| d.is_char_boundary(e as usize))
+        });
         let ident_cols: Vec<usize> = (0..ncols)
-            .filter(|&i| self.plan.columns[i].rule.class == Class::Identifier)
+            .filter(|&i| plan.columns[i].rule.class == Class::Identifier)
             .collect();
+        // Builders append from one text: the chunk's (or, cell by cell, a copy of the row's).
+        let mut row_text = String::new();
         'rows: for r in 0..rows {
             outs.clear();
             scratch.clear();
+            row_text.clear();
             let line = chunk.lines[r];
-            let mut start = if r == 0 {
+            let row_start = if r == 0 {
                 0
             } else {
-                chunk.ends[r * ncols - 1] as usize
+                chunk.ends[r * ncells - 1] as usize
             };
-            for (ci, c) in self.plan.columns.iter().enumerate() {
-                let end = chunk.ends[r * ncols + ci] as usize;
-                let text = &data[start..end];
-                let null = chunk.nulls[r * ncols + ci];
-                let mut result = self.cell(c, text, start, null, &mut scratch, &mut norm, true);
+            let reject = |field: &str, reason: String| CellError {
+                file: chunk.file.to_string(),
+                line,
+                field: field.to_owned(),
+                reason,
+            };
+            let mut start = row_start;
+            for (ci, c) in plan.columns.iter().enumerate() {
+                let end = chunk.ends[r * ncells + ci] as usize;
+                let null = chunk.nulls[r * ncells + ci];
+                let (text, at) = match whole {
+                    Some(d) => (Ok(&d[start..end]), start),
+                    None => match text_of(&chunk.data[start..end]) {
+                        Ok(t) => {
+                            let at = row_text.len();
+                            row_text.push_str(t);
+                            (Ok(&row_text[at..]), at)
+                        }
+                        Err(e) => (Err(e), 0),
+                    },
+                };
+                let mut result = match text {
+                    Ok(t) => self.cell(c, t, at, null, &mut scratch, &mut norm, true),
+                    Err(e) => Err(Fault::from(e)),
+                };
                 if self.lenient
-                    && let Err(reason) = &result
-                    && !reason.starts_with(NIR_GUARD)
+                    && let Err(f) = &result
+                    && !f.guard
+                    && let Ok(t) = text
                 {
                     // Report the violation; keep the typed value without constraints, or null
                     // if it does not even have the type.
-                    violations.push((ci, line, reason.clone()));
-                    result = match self.cell(c, text, start, null, &mut scratch, &mut norm, false) {
-                        Err(r) if r.starts_with(NIR_GUARD) => Err(r),
+                    violations.push((ci, line, f.reason.clone()));
+                    result = match self.cell(c, t, at, null, &mut scratch, &mut norm, false) {
+                        Err(f) if f.guard => Err(f),
                         Err(_) => Ok(Out::Null),
                         ok => ok,
                     };
                 }
                 match result {
                     Ok(o) => outs.push(o),
-                    Err(reason) => {
-                        let e = CellError {
-                            file: chunk.file.to_string(),
-                            line,
-                            field: c.name.clone(),
-                            reason,
-                        };
+                    Err(f) => {
+                        let e = reject(&c.name, f.reason);
                         if self.reject_rows {
                             rejects.push(e.into());
                             continue 'rows;
@@ -558,6 +645,12 @@ impl Converter {
                         return Err(e);
                     }
                 }
+                start = end;
+            }
+            for (h, b) in hidden.iter_mut().enumerate() {
+                let end = chunk.ends[r * ncells + ncols + h] as usize;
+                // Readers put a hash here, never a value: hex, always text.
+                b.append_value(std::str::from_utf8(&chunk.data[start..end]).unwrap_or_default());
                 start = end;
             }
             if !self.optout.is_empty()
@@ -569,10 +662,10 @@ impl Converter {
                 opted_out += 1;
                 continue;
             }
-            let d = data;
-            if !self.plan.quasi.is_empty() {
+            let d = whole.unwrap_or(&row_text);
+            if !plan.quasi.is_empty() {
                 risk_vals.clear();
-                for &qi in &self.plan.quasi {
+                for &qi in &plan.quasi {
                     risk_vals.push(match &outs[qi] {
                         Out::Null => None,
                         Out::Raw(s, e) => Some(d[*s..*e].to_owned()),
@@ -594,36 +687,39 @@ impl Converter {
             lines.push(line);
         }
         let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
-        let batch =
-            RecordBatch::try_new(self.plan.output.clone(), arrays).map_err(|e| CellError {
-                file: chunk.file.to_string(),
-                line: chunk.lines.first().copied().unwrap_or(0),
-                field: "(batch)".into(),
-                reason: e.to_string(),
-            })?;
-        let pk = if self.plan.primary_key.is_empty() {
-            Vec::new()
-        } else {
-            crate::keys::key_hashes(&batch, &self.plan.primary_key)
+        let hidden: Vec<ArrayRef> = hidden
+            .into_iter()
+            .map(|mut b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        let batch = RecordBatch::try_new(plan.output.clone(), arrays).map_err(|e| CellError {
+            file: chunk.file.to_string(),
+            line: chunk.lines.first().copied().unwrap_or(0),
+            field: "(batch)".into(),
+            reason: e.to_string(),
+        })?;
+        let key_arrays = |key: &[KeyCol]| -> Vec<ArrayRef> {
+            key.iter()
+                .map(|k| match *k {
+                    KeyCol::Kept(i) => batch.column(i).clone(),
+                    KeyCol::Hidden(j) => hidden[j].clone(),
+                })
+                .collect()
+        };
+        let with_lines = |key: &[KeyCol]| -> Vec<(u128, u64)> {
+            crate::keys::key_hashes_of(&key_arrays(key), batch.num_rows())
                 .into_iter()
                 .zip(&lines)
                 .filter_map(|(h, l)| h.map(|h| (h, *l)))
                 .collect()
         };
-        let unique = self
-            .plan
-            .unique
-            .iter()
-            .map(|&i| {
-                crate::keys::key_hashes(&batch, &[i])
-                    .into_iter()
-                    .zip(&lines)
-                    .filter_map(|(h, l)| h.map(|h| (h, *l)))
-                    .collect()
-            })
-            .collect();
+        let pk = if plan.primary_key.is_empty() {
+            Vec::new()
+        } else {
+            with_lines(&plan.primary_key)
+        };
+        let unique = plan.unique.iter().map(|k| with_lines(&[*k])).collect();
         let mut fk_misses = Vec::new();
-        for (k, (fk, set)) in self.plan.foreign_keys.iter().zip(&self.fk_sets).enumerate() {
+        for (k, (fk, set)) in plan.foreign_keys.iter().zip(&self.fk_sets).enumerate() {
             let Some(set) = set else { continue };
             for (h, l) in crate::keys::key_hashes(&batch, &fk.columns)
                 .into_iter()
@@ -647,46 +743,6 @@ impl Converter {
             pk,
             unique,
         })
-    }
-}
-
-impl Converter {
-    /// A chunk with invalid UTF-8: the row holding the first bad byte fails (or is rejected
-    /// and the rest converted).
-    fn convert_invalid_utf8(&self, chunk: &RawChunk, at: usize) -> Result<Converted, CellError> {
-        let ncols = self.plan.columns.len();
-        let cell = chunk.ends.partition_point(|&e| (e as usize) <= at);
-        let (row, col) = (cell / ncols, cell % ncols);
-        let e = CellError {
-            file: chunk.file.to_string(),
-            line: chunk.lines[row],
-            field: self.plan.columns[col].name.clone(),
-            reason: "is not valid UTF-8".into(),
-        };
-        if !self.reject_rows {
-            return Err(e);
-        }
-        let mut rest = RawChunk::new(chunk.file.clone());
-        for r in (0..chunk.rows()).filter(|&r| r != row) {
-            let mut start = if r == 0 {
-                0
-            } else {
-                chunk.ends[r * ncols - 1] as usize
-            };
-            for c in 0..ncols {
-                let end = chunk.ends[r * ncols + c] as usize;
-                if chunk.nulls[r * ncols + c] {
-                    rest.push_null();
-                } else {
-                    rest.push(&chunk.data[start..end]);
-                }
-                start = end;
-            }
-            rest.lines.push(chunk.lines[r]);
-        }
-        let mut out = self.convert(&rest)?;
-        out.rejects.insert(0, e.into());
-        Ok(out)
     }
 }
 

@@ -35,6 +35,8 @@ pub struct MapColumn {
     pub name: &'static str,
     /// Frictionless type.
     pub kind: &'static str,
+    /// Frictionless format (`ucum` for units).
+    format: &'static str,
     get: Get,
     class: Class,
     generalize: Option<Generalization>,
@@ -44,15 +46,29 @@ const fn col(name: &'static str, kind: &'static str, paths: &'static [&'static s
     MapColumn {
         name,
         kind,
+        format: if matches!(kind.as_bytes(), b"datetime") {
+            "any"
+        } else {
+            "default"
+        },
         get: Get::Path(paths),
         class: Class::Keep,
         generalize: None,
+    }
+}
+/// A unit: the UCUM code (or, without one, the display text, which must then be a UCUM code
+/// too): checked, so that free text never passes for a unit.
+const fn unit(name: &'static str, paths: &'static [&'static str]) -> MapColumn {
+    MapColumn {
+        format: "ucum",
+        ..col(name, "string", paths)
     }
 }
 const fn ident(name: &'static str, paths: &'static [&'static str]) -> MapColumn {
     MapColumn {
         name,
         kind: "string",
+        format: "default",
         get: Get::Ref(paths),
         class: Class::Identifier,
         generalize: None,
@@ -64,11 +80,9 @@ const fn month(
     paths: &'static [&'static str],
 ) -> MapColumn {
     MapColumn {
-        name,
-        kind,
-        get: Get::Path(paths),
         class: Class::Quasi,
         generalize: Some(Generalization::Month),
+        ..col(name, kind, paths)
     }
 }
 
@@ -101,7 +115,6 @@ const ENCOUNTER_T: &[MapColumn] = &[
     col("class_code", "string", &["/class/code"]),
     col("type_system", "string", &["/type/0/coding/0/system"]),
     col("type_code", "string", &["/type/0/coding/0/code"]),
-    col("type_display", "string", &["/type/0/coding/0/display"]),
     col("period_start", "datetime", &["/period/start"]),
     col("period_end", "datetime", &["/period/end"]),
     col("reason_code", "string", &["/reasonCode/0/coding/0/code"]),
@@ -123,7 +136,6 @@ const CONDITION: &[MapColumn] = &[
     col("category", "string", &["/category/0/coding/0/code"]),
     col("code_system", "string", &["/code/coding/0/system"]),
     col("code", "string", &["/code/coding/0/code"]),
-    col("code_display", "string", &["/code/coding/0/display"]),
     col(
         "onset",
         "datetime",
@@ -144,7 +156,6 @@ const OBSERVATION: &[MapColumn] = &[
     col("category", "string", &["/category/0/coding/0/code"]),
     col("code_system", "string", &["/code/coding/0/system"]),
     col("code", "string", &["/code/coding/0/code"]),
-    col("code_display", "string", &["/code/coding/0/display"]),
     col(
         "effective",
         "datetime",
@@ -152,7 +163,10 @@ const OBSERVATION: &[MapColumn] = &[
     ),
     col("issued", "datetime", &["/issued"]),
     col("value_quantity", "number", &["/valueQuantity/value"]),
-    col("value_unit", "string", &["/valueQuantity/unit"]),
+    unit(
+        "value_unit",
+        &["/valueQuantity/code", "/valueQuantity/unit"],
+    ),
     col(
         "value_code",
         "string",
@@ -175,11 +189,6 @@ const MEDICATION_REQUEST: &[MapColumn] = &[
         "string",
         &["/medicationCodeableConcept/coding/0/code"],
     ),
-    col(
-        "medication_display",
-        "string",
-        &["/medicationCodeableConcept/coding/0/display"],
-    ),
     col("authored_on", "datetime", &["/authoredOn"]),
     col("reason_code", "string", &["/reasonCode/0/coding/0/code"]),
 ];
@@ -190,7 +199,6 @@ const PROCEDURE: &[MapColumn] = &[
     STATUS,
     col("code_system", "string", &["/code/coding/0/system"]),
     col("code", "string", &["/code/coding/0/code"]),
-    col("code_display", "string", &["/code/coding/0/display"]),
     col(
         "performed_start",
         "datetime",
@@ -210,11 +218,6 @@ const IMMUNIZATION: &[MapColumn] = &[
         &["/vaccineCode/coding/0/system"],
     ),
     col("vaccine_code", "string", &["/vaccineCode/coding/0/code"]),
-    col(
-        "vaccine_display",
-        "string",
-        &["/vaccineCode/coding/0/display"],
-    ),
     col("occurrence", "datetime", &["/occurrenceDateTime"]),
     col("primary_source", "boolean", &["/primarySource"]),
 ];
@@ -236,7 +239,6 @@ const ALLERGY: &[MapColumn] = &[
     col("criticality", "string", &["/criticality"]),
     col("code_system", "string", &["/code/coding/0/system"]),
     col("code", "string", &["/code/coding/0/code"]),
-    col("code_display", "string", &["/code/coding/0/display"]),
     col("recorded_date", "datetime", &["/recordedDate"]),
 ];
 const GENERIC: &[MapColumn] = &[
@@ -245,7 +247,6 @@ const GENERIC: &[MapColumn] = &[
     STATUS,
     col("code_system", "string", &["/code/coding/0/system"]),
     col("code", "string", &["/code/coding/0/code"]),
-    col("code_display", "string", &["/code/coding/0/display"]),
     col(
         "date",
         "datetime",
@@ -296,14 +297,7 @@ pub fn schema_and_policy(resource: &str, cols: &[MapColumn]) -> (TableSchema, Co
         .map(|c| Field {
             name: c.name.to_owned(),
             kind: c.kind.to_owned(),
-            format: Some(
-                if c.kind == "datetime" {
-                    "any"
-                } else {
-                    "default"
-                }
-                .to_owned(),
-            ),
+            format: Some(c.format.to_owned()),
             constraints: crate::schema::Constraints {
                 required: c.name == "id",
                 ..Default::default()
@@ -313,6 +307,7 @@ pub fn schema_and_policy(resource: &str, cols: &[MapColumn]) -> (TableSchema, Co
         })
         .collect();
     let schema = TableSchema {
+        source: format!("built-in FHIR mapping for {resource}"),
         name: Some(resource.to_owned()),
         fields,
         missing_values: vec![],
@@ -325,29 +320,56 @@ pub fn schema_and_policy(resource: &str, cols: &[MapColumn]) -> (TableSchema, Co
         policy.set(
             c.name,
             Rule {
-                class: c.class,
                 generalize: c.generalize,
-                allow_nir_like: false,
+                ..Rule::of(c.class)
             },
         );
     }
     (schema, policy)
 }
 
+/// Reads the next line (without its end) into `buf`; `false` at the end of the file. A line
+/// that is not UTF-8 is an error naming it.
+fn next_line(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    file: &str,
+    line: u64,
+) -> Result<bool, IngestError> {
+    buf.clear();
+    let n = r.read_until(b'\n', buf).map_err(|e| IngestError::Source {
+        file: file.to_owned(),
+        reason: e.to_string(),
+    })?;
+    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+        buf.pop();
+    }
+    if std::str::from_utf8(buf).is_err() {
+        return Err(IngestError::Cell(CellError {
+            file: file.to_owned(),
+            line,
+            field: "(line)".into(),
+            reason: "is not valid UTF-8".into(),
+        }));
+    }
+    Ok(n > 0)
+}
+
 /// The resource type on the first line of a file.
 pub fn sniff_resource_type(path: &Path) -> Result<String, IngestError> {
+    let file = path.display().to_string();
     let bad = |reason: String| IngestError::Source {
-        file: path.display().to_string(),
+        file: file.clone(),
         reason,
     };
     let f = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-    let mut line = String::new();
-    std::io::BufReader::new(f)
-        .read_line(&mut line)
-        .map_err(|e| bad(e.to_string()))?;
-    let v: Value = serde_json::from_str(&line).map_err(|e| {
+    let mut line = Vec::new();
+    if !next_line(&mut std::io::BufReader::new(f), &mut line, &file, 1)? {
+        return Err(bad("the file is empty".into()));
+    }
+    let v: Value = serde_json::from_slice(&line).map_err(|e| {
         IngestError::Cell(CellError {
-            file: path.display().to_string(),
+            file: file.clone(),
             line: 1,
             field: "(json)".into(),
             reason: format!("not a JSON object: {e}"),
@@ -362,11 +384,15 @@ pub fn sniff_resource_type(path: &Path) -> Result<String, IngestError> {
 /// NDJSON lines of one resource type.
 pub struct FhirSource {
     file: Arc<str>,
-    lines: std::io::Lines<std::io::BufReader<Hashing<std::fs::File>>>,
+    reader: std::io::BufReader<Hashing<std::fs::File>>,
+    buf: Vec<u8>,
     state: HashState,
     resource: String,
     /// Mapping column of each plan column.
+    /// Mapping column of each chunk cell; from `hidden_from` on, hashed.
     cols: Vec<MapColumn>,
+    hidden_from: usize,
+    hidden_key: [u8; 32],
     line: u64,
 }
 
@@ -380,16 +406,18 @@ impl FhirSource {
     ) -> Result<Self, IngestError> {
         let (r, state) = open_hashing(path)?;
         let cols = plan
-            .columns
-            .iter()
-            .filter_map(|c| mapping.iter().find(|m| m.name == c.name).copied())
+            .read_columns()
+            .filter_map(|n| mapping.iter().find(|m| m.name == n).copied())
             .collect();
         Ok(Self {
             file: path.display().to_string().into(),
-            lines: std::io::BufReader::with_capacity(1 << 20, r).lines(),
+            reader: std::io::BufReader::with_capacity(1 << 20, r),
+            buf: Vec::new(),
             state,
             resource: resource.to_owned(),
             cols,
+            hidden_from: plan.columns.len(),
+            hidden_key: plan.hidden_key,
             line: 0,
         })
     }
@@ -417,7 +445,9 @@ impl Source for FhirSource {
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<RawChunk>, IngestError> {
         let mut chunk = RawChunk::new(self.file.clone());
         while chunk.rows() < max_rows {
-            let Some(line) = self.lines.next() else { break };
+            if !next_line(&mut self.reader, &mut self.buf, &self.file, self.line + 1)? {
+                break;
+            }
             self.line += 1;
             let err = |field: &str, reason: String| {
                 IngestError::Cell(CellError {
@@ -427,11 +457,10 @@ impl Source for FhirSource {
                     reason,
                 })
             };
-            let line = line.map_err(|e| err("(line)", e.to_string()))?;
-            if line.trim().is_empty() {
+            if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let v: Value = serde_json::from_str(&line)
+            let v: Value = serde_json::from_slice(&self.buf)
                 .map_err(|e| err("(json)", format!("broken NDJSON line: {e}")))?;
             match v.get("resourceType").and_then(Value::as_str) {
                 Some(t) if t == self.resource => {}
@@ -446,15 +475,23 @@ impl Source for FhirSource {
                 }
                 None => return Err(err("resourceType", "missing".into())),
             }
-            for c in &self.cols {
+            for (k, c) in self.cols.iter().enumerate() {
                 let (paths, is_ref) = match c.get {
                     Get::Path(p) => (p, false),
                     Get::Ref(p) => (p, true),
                 };
                 let found = paths.iter().find_map(|p| v.pointer(p).and_then(scalar));
+                let found = found
+                    .as_deref()
+                    .map(|s| if is_ref { reference_id(s) } else { s });
                 match found {
-                    Some(s) if is_ref => chunk.push(reference_id(&s).as_bytes()),
+                    Some(s) if k >= self.hidden_from => {
+                        chunk.push(&crate::plan::hide(&self.hidden_key, s.as_bytes()))
+                    }
                     Some(s) => chunk.push(s.as_bytes()),
+                    None if k >= self.hidden_from => {
+                        chunk.push(&crate::plan::hide(&self.hidden_key, b""))
+                    }
                     None => chunk.push_null(),
                 }
             }

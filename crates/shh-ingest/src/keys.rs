@@ -78,9 +78,16 @@ impl<'a> Col<'a> {
 
 /// Hashes of the key formed by `cols` for every row; `None` where a key column is null.
 pub fn key_hashes(batch: &RecordBatch, cols: &[usize]) -> Vec<Option<u128>> {
-    let columns: Vec<Col<'_>> = cols.iter().map(|&i| Col::new(batch.column(i))).collect();
+    let arrays: Vec<ArrayRef> = cols.iter().map(|&i| batch.column(i).clone()).collect();
+    key_hashes_of(&arrays, batch.num_rows())
+}
+
+/// Hashes of the key formed by `arrays` (each `rows` long) for every row; `None` where a key
+/// column is null.
+pub fn key_hashes_of(arrays: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    let columns: Vec<Col<'_>> = arrays.iter().map(Col::new).collect();
     let mut buf = Vec::with_capacity(128);
-    (0..batch.num_rows())
+    (0..rows)
         .map(|r| {
             buf.clear();
             for c in &columns {

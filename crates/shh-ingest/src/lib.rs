@@ -8,9 +8,10 @@
 //!
 //! - [`schema`]: Frictionless Table Schema; [`policy`]: column classes; [`plan`]: both
 //!   resolved into what each column becomes;
-//! - [`source`], [`fhir`]: readers; [`convert`]: per-cell work; [`pipeline`]: the whole run;
+//! - [`source`], [`fhir`]: readers ([`quotes`]: CSV quoting checked as it is read); [`convert`]: per-cell work; [`pipeline`]: the whole run;
 //! - [`unique`], [`keys`]: key checks in bounded memory;
-//! - [`synth`]: the synthetic SNDS population generator.
+//! - [`synth`]: the synthetic SNDS population generator;
+//! - [`ucum`]: unit codes checked against UCUM (a unit column never keeps free text).
 //!
 //! Errors name the file, the line (or Parquet row) and the field, and never quote the value
 //! of an identifier column. Nothing here writes to the hub: a failed ingest leaves nothing.
@@ -23,9 +24,11 @@ pub mod keys;
 pub mod pipeline;
 pub mod plan;
 pub mod policy;
+pub mod quotes;
 pub mod schema;
 pub mod source;
 pub mod synth;
+pub mod ucum;
 pub mod unique;
 
 pub use convert::{Converter, RawChunk, Reject};
@@ -115,6 +118,18 @@ pub enum IngestError {
         path: String,
         /// The error.
         source: std::io::Error,
+    },
+    /// No row is left to store: a new, empty version would replace the current one.
+    #[error(
+        "no row to store ({read} read, {rejected} rejected, {opted_out} excluded by opt-out); nothing was written (allow an empty version with --allow-empty)"
+    )]
+    Empty {
+        /// Rows read.
+        read: u64,
+        /// Rows rejected.
+        rejected: u64,
+        /// Rows excluded by the opt-out register.
+        opted_out: u64,
     },
     /// The sink (dataset writer) failed.
     #[error("writing the version: {0}")]

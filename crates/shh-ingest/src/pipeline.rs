@@ -10,6 +10,7 @@ use crate::{CellError, IngestError};
 use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 use serde::Serialize;
+use shh_pseudo::guard::redact;
 use shh_pseudo::{RiskAccumulator, RiskReport};
 use std::io::Write;
 
@@ -23,6 +24,8 @@ pub struct PipelineOptions {
     pub max_errors: u64,
     /// Foreign-key violations are errors.
     pub strict_fk: bool,
+    /// An ingest that stores no row succeeds (otherwise it fails: see `IngestError::Empty`).
+    pub allow_empty: bool,
 }
 
 impl Default for PipelineOptions {
@@ -31,6 +34,7 @@ impl Default for PipelineOptions {
             chunk_rows: 64 * 1024,
             max_errors: 0,
             strict_fk: false,
+            allow_empty: false,
         }
     }
 }
@@ -202,12 +206,13 @@ pub fn run(
                     reason,
                 } in &c.rejects
                 {
+                    // Positions and reasons only; the net catches anything else.
                     let _ = writeln!(
                         w,
                         "{},{line},{},{}",
-                        csv_field(file),
-                        csv_field(field),
-                        csv_field(reason)
+                        csv_field(&redact(file)),
+                        csv_field(&redact(field)),
+                        csv_field(&redact(reason))
                     );
                 }
             }
@@ -267,16 +272,16 @@ pub fn run(
             columns: plan
                 .primary_key
                 .iter()
-                .map(|&i| plan.columns[i].name.clone())
+                .map(|&k| plan.key_name(k).to_owned())
                 .collect(),
             first: locate(&names, d.first),
             second: locate(&names, d.second),
         });
     }
-    for (u, &i) in uniques.into_iter().zip(&plan.unique) {
+    for (u, &k) in uniques.into_iter().zip(&plan.unique) {
         if let Some(d) = u.finish().map_err(io)? {
             dup_errors.push(IngestError::Duplicate {
-                columns: vec![plan.columns[i].name.clone()],
+                columns: vec![plan.key_name(k).to_owned()],
                 first: locate(&names, d.first),
                 second: locate(&names, d.second),
             });
@@ -287,6 +292,13 @@ pub fn run(
         && let Some(e) = dup_errors.into_iter().next()
     {
         return Err(e);
+    }
+    if rows_written == 0 && !opts.allow_empty {
+        return Err(IngestError::Empty {
+            read: rows_read,
+            rejected,
+            opted_out,
+        });
     }
     let foreign_keys: Vec<ForeignKeyReport> = plan
         .foreign_keys

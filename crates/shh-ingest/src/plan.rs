@@ -3,9 +3,10 @@
 
 use crate::IngestError;
 use crate::policy::{Class, ColumnPolicy, Rule, generalization_name};
-use crate::schema::{Field, TableSchema};
+use crate::schema::{Field, SchemaError, TableSchema};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use shh_pseudo::Generalization;
+use shh_pseudo::guard::{Look, redact};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -48,6 +49,9 @@ pub enum Kind {
     Year,
     /// A year and month (stored as `YYYY-MM`).
     YearMonth,
+    /// A UCUM unit code (`format: "ucum"` on a string field): kept as text, and anything that
+    /// is not a unit is refused like a direct identifier (never relaxed).
+    Ucum,
     /// Anything else (`any`, `object`, `duration`...): kept as text, unchecked.
     Other,
 }
@@ -71,8 +75,33 @@ pub struct Column {
     pub allowed: Option<HashSet<String>>,
     /// Whether a value is required (constraint or primary key).
     pub required: bool,
-    /// Whether the NIR leak guard looks at this column.
-    pub guard: bool,
+    /// What the leak guard looks for in this column's values.
+    pub look: Look,
+    /// `minimum` / `exclusiveMinimum`, typed as the column.
+    pub min: Option<Bound>,
+    /// `maximum` / `exclusiveMaximum`, typed as the column.
+    pub max: Option<Bound>,
+}
+
+/// A `minimum` or `maximum`, parsed with the column's type when the plan is made (a bound that
+/// does not parse is a schema error, never an ignored constraint).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    /// The bound, as a number (dates: days since 1970; datetimes: microseconds; year-months:
+    /// `year * 12 + month - 1`).
+    pub value: f64,
+    /// Whether the bound itself is excluded (`exclusiveMinimum`, `exclusiveMaximum`).
+    pub exclusive: bool,
+}
+
+/// A column of a key (primary key or `unique`): kept, or dropped by the policy and read only
+/// to be hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCol {
+    /// Plan column index.
+    Kept(usize),
+    /// Index in [`Plan::hidden`].
+    Hidden(usize),
 }
 
 /// A foreign key, resolved to plan columns.
@@ -101,10 +130,16 @@ pub struct Plan {
     pub missing: Vec<String>,
     /// Quasi-identifier columns (plan indexes).
     pub quasi: Vec<usize>,
-    /// Primary key (plan indexes); empty if none or if a key column is dropped.
-    pub primary_key: Vec<usize>,
+    /// Primary key columns; empty if none.
+    pub primary_key: Vec<KeyCol>,
     /// Single columns with `unique: true`.
-    pub unique: Vec<usize>,
+    pub unique: Vec<KeyCol>,
+    /// Dropped columns a key names. Readers read them only to hash them under
+    /// [`Plan::hidden_key`] (a random key of this run) and pass on the hash: the value is
+    /// never buffered, and the key is still checked.
+    pub hidden: Vec<String>,
+    /// The key hidden cells are hashed under.
+    pub hidden_key: [u8; 32],
     /// Foreign keys whose columns are all kept.
     pub foreign_keys: Vec<ForeignKeyPlan>,
     /// Foreign keys not checkable (a column dropped), for the report.
@@ -128,6 +163,7 @@ fn kind_of(f: &Field) -> Result<Kind, String> {
         }
     };
     Ok(match f.kind.as_str() {
+        "string" if fmt == "ucum" => Kind::Ucum,
         "string" => Kind::String,
         "integer" => Kind::Integer,
         "number" => Kind::Number,
@@ -147,7 +183,7 @@ fn kind_of(f: &Field) -> Result<Kind, String> {
         "year" => Kind::Year,
         "yearmonth" => Kind::YearMonth,
         "any" | "object" | "array" | "duration" | "geopoint" | "geojson" => Kind::Other,
-        other => return Err(format!("field {}: unknown type {other:?}", f.name)),
+        other => return Err(format!("unknown type {:?}", redact(other))),
     })
 }
 
@@ -161,7 +197,7 @@ fn native_type(kind: &Kind) -> DataType {
         Kind::Date(_) => DataType::Date32,
         Kind::DateTime(_) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         Kind::Year => DataType::Int32,
-        Kind::String | Kind::Time | Kind::YearMonth | Kind::Other => DataType::Utf8,
+        Kind::String | Kind::Time | Kind::YearMonth | Kind::Ucum | Kind::Other => DataType::Utf8,
     }
 }
 
@@ -190,9 +226,80 @@ fn check_generalization(name: &str, kind: &Kind, g: Generalization) -> Result<()
     }
 }
 
+/// Parses a `minimum`/`maximum` for a column of `kind` (numbers for numeric types, dates and
+/// year-months in their ISO forms).
+fn bound(kind: &Kind, v: &serde_json::Value, exclusive: bool) -> Result<Bound, String> {
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return Err("is neither a number nor a string".into()),
+    };
+    let number = || text.trim().parse::<f64>().ok().filter(|x| x.is_finite());
+    let value = match kind {
+        Kind::Integer | Kind::Number | Kind::Year => number(),
+        Kind::Date(_) => chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+            .ok()
+            .map(|d| f64::from(crate::convert::days(d))),
+        Kind::DateTime(_) => chrono::DateTime::parse_from_rfc3339(&text)
+            .ok()
+            .map(|t| t.timestamp_micros() as f64),
+        Kind::YearMonth => crate::convert::parse_year_month(&text)
+            .map(|(y, m)| f64::from(y) * 12.0 + f64::from(m) - 1.0),
+        _ => return Err("does not apply to this type".into()),
+    };
+    value
+        .map(|value| Bound { value, exclusive })
+        .ok_or_else(|| "cannot be read as a value of the field's type".into())
+}
+
+fn bounds(f: &Field, kind: &Kind) -> Result<(Option<Bound>, Option<Bound>), String> {
+    let c = &f.constraints;
+    let one = |incl: &Option<serde_json::Value>,
+               excl: &Option<serde_json::Value>,
+               name: (&str, &str)|
+     -> Result<Option<Bound>, String> {
+        match (incl, excl) {
+            (Some(_), Some(_)) => Err(format!("{} and {} are both given", name.0, name.1)),
+            (Some(v), None) => bound(kind, v, false)
+                .map(Some)
+                .map_err(|e| format!("{} {e}", name.0)),
+            (None, Some(v)) => bound(kind, v, true)
+                .map(Some)
+                .map_err(|e| format!("{} {e}", name.1)),
+            (None, None) => Ok(None),
+        }
+    };
+    Ok((
+        one(
+            &c.minimum,
+            &c.exclusive_minimum,
+            ("minimum", "exclusiveMinimum"),
+        )?,
+        one(
+            &c.maximum,
+            &c.exclusive_maximum,
+            ("maximum", "exclusiveMaximum"),
+        )?,
+    ))
+}
+
+/// The hidden cell a reader passes on for a dropped key column's value: its hash under the
+/// run's [`Plan::hidden_key`], in hex (the value itself is never buffered).
+pub fn hide(key: &[u8; 32], value: &[u8]) -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let h = blake3::keyed_hash(key, value);
+    let mut out = [0u8; 32];
+    for (o, b) in out.chunks_mut(2).zip(&h.as_bytes()[..16]) {
+        o[0] = HEX[usize::from(b >> 4)];
+        o[1] = HEX[usize::from(b & 15)];
+    }
+    out
+}
+
 impl Plan {
     /// Resolves a schema and a policy. Fails on a policy line naming no column, a
-    /// generalization that does not fit a type, or an invalid `pattern`.
+    /// generalization that does not fit a type, or a type, format, `pattern` or bound that
+    /// cannot be read (naming the schema's file and field).
     pub fn new(schema: &TableSchema, policy: &ColumnPolicy) -> Result<Plan, IngestError> {
         Self::with_mode(schema, policy, false)
     }
@@ -205,25 +312,56 @@ impl Plan {
         lenient: bool,
     ) -> Result<Plan, IngestError> {
         let bad = |reason: String| IngestError::Plan { reason };
+        let in_schema = |field: &str, reason: String| {
+            IngestError::Schema(SchemaError {
+                path: schema.source.clone(),
+                reason: format!("field {}: {reason}", redact(field)),
+            })
+        };
         for n in policy.named() {
             if schema.field(n).is_none() {
                 return Err(bad(format!(
-                    "the policy ({}) names column {n:?}, which the schema does not have",
-                    policy.source
+                    "the policy ({}) names column {:?}, which the schema does not have",
+                    policy.source,
+                    redact(n)
                 )));
             }
         }
+        let keyed: HashSet<&str> = schema
+            .primary_key
+            .iter()
+            .map(String::as_str)
+            .chain(
+                schema
+                    .fields
+                    .iter()
+                    .filter(|f| f.constraints.unique)
+                    .map(|f| f.name.as_str()),
+            )
+            .collect();
         let pk: HashSet<&str> = schema.primary_key.iter().map(String::as_str).collect();
         let mut columns = Vec::new();
         let mut dropped = Vec::new();
+        let mut hidden = Vec::new();
         let mut fields = Vec::new();
         for f in &schema.fields {
+            let kind = kind_of(f).map_err(|e| in_schema(&f.name, e))?;
+            let pattern = f
+                .constraints
+                .pattern
+                .as_deref()
+                .map(|p| regex_lite::Regex::new(&format!("^(?:{p})$")))
+                .transpose()
+                .map_err(|e| in_schema(&f.name, format!("pattern: {e}")))?;
+            let (min, max) = bounds(f, &kind).map_err(|e| in_schema(&f.name, e))?;
             let rule = policy.rule(&f.name);
             if matches!(rule.class, Class::Direct | Class::Drop) {
                 dropped.push((f.name.clone(), rule.class));
+                if keyed.contains(f.name.as_str()) {
+                    hidden.push(f.name.clone());
+                }
                 continue;
             }
-            let kind = kind_of(f).map_err(bad)?;
             let out = match (rule.class, rule.generalize) {
                 (Class::Identifier, _) => DataType::Utf8,
                 (_, Some(g)) => {
@@ -236,13 +374,6 @@ impl Plan {
                 }
                 _ => native_type(&kind),
             };
-            let pattern = f
-                .constraints
-                .pattern
-                .as_deref()
-                .map(|p| regex_lite::Regex::new(&format!("^(?:{p})$")))
-                .transpose()
-                .map_err(|e| bad(format!("field {}: pattern: {e}", f.name)))?;
             let allowed = f.constraints.allowed.as_ref().map(|v| {
                 v.iter()
                     .map(|x| match x {
@@ -260,34 +391,37 @@ impl Plan {
             fields.push(
                 ArrowField::new(&f.name, out.clone(), lenient || !required).with_metadata(md),
             );
-            let guard = rule.class != Class::Identifier && !rule.allow_nir_like;
             columns.push(Column {
                 name: f.name.clone(),
                 kind,
                 field: f.clone(),
+                look: rule.look(),
                 rule,
                 out,
                 pattern,
                 allowed,
                 required,
-                guard,
+                min,
+                max,
             });
         }
         if columns.is_empty() {
             return Err(bad("the policy drops every column".into()));
         }
         let index = |n: &str| columns.iter().position(|c| c.name == n);
+        let key_col = |n: &str| match index(n) {
+            Some(i) => KeyCol::Kept(i),
+            None => KeyCol::Hidden(hidden.iter().position(|h| h == n).unwrap_or(0)),
+        };
         let quasi = (0..columns.len())
             .filter(|&i| columns[i].rule.class == Class::Quasi)
             .collect();
-        let primary_key: Vec<usize> = schema
-            .primary_key
+        let primary_key = schema.primary_key.iter().map(|n| key_col(n)).collect();
+        let unique = schema
+            .fields
             .iter()
-            .map(|n| index(n))
-            .collect::<Option<Vec<_>>>()
-            .unwrap_or_default();
-        let unique = (0..columns.len())
-            .filter(|&i| columns[i].field.constraints.unique)
+            .filter(|f| f.constraints.unique)
+            .map(|f| key_col(&f.name))
             .collect();
         let mut foreign_keys = Vec::new();
         let mut unchecked_foreign_keys = Vec::new();
@@ -318,9 +452,33 @@ impl Plan {
             quasi,
             primary_key,
             unique,
+            hidden,
+            hidden_key: rand::random(),
             foreign_keys,
             unchecked_foreign_keys,
         })
+    }
+
+    /// The source columns readers read, in the order of a chunk's cells: the kept columns,
+    /// then the hidden key columns.
+    pub fn read_columns(&self) -> impl Iterator<Item = &str> {
+        self.columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(self.hidden.iter().map(String::as_str))
+    }
+
+    /// Cells per row in a chunk.
+    pub fn cells(&self) -> usize {
+        self.columns.len() + self.hidden.len()
+    }
+
+    /// The name of a key column.
+    pub fn key_name(&self, k: KeyCol) -> &str {
+        match k {
+            KeyCol::Kept(i) => &self.columns[i].name,
+            KeyCol::Hidden(j) => &self.hidden[j],
+        }
     }
 
     /// Whether `text` is one of the schema's missing-value words (usually only `""`: a

@@ -10,12 +10,15 @@
 //! BEN_RES_COM = { class = "quasi", generalize = "departement" }
 //! AGE = { class = "quasi", generalize = "age_band:5" }
 //! CODE_15 = { class = "keep", allow_nir_like = true }   # silences the NIR leak guard
+//! FINESS_MAIL = { class = "keep", allow_contact_like = true }  # silences the e-mail/phone guard
 //! ```
 //!
 //! Without a policy file, [`ColumnPolicy::defaults`] classes the SNDS identifier columns as
 //! identifiers and names, addresses, phones and free text as direct; everything else is kept.
-//! Whatever the policy says, the NIR leak guard fails an ingest whose kept column holds a
-//! value that looks like a social-security number.
+//! Whatever the policy says, the leak guard ([`shh_pseudo::guard`]) refuses a kept value that
+//! holds a social-security number, an e-mail address or a phone number, unless the column is
+//! an identifier (pseudonymized) or the operator waived that check for it (`allow_nir_like`,
+//! `allow_contact_like`), which the manifest and the audit event record.
 
 use serde::{Deserialize, Serialize};
 use shh_pseudo::Generalization;
@@ -60,6 +63,9 @@ pub struct Rule {
     pub generalize: Option<Generalization>,
     /// The operator vouches that NIR-shaped values in this column are not NIRs.
     pub allow_nir_like: bool,
+    /// The operator vouches that e-mail addresses and phone numbers in this column are not a
+    /// patient's (a facility's switchboard, say).
+    pub allow_contact_like: bool,
 }
 
 impl Rule {
@@ -69,21 +75,33 @@ impl Rule {
             class,
             generalize: None,
             allow_nir_like: false,
+            allow_contact_like: false,
         }
     }
-}
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RuleText {
-    Class(Class),
-    Full {
-        class: Class,
-        #[serde(default)]
-        generalize: Option<String>,
-        #[serde(default)]
-        allow_nir_like: bool,
-    },
+    /// What the leak guard looks for in this column: nothing in an identifier (its values are
+    /// pseudonymized), everything not waived elsewhere.
+    pub fn look(&self) -> shh_pseudo::guard::Look {
+        if self.class == Class::Identifier {
+            return shh_pseudo::guard::Look::NONE;
+        }
+        shh_pseudo::guard::Look {
+            nir: !self.allow_nir_like,
+            contact: !self.allow_contact_like,
+        }
+    }
+
+    /// The checks the operator waived, as policy words (for the manifest and the audit event).
+    pub fn waived(&self) -> Vec<&'static str> {
+        let mut w = Vec::new();
+        if self.allow_nir_like {
+            w.push("allow_nir_like");
+        }
+        if self.allow_contact_like {
+            w.push("allow_contact_like");
+        }
+        w
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,7 +110,57 @@ struct PolicyFile {
     #[serde(default)]
     default: Option<Class>,
     #[serde(default)]
-    columns: BTreeMap<String, RuleText>,
+    columns: BTreeMap<String, toml::Value>,
+}
+
+/// One column's entry: a class word, or a table of options (every key known: a typo such as
+/// `allow_nir_lik` must not silently keep the guard's default).
+fn rule_of(name: &str, v: toml::Value) -> Result<Rule, String> {
+    let name = shh_pseudo::guard::redact(name);
+    let class_of = |v: toml::Value| -> Result<Class, String> {
+        Class::deserialize(v).map_err(|_| {
+            format!("column {name}: the class is one of identifier, direct, quasi, keep, drop")
+        })
+    };
+    let table = match v {
+        toml::Value::Table(t) => t,
+        other => return Ok(Rule::of(class_of(other)?)),
+    };
+    let mut rule = Rule::of(Class::Keep);
+    let mut class = None;
+    let mut generalize = None;
+    for (key, value) in table {
+        let flag = |v: &toml::Value| {
+            v.as_bool()
+                .ok_or_else(|| format!("column {name}: {key} is true or false"))
+        };
+        match key.as_str() {
+            "class" => class = Some(class_of(value)?),
+            "generalize" => {
+                let g = value
+                    .as_str()
+                    .ok_or_else(|| format!("column {name}: generalize is a word"))?;
+                generalize =
+                    Some(parse_generalization(g).map_err(|e| format!("column {name}: {e}"))?);
+            }
+            "allow_nir_like" => rule.allow_nir_like = flag(&value)?,
+            "allow_contact_like" => rule.allow_contact_like = flag(&value)?,
+            _ => {
+                return Err(format!(
+                    "column {name}: unknown option {:?} (class, generalize, allow_nir_like, allow_contact_like)",
+                    shh_pseudo::guard::redact(&key)
+                ));
+            }
+        }
+    }
+    rule.class = class.ok_or_else(|| format!("column {name}: a class is required"))?;
+    if generalize.is_some() && rule.class != Class::Quasi {
+        return Err(format!(
+            "column {name}: only quasi-identifiers are generalized"
+        ));
+    }
+    rule.generalize = generalize;
+    Ok(rule)
 }
 
 /// A policy that cannot be read.
@@ -204,31 +272,8 @@ impl ColumnPolicy {
     pub fn parse(text: &str) -> Result<Self, String> {
         let f: PolicyFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut columns = BTreeMap::new();
-        for (name, r) in f.columns {
-            let rule = match r {
-                RuleText::Class(c) => Rule::of(c),
-                RuleText::Full {
-                    class,
-                    generalize,
-                    allow_nir_like,
-                } => {
-                    let g = generalize
-                        .as_deref()
-                        .map(parse_generalization)
-                        .transpose()
-                        .map_err(|e| format!("column {name}: {e}"))?;
-                    if g.is_some() && class != Class::Quasi {
-                        return Err(format!(
-                            "column {name}: only quasi-identifiers are generalized"
-                        ));
-                    }
-                    Rule {
-                        class,
-                        generalize: g,
-                        allow_nir_like,
-                    }
-                }
-            };
+        for (name, v) in f.columns {
+            let rule = rule_of(&name, v)?;
             columns.insert(name, rule);
         }
         Ok(Self {
@@ -304,6 +349,25 @@ mod tests {
         );
         assert!(ColumnPolicy::parse("[columns]\nA = \"secret\"").is_err());
         assert!(ColumnPolicy::parse("colums = 1").is_err());
+        // A mistyped option is an error, not the guard's default silently kept.
+        let e = ColumnPolicy::parse("[columns]\nA = { class = \"keep\", allow_nir_lik = true }")
+            .expect_err("typo");
+        assert!(e.contains("allow_nir_lik") && e.contains("column A"), "{e}");
+        assert!(ColumnPolicy::parse("[columns]\nA = { generalize = \"month\" }").is_err());
+        assert!(
+            ColumnPolicy::parse("[columns]\nA = { class = \"keep\", allow_nir_like = 1 }").is_err()
+        );
+        let p =
+            ColumnPolicy::parse("[columns]\nA = { class = \"keep\", allow_contact_like = true }")
+                .expect("contact");
+        assert_eq!(
+            p.rule("A").look(),
+            shh_pseudo::guard::Look {
+                nir: true,
+                contact: false
+            }
+        );
+        assert_eq!(p.rule("A").waived(), ["allow_contact_like"]);
         assert_eq!(
             ColumnPolicy::parse("default = \"drop\"")
                 .expect("p")

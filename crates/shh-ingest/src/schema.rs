@@ -12,6 +12,9 @@ use std::path::Path;
 /// A table schema.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableSchema {
+    /// Where it was read from (the file, or the built-in mapping), for messages.
+    #[serde(skip)]
+    pub source: String,
     /// Table name (optional in the standard).
     #[serde(default)]
     pub name: Option<String>,
@@ -80,6 +83,12 @@ pub struct Constraints {
     /// Maximum value.
     #[serde(default)]
     pub maximum: Option<serde_json::Value>,
+    /// Values must be above this (Table Schema v2).
+    #[serde(default, rename = "exclusiveMinimum")]
+    pub exclusive_minimum: Option<serde_json::Value>,
+    /// Values must be below this (Table Schema v2).
+    #[serde(default, rename = "exclusiveMaximum")]
+    pub exclusive_maximum: Option<serde_json::Value>,
     /// Regular expression the whole value matches.
     #[serde(default)]
     pub pattern: Option<String>,
@@ -89,7 +98,15 @@ pub struct Constraints {
     /// SNDS extension: at most this many digits after the decimal point.
     #[serde(default)]
     pub decimals: Option<u32>,
+    /// Anything else: refused by [`TableSchema::check`] unless it is an annotation (a
+    /// constraint the hub does not enforce must not look enforced).
+    #[serde(flatten, skip_serializing)]
+    pub other: std::collections::BTreeMap<String, serde_json::Value>,
 }
+
+/// Keys found inside `constraints` that annotate rather than constrain (the SNDS schemas put
+/// a `description` there).
+const ANNOTATIONS: &[&str] = &["description", "title", "comment", "$comment"];
 
 /// A foreign key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,32 +169,72 @@ impl TableSchema {
             reason,
         };
         let text = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let s: TableSchema = serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
+        let mut s: TableSchema = serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
+        s.source = path.display().to_string();
         s.check().map_err(err)?;
         Ok(s)
     }
 
-    /// Checks names: unique fields, keys naming existing fields.
+    /// Checks names and constraint keys: unique fields whose names hold no direct identifier
+    /// (they become part of every stored file's schema), keys naming existing fields, no
+    /// constraint the hub would not enforce. Types, formats, patterns and bounds are checked
+    /// with the column policy, by [`crate::Plan`].
     pub fn check(&self) -> Result<(), String> {
         if self.fields.is_empty() {
             return Err("no fields".into());
         }
         let mut seen = std::collections::HashSet::new();
-        for f in &self.fields {
+        for (i, f) in self.fields.iter().enumerate() {
+            if let Some(h) = shh_pseudo::guard::scan(&f.name, shh_pseudo::guard::Look::ALL) {
+                return Err(format!(
+                    "field #{}: its name holds {}; rename it",
+                    i + 1,
+                    h.found.describe()
+                ));
+            }
             if !seen.insert(f.name.as_str()) {
                 return Err(format!("field {:?} appears twice", f.name));
+            }
+            if let Some(k) = f
+                .constraints
+                .other
+                .keys()
+                .find(|k| !ANNOTATIONS.contains(&k.as_str()))
+            {
+                return Err(format!(
+                    "field {}: unknown constraint {:?} (required, unique, minLength, maxLength, \
+                     minimum, maximum, exclusiveMinimum, exclusiveMaximum, pattern, enum, decimals)",
+                    f.name,
+                    shh_pseudo::guard::redact(k)
+                ));
             }
         }
         for k in &self.primary_key {
             if !seen.contains(k.as_str()) {
-                return Err(format!("primaryKey names unknown field {k:?}"));
+                return Err(format!(
+                    "primaryKey names unknown field {:?}",
+                    shh_pseudo::guard::redact(k)
+                ));
             }
         }
         for fk in &self.foreign_keys {
             for k in &fk.fields {
                 if !seen.contains(k.as_str()) {
-                    return Err(format!("foreignKey names unknown field {k:?}"));
+                    return Err(format!(
+                        "foreignKey names unknown field {:?}",
+                        shh_pseudo::guard::redact(k)
+                    ));
                 }
+            }
+            let named = std::iter::once(&fk.reference.resource).chain(&fk.reference.fields);
+            if let Some(h) = named
+                .into_iter()
+                .find_map(|n| shh_pseudo::guard::scan(n, shh_pseudo::guard::Look::ALL))
+            {
+                return Err(format!(
+                    "a foreignKey reference holds {}; rename it",
+                    h.found.describe()
+                ));
             }
             if fk.fields.len() != fk.reference.fields.len() {
                 return Err(format!(

@@ -4,6 +4,7 @@
 
 use crate::convert::RawChunk;
 use crate::plan::Plan;
+use crate::quotes::Checked;
 use crate::schema::TableSchema;
 use crate::{CellError, IngestError};
 use arrow::array::{Array, AsArray};
@@ -120,8 +121,10 @@ pub(crate) fn info_of(path: &str, format: Format, s: &HashState) -> SourceInfo {
     }
 }
 
-/// Maps the plan's columns to positions in a source header; every schema field must be there
-/// and nothing else (an unlisted column could be an identifier nobody declared).
+/// Maps the columns a chunk holds ([`Plan::read_columns`]) to positions in a source header;
+/// every schema field must be there and nothing else (an unlisted column could be an
+/// identifier nobody declared). A header name the schema does not know is shown only if the
+/// guard finds no identifier in it.
 fn map_header(
     file: &str,
     header: &[String],
@@ -132,7 +135,7 @@ fn map_header(
         IngestError::Cell(CellError {
             file: file.to_owned(),
             line: 1,
-            field: field.to_owned(),
+            field: shh_pseudo::guard::redact(field).into_owned(),
             reason,
         })
     };
@@ -150,18 +153,20 @@ fn map_header(
         }
     }
     Ok(plan
-        .columns
-        .iter()
-        .map(|c| header.iter().position(|h| *h == c.name).unwrap_or(0))
+        .read_columns()
+        .map(|c| header.iter().position(|h| h == c).unwrap_or(0))
         .collect())
 }
 
-/// CSV with a header row (RFC 4180 quoting).
+/// CSV with a header row (RFC 4180 quoting, checked by [`crate::quotes`]).
 pub struct CsvSource {
     file: Arc<str>,
-    rdr: csv::Reader<Hashing<std::fs::File>>,
+    rdr: csv::Reader<Checked<Hashing<std::fs::File>>>,
     state: HashState,
+    /// Record position of each chunk cell; the last `hidden` ones are hashed.
     map: Vec<usize>,
+    hidden_from: usize,
+    hidden_key: [u8; 32],
     rec: csv::ByteRecord,
     /// Bytes of the last chunk: the next one is allocated at that size.
     last_bytes: usize,
@@ -176,10 +181,17 @@ impl CsvSource {
             .has_headers(true)
             .flexible(false)
             .buffer_capacity(1 << 20)
-            .from_reader(r);
-        let header: Vec<String> = rdr
-            .headers()
-            .map_err(|e| IngestError::Cell(csv_error(&file, &e)))?
+            .from_reader(Checked::new(r, b','));
+        let header = rdr.headers().cloned();
+        let header = header.map_err(|e| IngestError::Cell(csv_error(&file, &rdr, &e)))?;
+        if header.is_empty() {
+            return Err(IngestError::Source {
+                file: file.to_string(),
+                reason: "the file is empty: a header naming the schema's columns is required"
+                    .into(),
+            });
+        }
+        let header: Vec<String> = header
             .iter()
             .enumerate()
             .map(|(i, h)| {
@@ -196,21 +208,32 @@ impl CsvSource {
             file,
             rdr,
             state,
+            hidden_from: plan.columns.len(),
             map,
+            hidden_key: plan.hidden_key,
             rec: csv::ByteRecord::new(),
             last_bytes: 0,
         })
     }
 }
 
-fn csv_error(file: &str, e: &csv::Error) -> CellError {
+fn csv_error<R: Read>(file: &str, rdr: &csv::Reader<Checked<R>>, e: &csv::Error) -> CellError {
+    if let Some(f) = rdr.get_ref().fault() {
+        return CellError {
+            file: file.to_owned(),
+            line: f.line(),
+            field: "(row)".into(),
+            reason: f.reason(),
+        };
+    }
     let line = e.position().map(|p| p.line()).unwrap_or(0);
     let reason = match e.kind() {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => format!("the row has {len} fields, the header {expected_len}"),
         csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8: {err}"),
-        _ => e.to_string(),
+        csv::ErrorKind::Io(e) => format!("reading the file: {e}"),
+        _ => "unreadable CSV".into(),
     };
     CellError {
         file: file.to_owned(),
@@ -232,14 +255,21 @@ impl Source for CsvSource {
             match self.rdr.read_byte_record(&mut self.rec) {
                 Ok(false) => break,
                 Ok(true) => {
-                    for &i in &self.map {
-                        chunk.push(self.rec.get(i).unwrap_or_default());
+                    for (k, &i) in self.map.iter().enumerate() {
+                        let v = self.rec.get(i).unwrap_or_default();
+                        if k < self.hidden_from {
+                            chunk.push(v);
+                        } else {
+                            chunk.push(&crate::plan::hide(&self.hidden_key, v));
+                        }
                     }
                     chunk
                         .lines
                         .push(self.rec.position().map(|p| p.line()).unwrap_or(0));
                 }
-                Err(e) => return Err(IngestError::Cell(csv_error(&self.file, &e))),
+                Err(e) => {
+                    return Err(IngestError::Cell(csv_error(&self.file, &self.rdr, &e)));
+                }
             }
         }
         self.last_bytes = chunk.data.len();
@@ -252,18 +282,71 @@ impl Source for CsvSource {
 }
 
 /// Parquet: each kept column is read and turned to text, then checked like any other source.
+///
+/// Lists are rendered as text (`[a, b]`), so that the guard sees every element; struct, map
+/// and union columns are refused by name (flattening a record is the producer's choice).
+/// Binary columns pass their bytes as they are, and a string column holding invalid UTF-8
+/// (which the Parquet decoder refuses for a whole batch) is narrowed down to the row and column
+/// at fault: that cell reaches the converter as invalid bytes, so it is refused, or rejected
+/// with `--max-errors`, exactly as the same bytes in a CSV would be.
 pub struct ParquetSource {
     file: Arc<str>,
+    path: std::path::PathBuf,
+    metadata: ArrowReaderMetadata,
+    /// Root columns read, in file order.
+    roots: Vec<usize>,
     reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
-    /// Batch column of each plan column.
+    /// Batch column of each chunk cell; the last ones (from `hidden_from`) are hashed.
     map: Vec<usize>,
+    hidden_from: usize,
+    hidden_key: [u8; 32],
     row: u64,
+    rows: u64,
     info: SourceInfo,
+}
+
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
+
+const PARQUET_BATCH: usize = 8192;
+
+/// A reader of root columns `roots` of the file over rows `[from, to)`.
+fn open_reader(
+    path: &Path,
+    metadata: &ArrowReaderMetadata,
+    roots: &[usize],
+    from: u64,
+    to: u64,
+    batch: usize,
+) -> Result<ParquetRecordBatchReader, String> {
+    let bad = |e: &dyn std::fmt::Display| format!("not a readable Parquet file: {e}");
+    let f = std::fs::File::open(path).map_err(|e| bad(&e))?;
+    let mask =
+        parquet::arrow::ProjectionMask::roots(metadata.parquet_schema(), roots.iter().copied());
+    let selection = RowSelection::from(vec![
+        RowSelector::skip(usize::try_from(from).unwrap_or(usize::MAX)),
+        RowSelector::select(usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX)),
+    ]);
+    ParquetRecordBatchReaderBuilder::new_with_metadata(f, metadata.clone())
+        .with_projection(mask)
+        .with_row_selection(selection)
+        .with_batch_size(batch)
+        .build()
+        .map_err(|e| bad(&e))
+}
+
+/// Whether a decoding error is the decoder's UTF-8 check.
+fn is_utf8_error(e: &dyn std::fmt::Display) -> bool {
+    let m = e.to_string().to_ascii_lowercase();
+    m.contains("utf-8") || m.contains("utf8")
 }
 
 impl ParquetSource {
     /// Opens a Parquet file and checks its columns against the schema.
     pub fn open(path: &Path, schema: &TableSchema, plan: &Plan) -> Result<Self, IngestError> {
+        use arrow_schema::DataType as D;
         let file: Arc<str> = path.display().to_string().into();
         let bad = |reason: String| IngestError::Source {
             file: file.to_string(),
@@ -274,37 +357,315 @@ impl ParquetSource {
         std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| bad(e.to_string()))?;
         let info = info_of(&file, Format::Parquet, &state);
         let f = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        let metadata = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new())
             .map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;
-        let header: Vec<String> = builder
+        let header: Vec<String> = metadata
             .schema()
             .fields()
             .iter()
             .map(|f| f.name().clone())
             .collect();
         let positions = map_header(&file, &header, schema, plan)?;
-        let mask = parquet::arrow::ProjectionMask::roots(
-            builder.parquet_schema(),
-            positions.iter().copied(),
-        );
-        let mut sorted = positions.clone();
-        sorted.sort_unstable();
+        for &p in &positions {
+            let f = metadata.schema().field(p);
+            if matches!(
+                f.data_type(),
+                D::Struct(_) | D::Map(..) | D::Union(..) | D::RunEndEncoded(..)
+            ) {
+                return Err(IngestError::Cell(CellError {
+                    file: file.to_string(),
+                    line: 1,
+                    field: shh_pseudo::guard::redact(f.name()).into_owned(),
+                    reason: format!(
+                        "a Parquet {} column cannot be ingested: flatten it into columns of \
+                         their own, each in the table schema",
+                        match f.data_type() {
+                            D::Struct(_) => "struct",
+                            D::Map(..) => "map",
+                            _ => "nested",
+                        }
+                    ),
+                }));
+            }
+        }
+        let mut roots = positions.clone();
+        roots.sort_unstable();
+        roots.dedup();
         let map = positions
             .iter()
-            .map(|p| sorted.iter().position(|s| s == p).unwrap_or(0))
+            .map(|p| roots.iter().position(|s| s == p).unwrap_or(0))
             .collect();
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(8192)
-            .build()
-            .map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;
+        let rows = u64::try_from(metadata.metadata().file_metadata().num_rows()).unwrap_or(0);
+        let reader = open_reader(path, &metadata, &roots, 0, rows, PARQUET_BATCH).map_err(bad)?;
         Ok(Self {
             file,
+            path: path.to_owned(),
+            metadata,
             reader,
+            roots,
             map,
+            hidden_from: plan.columns.len(),
+            hidden_key: plan.hidden_key,
             row: 0,
+            rows,
             info,
         })
+    }
+
+    /// A reader of root columns `roots` over rows `[from, to)`.
+    fn reader_at(
+        &self,
+        roots: &[usize],
+        from: u64,
+        to: u64,
+        batch: usize,
+    ) -> Result<ParquetRecordBatchReader, IngestError> {
+        open_reader(&self.path, &self.metadata, roots, from, to, batch).map_err(|reason| {
+            IngestError::Source {
+                file: self.file.to_string(),
+                reason,
+            }
+        })
+    }
+
+    /// Whether reading root `root` over `[from, to)` fails.
+    fn fails(&self, root: usize, from: u64, to: u64) -> Result<bool, IngestError> {
+        let mut r = self.reader_at(&[root], from, to, PARQUET_BATCH)?;
+        Ok(r.any(|b| b.is_err()))
+    }
+
+    /// The raw bytes of a flat byte-array column over rows `[from, to)`, read below the
+    /// decoder (which refuses a whole batch, or with a dictionary a whole column chunk, for one
+    /// invalid value); `None` if the column is not flat byte arrays.
+    fn raw_bytes(
+        &self,
+        root: usize,
+        from: u64,
+        to: u64,
+    ) -> Result<Option<Vec<Option<Vec<u8>>>>, IngestError> {
+        use parquet::column::reader::ColumnReader;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let bad = |e: &dyn std::fmt::Display| self.unreadable(e);
+        let descr = self.metadata.parquet_schema();
+        let leaves: Vec<usize> = (0..descr.num_columns())
+            .filter(|&l| descr.get_column_root_idx(l) == root)
+            .collect();
+        let [leaf] = leaves[..] else { return Ok(None) };
+        let col = descr.column(leaf);
+        if col.physical_type() != parquet::basic::Type::BYTE_ARRAY || col.max_rep_level() > 0 {
+            return Ok(None);
+        }
+        let max_def = col.max_def_level();
+        let f = std::fs::File::open(&self.path).map_err(|e| bad(&e))?;
+        let reader = SerializedFileReader::new(f).map_err(|e| bad(&e))?;
+        let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
+        let mut rg_start = 0u64;
+        for g in 0..reader.num_row_groups() {
+            let n = u64::try_from(reader.metadata().row_group(g).num_rows()).unwrap_or(0);
+            let (lo, hi) = (from.max(rg_start), to.min(rg_start + n));
+            if lo < hi {
+                let rg = reader.get_row_group(g).map_err(|e| bad(&e))?;
+                let ColumnReader::ByteArrayColumnReader(mut cr) =
+                    rg.get_column_reader(leaf).map_err(|e| bad(&e))?
+                else {
+                    return Ok(None);
+                };
+                let skip = usize::try_from(lo - rg_start).unwrap_or(usize::MAX);
+                cr.skip_records(skip).map_err(|e| bad(&e))?;
+                let want = usize::try_from(hi - lo).unwrap_or(usize::MAX);
+                let (mut defs, mut values) = (Vec::new(), Vec::new());
+                let mut got = 0;
+                while got < want {
+                    let (records, _, _) = cr
+                        .read_records(want - got, Some(&mut defs), None, &mut values)
+                        .map_err(|e| bad(&e))?;
+                    if records == 0 {
+                        break;
+                    }
+                    got += records;
+                }
+                let mut vals = values.into_iter();
+                for i in 0..got {
+                    let present = max_def == 0 || defs.get(i) == Some(&max_def);
+                    out.push(if present {
+                        vals.next().map(|v| v.data().to_vec())
+                    } else {
+                        None
+                    });
+                }
+            }
+            rg_start += n;
+        }
+        Ok(Some(out))
+    }
+
+    /// Appends a batch's rows to `chunk`.
+    fn push_batch(
+        &mut self,
+        chunk: &mut RawChunk,
+        batch: &arrow::record_batch::RecordBatch,
+    ) -> Result<(), IngestError> {
+        let cells: Vec<Cells> = self
+            .map
+            .iter()
+            .map(|&i| Cells::of(batch.column(i), &self.file))
+            .collect::<Result<_, _>>()?;
+        for r in 0..batch.num_rows() {
+            for (k, c) in cells.iter().enumerate() {
+                self.push_cell(chunk, k, c.get(r));
+            }
+            self.row += 1;
+            chunk.lines.push(self.row);
+        }
+        Ok(())
+    }
+
+    fn push_cell(&self, chunk: &mut RawChunk, k: usize, v: Option<&[u8]>) {
+        match v {
+            None if k < self.hidden_from => chunk.push_null(),
+            None => chunk.push(&crate::plan::hide(&self.hidden_key, b"")),
+            Some(v) if k < self.hidden_from => chunk.push(v),
+            Some(v) => chunk.push(&crate::plan::hide(&self.hidden_key, v)),
+        }
+    }
+
+    /// The batch starting at `self.row` failed the decoder's UTF-8 check: its columns that
+    /// fail alone are read raw, the others decoded, so every cell reaches the converter as its
+    /// bytes and only the cells that are not UTF-8 are refused. `false` if no column fails
+    /// alone (then the error is something else).
+    fn recover(&mut self, chunk: &mut RawChunk) -> Result<bool, IngestError> {
+        let (from, to) = (self.row, (self.row + PARQUET_BATCH as u64).min(self.rows));
+        let roots = self.roots.clone();
+        let mut failing = Vec::with_capacity(roots.len());
+        for &root in &roots {
+            failing.push(self.fails(root, from, to)?);
+        }
+        if !failing.contains(&true) {
+            return Ok(false);
+        }
+        let good: Vec<usize> = roots
+            .iter()
+            .zip(&failing)
+            .filter(|(_, f)| !**f)
+            .map(|(r, _)| *r)
+            .collect();
+        let mut decoded = Vec::new();
+        if !good.is_empty() {
+            for b in self.reader_at(&good, from, to, PARQUET_BATCH)? {
+                decoded.push(b.map_err(|e| self.unreadable(&e))?);
+            }
+        }
+        let decoded = match decoded.len() {
+            0 => None,
+            1 => decoded.pop(),
+            _ => Some(
+                arrow::compute::concat_batches(&decoded[0].schema(), &decoded)
+                    .map_err(|e| self.unreadable(&e))?,
+            ),
+        };
+        let rows = usize::try_from(to - from).unwrap_or(0);
+        let mut cells = Vec::with_capacity(roots.len());
+        let mut next_good = 0;
+        for (&root, &fails) in roots.iter().zip(&failing) {
+            cells.push(if fails {
+                // Not flat bytes (a list, say): every cell of the batch refused as not UTF-8.
+                Cells::Raw(
+                    self.raw_bytes(root, from, to)?
+                        .unwrap_or_else(|| vec![Some(vec![0xFF]); rows]),
+                )
+            } else {
+                let b = decoded
+                    .as_ref()
+                    .ok_or_else(|| self.unreadable(&"a column went missing"))?;
+                next_good += 1;
+                Cells::of(b.column(next_good - 1), &self.file)?
+            });
+        }
+        for r in 0..rows {
+            for k in 0..self.map.len() {
+                let v = cells[self.map[k]].get(r);
+                self.push_cell(chunk, k, v);
+            }
+            self.row += 1;
+            chunk.lines.push(self.row);
+        }
+        self.reader = self.reader_at(&roots, self.row, self.rows, PARQUET_BATCH)?;
+        Ok(true)
+    }
+
+    fn unreadable(&self, e: &dyn std::fmt::Display) -> IngestError {
+        IngestError::Cell(CellError {
+            file: self.file.to_string(),
+            line: self.row + 1,
+            field: "(row group)".into(),
+            reason: format!("unreadable Parquet data from this row on: {e}"),
+        })
+    }
+}
+
+/// One column of a batch, as cell bytes.
+enum Cells {
+    Bytes(arrow::array::ArrayRef),
+    Text(arrow::array::ArrayRef),
+    Shown(Vec<Option<String>>),
+    Raw(Vec<Option<Vec<u8>>>),
+}
+
+impl Cells {
+    fn of(a: &arrow::array::ArrayRef, file: &str) -> Result<Self, IngestError> {
+        use arrow_schema::DataType as D;
+        Ok(match a.data_type() {
+            D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_) => {
+                Cells::Bytes(arrow::compute::cast(a, &D::Binary).map_err(|e| {
+                    IngestError::Source {
+                        file: file.to_owned(),
+                        reason: e.to_string(),
+                    }
+                })?)
+            }
+            D::List(_)
+            | D::LargeList(_)
+            | D::FixedSizeList(..)
+            | D::ListView(_)
+            | D::LargeListView(_) => {
+                let f = arrow::util::display::ArrayFormatter::try_new(
+                    a.as_ref(),
+                    &arrow::util::display::FormatOptions::default(),
+                )
+                .map_err(|e| IngestError::Source {
+                    file: file.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                Cells::Shown(
+                    (0..a.len())
+                        .map(|i| a.is_valid(i).then(|| f.value(i).to_string()))
+                        .collect(),
+                )
+            }
+            _ => {
+                Cells::Text(
+                    arrow::compute::cast(a, &D::Utf8).map_err(|e| IngestError::Source {
+                        file: file.to_owned(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+        })
+    }
+
+    fn get(&self, r: usize) -> Option<&[u8]> {
+        match self {
+            Cells::Bytes(a) => {
+                let a = a.as_binary::<i32>();
+                a.is_valid(r).then(|| a.value(r))
+            }
+            Cells::Text(a) => {
+                let a = a.as_string::<i32>();
+                a.is_valid(r).then(|| a.value(r).as_bytes())
+            }
+            Cells::Shown(v) => v[r].as_deref().map(str::as_bytes),
+            Cells::Raw(v) => v.get(r).and_then(|c| c.as_deref()),
+        }
     }
 }
 
@@ -312,38 +673,11 @@ impl Source for ParquetSource {
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<RawChunk>, IngestError> {
         let mut chunk = RawChunk::new(self.file.clone());
         while chunk.rows() < max_rows {
-            let batch = match self.reader.next() {
+            match self.reader.next() {
                 None => break,
-                Some(Ok(b)) => b,
-                Some(Err(e)) => {
-                    return Err(IngestError::Cell(CellError {
-                        file: self.file.to_string(),
-                        line: self.row + 1,
-                        field: "(row group)".into(),
-                        reason: format!("unreadable Parquet data from this row on: {e}"),
-                    }));
-                }
-            };
-            let texts: Vec<_> = self
-                .map
-                .iter()
-                .map(|&i| arrow::compute::cast(batch.column(i), &arrow_schema::DataType::Utf8))
-                .collect::<Result<_, _>>()
-                .map_err(|e| IngestError::Source {
-                    file: self.file.to_string(),
-                    reason: e.to_string(),
-                })?;
-            let strs: Vec<_> = texts.iter().map(|a| a.as_string::<i32>()).collect();
-            for r in 0..batch.num_rows() {
-                for s in &strs {
-                    if s.is_null(r) {
-                        chunk.push_null();
-                    } else {
-                        chunk.push(s.value(r).as_bytes());
-                    }
-                }
-                self.row += 1;
-                chunk.lines.push(self.row);
+                Some(Ok(b)) => self.push_batch(&mut chunk, &b)?,
+                Some(Err(e)) if is_utf8_error(&e) && self.recover(&mut chunk)? => {}
+                Some(Err(e)) => return Err(self.unreadable(&e)),
             }
         }
         Ok((chunk.rows() > 0).then_some(chunk))

@@ -78,7 +78,7 @@ impl Generalization {
             Generalization::AgeBand { width } => {
                 let w = i64::from(width.max(1));
                 if v < 0 {
-                    return Err(GeneralizeError::BadValue(format!("negative age {v}")));
+                    return Err(GeneralizeError::BadValue("a negative age".into()));
                 }
                 if v >= AGE_TOP {
                     return Ok(Generalized::Text(format!("{AGE_TOP}+")));

@@ -5,6 +5,8 @@
 //!   file and dataset, so tables join; without the key nobody can go back or test a guess.
 //! - [`nir`]: recognizes a French social-security number (NIR) by its mod-97 key — the leak
 //!   guard that stops an undeclared identifier column from being stored.
+//! - [`guard`]: finds a NIR, an e-mail address or a phone number anywhere in a text, however
+//!   it is written (separators, Unicode digits, number formatting), and redacts them.
 //! - [`generalize`]: coarsening of quasi-identifiers (date → month or year, commune →
 //!   département, age → band).
 //! - [`risk`]: the re-identification risk report (equivalence classes over the
@@ -13,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod generalize;
+pub mod guard;
 pub mod nir;
 pub mod pseudonym;
 pub mod risk;

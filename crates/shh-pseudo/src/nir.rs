@@ -22,7 +22,8 @@ pub fn is_nir(s: &str) -> bool {
     n == 15 && check(&d)
 }
 
-fn check(d: &[u8; 15]) -> bool {
+/// Structure and key of 15 characters (Corsica `2A`/`2B` at positions 6 and 7).
+pub(crate) fn check(d: &[u8; 15]) -> bool {
     let corsica = match (d[5], d[6]) {
         (b'2', b'A' | b'a') => Some(19u64),
         (b'2', b'B' | b'b') => Some(18u64),

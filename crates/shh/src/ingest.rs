@@ -43,6 +43,10 @@ pub struct IngestArgs {
     /// constraint, or null if not of the type); never relaxes the NIR leak guard.
     #[arg(long)]
     lenient: bool,
+    /// Write the version even if no row is left to store (a header-only file, every row
+    /// rejected or opted out); without it such an ingest fails and the current version stays.
+    #[arg(long)]
+    allow_empty: bool,
     /// Input files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -194,6 +198,7 @@ pub async fn ingest(a: IngestArgs, hub: &Path, json: bool) -> Result<ExitCode> {
         strict_fk: a.strict_fk,
         fhir_generic: a.fhir_generic,
         lenient: a.lenient,
+        allow_empty: a.allow_empty,
     };
     let pb = bar(json, &format!("ingesting into {}", req.dataset));
     let p = pb.clone();

@@ -633,7 +633,8 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            // The last net: an inner error quoting part of a file shows no direct identifier.
+            eprintln!("error: {}", shh_hub::shh_pseudo::guard::redact(&chain(&e)));
             ExitCode::FAILURE
         }
     }

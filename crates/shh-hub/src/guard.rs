@@ -1,0 +1,44 @@
+//! The hub's doors for names: every name or path a caller hands in that the hub would store
+//! or show (a source file recorded in a manifest and an audit event, an export directory, a
+//! store URL) is checked by the one identifier guard ([`shh_pseudo::guard`]) before anything
+//! is written, and refused without being repeated. What gets past every door anyway (an
+//! inner error quoting part of a file) is redacted by [`redact`] on its way into an event or a
+//! manifest.
+
+use crate::{HubError, Result};
+use shh_pseudo::guard::{Look, scan};
+use std::path::Path;
+
+/// Refuses `text` if it holds a direct identifier; `what` names it in the error.
+pub(crate) fn check(what: &str, text: &str) -> Result<()> {
+    match scan(text, Look::ALL) {
+        Some(h) => Err(HubError::Identifier {
+            what: what.to_owned(),
+            found: h.found,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a local path holding a direct identifier (in any component, as it would be
+/// recorded).
+pub(crate) fn check_path(what: &str, p: &Path) -> Result<()> {
+    check(what, &p.to_string_lossy())
+}
+
+/// Replaces every direct identifier in `s` by a placeholder.
+pub(crate) fn redact(s: &mut String) {
+    if let std::borrow::Cow::Owned(r) = shh_pseudo::guard::redact(s) {
+        *s = r;
+    }
+}
+
+/// Every string in a JSON value redacted.
+pub(crate) fn redact_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => redact(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact_json),
+        serde_json::Value::Object(o) => o.values_mut().for_each(redact_json),
+        _ => {}
+    }
+}
