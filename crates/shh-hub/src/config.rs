@@ -34,6 +34,42 @@ pub struct HubConfig {
     /// A cut-over that can still be rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationState>,
+    /// A store switch under way: written before it starts, cleared when it ends, so that a
+    /// switch whose process died is finished or undone by the next process that opens the hub
+    /// (`crate::switch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<Switch>,
+}
+
+/// A store switch (cut-over or rollback) in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Switch {
+    /// Random id, recorded in the switch's events (so that recovery records nothing twice).
+    pub id: String,
+    /// `migrate.cutover` or `migrate.rollback`: the event that ends it.
+    pub action: String,
+    /// The store the hub ran on when it started.
+    pub from: String,
+    /// The store it switches to.
+    pub to: String,
+    /// How far it got.
+    pub phase: SwitchPhase,
+    /// When it started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Switched: the details of the event that ends it, recorded on recovery if the process
+    /// died before recording it.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Where a switch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwitchPhase {
+    /// Read-only, copying and verifying; `store` is still `from`. Undone on recovery.
+    Started,
+    /// `store` is `to`; the ending event may be missing. Completed on recovery.
+    Switched,
 }
 
 /// A cut-over in progress: the hub runs on `target`; `source` is kept for a rollback until

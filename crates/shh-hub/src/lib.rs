@@ -11,9 +11,11 @@ pub mod config;
 pub mod demo;
 mod guard;
 pub mod ingest;
+mod init;
 mod lock;
 pub mod migrate;
 pub mod ops;
+mod switch;
 
 pub use config::{CONFIG_FILE, CONFIG_FORMAT, HubConfig, KEYSTORE_FILE, MigrationState};
 pub use shh_audit as audit_log;
@@ -149,99 +151,10 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Creates a hub in `dir`. The store URL is checked against the residency policy before
-    /// anything is written; a failure part-way removes what this call created.
-    pub async fn init(dir: &Path, passphrase: &str, opts: InitOptions) -> Result<Hub> {
-        let cfg_path = dir.join(CONFIG_FILE);
-        if cfg_path.exists() || dir.join(KEYSTORE_FILE).exists() {
-            return Err(HubError::AlreadyExists(dir.to_owned()));
-        }
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let dir = dir.canonicalize().map_err(io(dir))?;
-        let store_url = match opts.store {
-            Some(u) => u,
-            None => StoreUrl::parse(&format!("file://{}", dir.join("store").display()))
-                .map_err(shh_store::StoreError::from)?,
-        };
-        let mut residency = ResidencyPolicy::local_only();
-        for r in opts.allow {
-            if !residency.allow.contains(&r) {
-                residency.allow.push(r);
-            }
-        }
-        // The operator names the primary store; it is allowed by that act, and checked anyway.
-        let primary = ResidencyRule::for_url(&store_url);
-        if !residency.allow.contains(&primary) && residency.check(&store_url).is_err() {
-            residency.allow.push(primary);
-        }
-        residency
-            .check(&store_url)
-            .map_err(shh_store::StoreError::from)?;
-        let config = HubConfig {
-            format: CONFIG_FORMAT.into(),
-            hub_id: uuid::Uuid::new_v4().to_string(),
-            store: store_url.to_string(),
-            catalog: "sqlite://catalog.db".into(),
-            residency,
-            read_only: false,
-            mirror: None,
-            migration: None,
-        };
-        let kdf_params = opts.kdf;
-        let created = Self::create_files(&dir, passphrase, &config, opts.kdf).await;
-        if created.is_err() {
-            for f in [
-                KEYSTORE_FILE,
-                CONFIG_FILE,
-                "catalog.db",
-                "catalog.db-wal",
-                "catalog.db-shm",
-            ] {
-                let _ = std::fs::remove_file(dir.join(f));
-            }
-        }
-        created?;
-        let hub = Self::open(&dir, passphrase).await?;
-        hub.record(
-            Draft::new("hub.init")
-                .object(hub.config.store.clone())
-                .detail("catalog", hub.config.catalog.clone())
-                .detail("kdf_memory_kib", u64::from(kdf_params.m_cost_kib))
-                .detail("kdf_passes", u64::from(kdf_params.t_cost))
-                .detail("audit_key", hub.audit_public_key()?.fingerprint()),
-        )
-        .await?;
-        Ok(hub)
-    }
-
-    async fn create_files(
-        dir: &Path,
-        passphrase: &str,
-        config: &HubConfig,
-        kdf: KdfParams,
-    ) -> Result<()> {
-        let mut ks = Keystore::create(&dir.join(KEYSTORE_FILE), passphrase, kdf)?;
-        ks.add_key(KeyPurpose::AuditSigning)?;
-        ks.add_key(KeyPurpose::Pseudonym)?;
-        let catalog = shh_catalog::open_catalog(&config.catalog, dir)?;
-        catalog.set_meta("hub.id", &config.hub_id).await?;
-        catalog
-            .set_meta("hub.created_at", &chrono::Utc::now().to_rfc3339())
-            .await?;
-        let text = toml::to_string_pretty(config).map_err(|e| HubError::Config {
-            path: dir.join(CONFIG_FILE),
-            reason: e.to_string(),
-        })?;
-        // The config is written last: its presence is what makes the directory a hub.
-        shh_keys::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes(), true)
-            .map_err(io(&dir.join(CONFIG_FILE)))?;
-        Ok(())
-    }
-
     /// Reads `shh.toml` without unlocking anything.
     pub fn read_config(dir: &Path) -> Result<HubConfig> {
         let path = dir.join(CONFIG_FILE);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match shh_keys::read_bounded(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(HubError::NotAHub(dir.to_owned()));
@@ -268,16 +181,37 @@ impl Hub {
         Self::read_config(dir)?;
         let lock = lock::HubLock::shared(dir)?;
         let config = Self::read_config(dir)?;
-        let mut keystore = Keystore::open(&dir.join(KEYSTORE_FILE), passphrase)?;
-        if keystore.current(KeyPurpose::AuditSigning).is_none() {
-            // Hubs created before the audit log get their signing key on first unlock.
-            keystore.add_key(KeyPurpose::AuditSigning)?;
+        let keystore = Self::open_keystore(dir, passphrase)?;
+        let mut hub = Self::from_parts(dir, config, keystore, lock)?;
+        if hub.config.switch.is_some() {
+            hub.recover_switch().await?;
         }
-        if keystore.current(KeyPurpose::Pseudonym).is_none() {
-            // Likewise the pseudonym key, for hubs created before ingest.
-            keystore.add_key(KeyPurpose::Pseudonym)?;
+        Ok(hub)
+    }
+
+    /// Unlocks the keystore. Hubs created before the audit log or ingest get their
+    /// audit-signing or pseudonym key on first unlock; two processes doing so at once do not
+    /// both add one (the keystore's rewrite lock refuses the second, which reads the first's).
+    fn open_keystore(dir: &Path, passphrase: &str) -> Result<Keystore> {
+        let path = dir.join(KEYSTORE_FILE);
+        let mut tries = 0;
+        'open: loop {
+            let mut keystore = Keystore::open(&path, passphrase)?;
+            for purpose in [KeyPurpose::AuditSigning, KeyPurpose::Pseudonym] {
+                if keystore.current(purpose).is_some() {
+                    continue;
+                }
+                match keystore.add_key(purpose) {
+                    Ok(_) => {}
+                    Err(KeystoreError::Changed(_)) if tries < 5 => {
+                        tries += 1;
+                        continue 'open;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return Ok(keystore);
         }
-        Self::from_parts(dir, config, keystore, lock)
     }
 
     /// A hub over an unlocked keystore and a (possibly changed) configuration.

@@ -492,30 +492,48 @@ impl Hub {
         Ok(report)
     }
 
-    /// Sends every new write to `to` as well (or, with `None`, stops doing so).
-    pub async fn migrate_mirror(self, to: Option<&str>) -> Result<Hub> {
+    /// Sends every new write to `to` as well (or, with `None`, stops doing so). Like a
+    /// switch, it waits (up to `wait`) for exclusive use of the hub: a process that had the
+    /// hub open before would go on writing to the primary only, and the mirror would silently
+    /// miss its objects. The event is recorded before the change is made.
+    pub async fn migrate_mirror(self, to: Option<&str>, wait: std::time::Duration) -> Result<Hub> {
         if let Some(t) = to {
+            crate::guard::check("the mirror's store URL", t)?;
             self.open_side(t, true).await?;
         }
-        let mut config = self.config.clone();
-        config.mirror = to.map(str::to_owned);
-        Hub::save_config(&self.dir, &config)?;
+        self.lock.exclusive(wait).await?;
+        let result = async {
+            self.record(
+                Draft::new("migrate.mirror")
+                    .object(to.unwrap_or("none").to_owned())
+                    .detail("primary", self.config.store.clone()),
+            )
+            .await?;
+            let mut config = self.config.clone();
+            config.mirror = to.map(str::to_owned);
+            Hub::save_config(&self.dir, &config)?;
+            Ok(config)
+        }
+        .await;
+        let config = match result {
+            Ok(c) => c,
+            Err(e) => {
+                self.lock.share()?;
+                return Err(e);
+            }
+        };
         let hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
-        hub.record(
-            Draft::new("migrate.mirror")
-                .object(to.unwrap_or("none").to_owned())
-                .detail("primary", hub.config.store.clone()),
-        )
-        .await?;
+        hub.lock.share()?;
         Ok(hub)
     }
 
     /// Cut-over: exclusive use of the hub (waiting up to `wait` for other processes to close
     /// it), read-only, final sync, verify, switch the primary store, audit event. The source is
     /// kept (and, with `mirror_source`, kept current by dual writes) until
-    /// [`Hub::migrate_finalize`]; any failure leaves the hub on the source, writable.
+    /// [`Hub::migrate_finalize`]; any failure leaves the hub on the source, writable, and so
+    /// does a process killed before the switch (the next open undoes it, [`crate::switch`]).
     pub async fn migrate_cutover(
-        self,
+        mut self,
         to: &str,
         options: Options,
         wait: std::time::Duration,
@@ -529,6 +547,7 @@ impl Hub {
                 m.target
             )));
         }
+        crate::guard::check("the target's store URL", to)?;
         let source = self.config.store.clone();
         let target = StoreUrl::parse(to)
             .map_err(shh_store::StoreError::from)?
@@ -543,24 +562,28 @@ impl Hub {
         // Nothing may write to the source after the final sync: no other process may have the
         // hub open until the switch is done.
         self.lock.exclusive(wait).await?;
-        self.record(Draft::new("migrate.cutover.begin").object(target.clone()))
-            .await?;
-        let mut config = self.config.clone();
-        config.read_only = true;
-        Hub::save_config(&self.dir, &config)?;
+        if let Err(e) = self
+            .record(Draft::new("migrate.cutover.begin").object(target.clone()))
+            .await
+        {
+            self.lock.share()?;
+            return Err(e);
+        }
+        let switch = match self.start_switch("migrate.cutover", &source, &target) {
+            Ok(s) => s,
+            Err(e) => {
+                self.lock.share()?;
+                return Err(e);
+            }
+        };
         let result = self
             .cutover_steps(&source, &target, options, report_dir, progress)
             .await;
         let (sync, report) = match result {
             Ok(v) => v,
             Err(e) => {
-                Hub::save_config(&self.dir, &self.config)?;
-                self.record(
-                    Draft::new("migrate.cutover")
-                        .object(target)
-                        .failed(e.to_string()),
-                )
-                .await?;
+                self.abandon_switch(&switch, e.to_string()).await?;
+                self.lock.share()?;
                 return Err(e);
             }
         };
@@ -573,20 +596,19 @@ impl Hub {
             cutover_at: chrono::Utc::now(),
             report_root: report.merkle_root.clone(),
         });
+        let event = Draft::new("migrate.cutover")
+            .object(target.clone())
+            .detail("from", source.clone())
+            .detail("plan_hash", sync.plan_hash.clone())
+            .detail("copied_objects", sync.stats.copied.objects)
+            .detail("bytes_sent", sync.stats.bytes_sent)
+            .detail("report_root", report.merkle_root.clone())
+            .detail("objects_verified", report.summary.objects)
+            .detail("mirror", config.mirror.clone().unwrap_or_default());
+        let config = self.switched_config(config, &event);
         Hub::save_config(&self.dir, &config)?;
-        let hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
-        hub.record(
-            Draft::new("migrate.cutover")
-                .object(target.clone())
-                .detail("from", source.clone())
-                .detail("plan_hash", sync.plan_hash.clone())
-                .detail("copied_objects", sync.stats.copied.objects)
-                .detail("bytes_sent", sync.stats.bytes_sent)
-                .detail("report_root", report.merkle_root.clone())
-                .detail("objects_verified", report.summary.objects)
-                .detail("mirror", hub.config.mirror.clone().unwrap_or_default()),
-        )
-        .await?;
+        let mut hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
+        hub.finish_switch(event).await?;
         hub.lock.share()?;
         let mirror = hub.config.mirror.clone();
         Ok((
@@ -646,9 +668,9 @@ impl Hub {
 
     /// Rollback: back to the cut-over's source. Objects written to the target since the
     /// cut-over are copied back first (hub objects are create-only, so nothing at the source is
-    /// overwritten), so no write is lost.
+    /// overwritten), so no write is lost. Journaled like a cut-over.
     pub async fn migrate_rollback(
-        self,
+        mut self,
         options: Options,
         wait: std::time::Duration,
         progress: Progress,
@@ -657,9 +679,13 @@ impl Hub {
             return Err(refused("no cut-over to roll back (or it was finalized)"));
         };
         self.lock.exclusive(wait).await?;
-        let mut config = self.config.clone();
-        config.read_only = true;
-        Hub::save_config(&self.dir, &config)?;
+        let switch = match self.start_switch("migrate.rollback", &state.target, &state.source) {
+            Ok(s) => s,
+            Err(e) => {
+                self.lock.share()?;
+                return Err(e);
+            }
+        };
         let sync = self
             .run_inner(
                 RunRequest {
@@ -677,7 +703,6 @@ impl Hub {
         let sync = match sync {
             Ok(s) if s.stats.failures.is_empty() => s,
             other => {
-                Hub::save_config(&self.dir, &self.config)?;
                 let why = match other {
                     Ok(s) => format!(
                         "{} objects could not be copied back",
@@ -685,12 +710,8 @@ impl Hub {
                     ),
                     Err(e) => e.to_string(),
                 };
-                self.record(
-                    Draft::new("migrate.rollback")
-                        .object(state.source.clone())
-                        .failed(why.clone()),
-                )
-                .await?;
+                self.abandon_switch(&switch, why.clone()).await?;
+                self.lock.share()?;
                 return Err(refused(format!(
                     "rollback failed: {why}; the hub stays on {}",
                     state.target
@@ -701,16 +722,14 @@ impl Hub {
         config.store = state.source.clone();
         config.mirror = None;
         config.migration = None;
-        config.read_only = false;
+        let event = Draft::new("migrate.rollback")
+            .object(state.source.clone())
+            .detail("from", state.target.clone())
+            .detail("copied_back", sync.stats.copied.objects);
+        let config = self.switched_config(config, &event);
         Hub::save_config(&self.dir, &config)?;
-        let hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
-        hub.record(
-            Draft::new("migrate.rollback")
-                .object(state.source.clone())
-                .detail("from", state.target.clone())
-                .detail("copied_back", sync.stats.copied.objects),
-        )
-        .await?;
+        let mut hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
+        hub.finish_switch(event).await?;
         hub.lock.share()?;
         Ok((
             hub,
@@ -725,24 +744,41 @@ impl Hub {
     }
 
     /// Ends the rollback window: the source is no longer kept current or offered for rollback.
-    /// Nothing is deleted; the operator removes the source with the provider's tools.
-    pub async fn migrate_finalize(self) -> Result<(Hub, MigrationState)> {
+    /// Nothing is deleted; the operator removes the source with the provider's tools. Takes
+    /// exclusive use of the hub (up to `wait`), since other processes would go on mirroring.
+    pub async fn migrate_finalize(
+        self,
+        wait: std::time::Duration,
+    ) -> Result<(Hub, MigrationState)> {
         let Some(state) = self.config.migration.clone() else {
             return Err(refused("no cut-over to finalize"));
         };
-        let mut config = self.config.clone();
-        config.migration = None;
-        if config.mirror.as_deref() == Some(state.source.as_str()) {
-            config.mirror = None;
+        self.lock.exclusive(wait).await?;
+        let result = async {
+            self.record(
+                Draft::new("migrate.finalize")
+                    .object(state.target.clone())
+                    .detail("source_released", state.source.clone()),
+            )
+            .await?;
+            let mut config = self.config.clone();
+            config.migration = None;
+            if config.mirror.as_deref() == Some(state.source.as_str()) {
+                config.mirror = None;
+            }
+            Hub::save_config(&self.dir, &config)?;
+            Ok(config)
         }
-        Hub::save_config(&self.dir, &config)?;
+        .await;
+        let config = match result {
+            Ok(c) => c,
+            Err(e) => {
+                self.lock.share()?;
+                return Err(e);
+            }
+        };
         let hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
-        hub.record(
-            Draft::new("migrate.finalize")
-                .object(state.target.clone())
-                .detail("source_released", state.source.clone()),
-        )
-        .await?;
+        hub.lock.share()?;
         Ok((hub, state))
     }
 

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 const FORMAT: &str = "shh.keystore/1";
@@ -34,6 +35,15 @@ pub enum KeystoreError {
     /// An empty passphrase was given.
     #[error("the passphrase must not be empty")]
     EmptyPassphrase,
+    /// Another process rewrote the keystore since this one read it (a concurrent
+    /// `keys passwd`, or a key added): nothing was written.
+    #[error(
+        "keystore {0} was changed by another process since this one opened it (another `shh keys passwd`?); nothing was changed: open the hub again and retry"
+    )]
+    Changed(PathBuf),
+    /// Another process holds the keystore's lock too long.
+    #[error("keystore {0} is locked by another process rewriting it; retry")]
+    Locked(PathBuf),
     /// Argon2 refused the parameters.
     #[error("invalid key-derivation parameters: {0}")]
     Kdf(String),
@@ -71,6 +81,45 @@ impl KdfParams {
         t_cost: 1,
         p_cost: 1,
     };
+    /// The most memory a key derivation may ask for: 1 GiB.
+    pub const MAX_M_COST_KIB: u32 = 1 << 20;
+    /// The most passes.
+    pub const MAX_T_COST: u32 = 16;
+    /// The most lanes.
+    pub const MAX_P_COST: u32 = 16;
+    /// The most memory × passes (KiB): 4 GiB-passes, some ten seconds on one core.
+    pub const MAX_WORK: u64 = 4 << 20;
+
+    /// Checks the parameters are within the bounds above: a keystore read from disk is not
+    /// trusted to choose how much memory and time opening it takes (4 TiB, or passes without
+    /// end, would abort or hang the process).
+    pub fn check(self) -> Result<(), String> {
+        let Self {
+            m_cost_kib: m,
+            t_cost: t,
+            p_cost: p,
+        } = self;
+        if !(1..=Self::MAX_P_COST).contains(&p) {
+            return Err(format!("{p} lanes (1 to {})", Self::MAX_P_COST));
+        }
+        if m < 8 * p || m > Self::MAX_M_COST_KIB {
+            return Err(format!(
+                "{m} KiB of memory ({} to {} KiB)",
+                8 * p,
+                Self::MAX_M_COST_KIB
+            ));
+        }
+        if !(1..=Self::MAX_T_COST).contains(&t) {
+            return Err(format!("{t} passes (1 to {})", Self::MAX_T_COST));
+        }
+        if u64::from(m) * u64::from(t) > Self::MAX_WORK {
+            return Err(format!(
+                "{m} KiB × {t} passes, more than {} KiB-passes",
+                Self::MAX_WORK
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What a master key is for.
@@ -169,6 +218,9 @@ struct KeystoreFile {
 /// An opened keystore.
 pub struct Keystore {
     path: PathBuf,
+    /// BLAKE3 of the file as this process last read or wrote it: a rewrite that finds the
+    /// file changed since refuses to overwrite what another process wrote.
+    seen: Mutex<[u8; 32]>,
     kdf: KdfRecord,
     kek: AeadKey,
     keys: Vec<MasterKey>,
@@ -201,6 +253,9 @@ fn derive_kek(
     if passphrase.is_empty() {
         return Err(KeystoreError::EmptyPassphrase);
     }
+    params
+        .check()
+        .map_err(|e| KeystoreError::Kdf(format!("Argon2id parameters out of bounds: {e}")))?;
     let p = argon2::Params::new(
         params.m_cost_kib,
         params.t_cost,
@@ -245,6 +300,7 @@ impl Keystore {
         let kek = AeadKey::new(&*derive_kek(passphrase, params, &salt_bytes(&kdf, path)?)?);
         let mut ks = Keystore {
             path: path.to_owned(),
+            seen: Mutex::new([0; 32]),
             kdf,
             kek,
             keys: Vec::new(),
@@ -264,7 +320,7 @@ impl Keystore {
             path: path.to_owned(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let text = read_bounded(path).map_err(io)?;
         let file: KeystoreFile =
             serde_json::from_str(&text).map_err(|e| corrupt(format!("not a keystore: {e}")))?;
         if file.format != FORMAT {
@@ -276,6 +332,11 @@ impl Keystore {
                 file.kdf.algorithm, file.kdf.version
             )));
         }
+        // Checked before any memory is allocated or any pass run.
+        file.kdf
+            .params
+            .check()
+            .map_err(|e| corrupt(format!("its Argon2id parameters are out of bounds: {e}")))?;
         let kek = AeadKey::new(&*derive_kek(
             passphrase,
             file.kdf.params,
@@ -303,6 +364,7 @@ impl Keystore {
         }
         Ok(Keystore {
             path: path.to_owned(),
+            seen: Mutex::new(*blake3::hash(text.as_bytes()).as_bytes()),
             kdf: file.kdf,
             kek,
             keys,
@@ -425,7 +487,7 @@ impl Keystore {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;
-        write_atomic(&self.path, text.as_bytes(), create_new).map_err(|source| {
+        let io = |source: std::io::Error| {
             if source.kind() == std::io::ErrorKind::AlreadyExists {
                 KeystoreError::AlreadyExists(self.path.clone())
             } else {
@@ -434,8 +496,74 @@ impl Keystore {
                     source,
                 }
             }
-        })
+        };
+        let _lock = self.lock()?;
+        if !create_new {
+            // Read, compare, write under the lock: of two rewrites at once, the second finds
+            // the first's file and refuses, instead of silently replacing it.
+            let now = std::fs::read(&self.path).map_err(io)?;
+            let seen = *self
+                .seen
+                .lock()
+                .map_err(|_| KeystoreError::Changed(self.path.clone()))?;
+            if *blake3::hash(&now).as_bytes() != seen {
+                return Err(KeystoreError::Changed(self.path.clone()));
+            }
+        }
+        write_atomic(&self.path, text.as_bytes(), create_new).map_err(io)?;
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = *blake3::hash(text.as_bytes()).as_bytes();
+        }
+        Ok(())
     }
+
+    /// The keystore's rewrite lock (`<keystore>.lock`, beside it), waited for up to 10 s.
+    fn lock(&self) -> Result<std::fs::File, KeystoreError> {
+        let path = self.path.with_extension("lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| KeystoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(f),
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(KeystoreError::Locked(self.path.clone()));
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(KeystoreError::Io { path, source });
+                }
+            }
+        }
+    }
+}
+
+/// The most a keystore file may hold (a few KiB in practice).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a small state file as text, refusing one larger than [`MAX_FILE_BYTES`] (a swapped
+/// file must not make opening the hub read gigabytes).
+pub fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut text = String::new();
+    f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it into place, so a
@@ -556,6 +684,77 @@ mod tests {
             &secret,
             ks.current(KeyPurpose::Storage).expect("storage").secret()
         );
+    }
+
+    #[test]
+    fn kdf_parameters_from_the_file_are_bounded_before_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keystore.json");
+        Keystore::create(&path, "p", KdfParams::INSECURE_FAST).expect("create");
+        let text = std::fs::read_to_string(&path).expect("read");
+        for (field, value) in [
+            ("m_cost_kib", "4294967295"),
+            ("t_cost", "4294967295"),
+            ("p_cost", "4294967295"),
+            ("m_cost_kib", "0"),
+            ("t_cost", "0"),
+            ("m_cost_kib", "1048576\", \"t_cost\": 16, \"x\": \"1"),
+        ] {
+            let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+            let mut v = v;
+            let kdf = v["kdf"].as_object_mut().expect("kdf");
+            match value.parse::<u64>() {
+                Ok(n) => {
+                    kdf.insert(field.into(), n.into());
+                }
+                Err(_) => {
+                    kdf.insert("m_cost_kib".into(), 1_048_576u64.into());
+                    kdf.insert("t_cost".into(), 16u64.into());
+                }
+            }
+            std::fs::write(&path, serde_json::to_vec(&v).expect("json")).expect("write");
+            let started = std::time::Instant::now();
+            let e = Keystore::open(&path, "p").expect_err("refused");
+            assert!(matches!(e, KeystoreError::Corrupt { .. }), "{e}");
+            assert!(e.to_string().contains("out of bounds"), "{e}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "refused before any work"
+            );
+        }
+        let huge = dir.path().join("huge.json");
+        std::fs::write(&huge, vec![b' '; (MAX_FILE_BYTES + 10) as usize]).expect("write");
+        assert!(matches!(
+            Keystore::open(&huge, "p"),
+            Err(KeystoreError::Io { .. })
+        ));
+        assert!(KdfParams::DEFAULT.check().is_ok() && KdfParams::INSECURE_FAST.check().is_ok());
+    }
+
+    #[test]
+    fn two_rewrites_from_the_same_read_the_second_refuses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keystore.json");
+        Keystore::create(&path, "zero", KdfParams::INSECURE_FAST).expect("create");
+        let mut a = Keystore::open(&path, "zero").expect("a");
+        let mut b = Keystore::open(&path, "zero").expect("b");
+        a.change_passphrase("one", None).expect("first wins");
+        let e = b
+            .change_passphrase("two", None)
+            .expect_err("second refused");
+        assert!(matches!(e, KeystoreError::Changed(_)), "{e}");
+        // What reported success holds; the refused one changed nothing.
+        Keystore::open(&path, "one").expect("a's passphrase opens");
+        assert!(matches!(
+            Keystore::open(&path, "two"),
+            Err(KeystoreError::WrongPassphrase(_))
+        ));
+        // A process that wrote last may write again.
+        a.add_key(KeyPurpose::Pseudonym).expect("a again");
+        assert!(matches!(
+            b.add_key(KeyPurpose::Pseudonym),
+            Err(KeystoreError::Changed(_))
+        ));
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub use aead::{
     AeadError, AeadKey, KEY_LEN, NONCE_LEN, TAG_LEN, open_blob, random_bytes, seal_blob,
 };
 pub use keystore::{
-    KdfParams, KeyInfo, KeyPurpose, Keystore, KeystoreError, MasterKey, StorageKeys, write_atomic,
+    KdfParams, KeyInfo, KeyPurpose, Keystore, KeystoreError, MAX_FILE_BYTES, MasterKey,
+    StorageKeys, read_bounded, write_atomic,
 };
 
 use std::fmt;

@@ -84,7 +84,7 @@ fn report(r: &VerifyReport, json: bool, what: &str) -> Result<ExitCode> {
     }
     match (&r.first_bad_seq, &r.problem) {
         (Some(seq), problem) => {
-            eprintln!(
+            errln!(
                 "audit verification FAILED ({what}): first bad event {seq}: {}",
                 problem.as_deref().unwrap_or("")
             );
@@ -97,12 +97,13 @@ fn report(r: &VerifyReport, json: bool, what: &str) -> Result<ExitCode> {
                     .as_ref()
                     .map(|h| format!("size {}, root {}", h.head.size, h.head.root))
                     .unwrap_or_else(|| "none".into());
-                println!(
+                outln!(
                     "{what}: OK — {} events, {} signed heads checked; latest head: {head}",
-                    r.events, r.heads
+                    r.events,
+                    r.heads
                 );
                 if r.unsigned_tail > 0 {
-                    println!(
+                    outln!(
                         "  {} event(s) after the latest head (a crash interrupted signing; the next append signs them)",
                         r.unsigned_tail
                     );
@@ -148,7 +149,7 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
                 crate::print_json(&events)?;
             } else {
                 for e in events {
-                    print_event(&e);
+                    print_event(&e)?;
                 }
             }
         }
@@ -161,11 +162,14 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
             if json {
                 crate::print_json(&s)?;
             } else {
-                println!(
+                outln!(
                     "exported {} events and {} signed heads to {} (key {})",
-                    s.events, s.heads, s.out, s.key
+                    s.events,
+                    s.heads,
+                    s.out,
+                    s.key
                 );
-                println!(
+                outln!(
                     "an auditor checks it with: shh audit verify --export {} --pubkey KEY.pem",
                     s.out
                 );
@@ -181,7 +185,7 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
                     "pem": k.to_pem(),
                 }))?;
             } else {
-                print!("{}", k.to_pem());
+                out!("{}", k.to_pem());
             }
         }
         AuditCmd::Head => match hub.audit_head().await? {
@@ -192,7 +196,7 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_event(e: &shh_hub::audit_log::Event) {
+fn print_event(e: &shh_hub::audit_log::Event) -> Result<()> {
     let t = &e.targets;
     let target = [&t.dataset, &t.project, &t.permit, &t.object]
         .into_iter()
@@ -218,7 +222,7 @@ fn print_event(e: &shh_hub::audit_log::Event) {
         })
         .collect::<Vec<_>>()
         .join(" ");
-    println!(
+    outln!(
         "{:>6}  {}  {} ({})  {}  {}  {}  {}",
         e.seq,
         e.time.format("%Y-%m-%d %H:%M:%S%.3f"),
@@ -229,4 +233,5 @@ fn print_event(e: &shh_hub::audit_log::Event) {
         outcome,
         details
     );
+    Ok(())
 }

@@ -96,8 +96,8 @@ fn bar(json: bool, what: &str) -> ProgressBar {
     pb
 }
 
-pub fn print_report(r: &IngestReport) {
-    println!(
+pub fn print_report(r: &IngestReport) -> Result<()> {
+    outln!(
         "{}: {} rows written ({} read, {} rejected, {} excluded by opt-out), pseudonym key v{}",
         r.reference,
         r.stats.rows_written,
@@ -107,7 +107,7 @@ pub fn print_report(r: &IngestReport) {
         r.pseudonym_key_version
     );
     if !r.identifiers.is_empty() {
-        println!("  pseudonymized: {}", r.identifiers.join(", "));
+        outln!("  pseudonymized: {}", r.identifiers.join(", "));
     }
     if !r.dropped.is_empty() {
         let d: Vec<String> = r
@@ -115,10 +115,10 @@ pub fn print_report(r: &IngestReport) {
             .iter()
             .map(|(n, c)| format!("{n} ({c})"))
             .collect();
-        println!("  dropped:       {}", d.join(", "));
+        outln!("  dropped:       {}", d.join(", "));
     }
     for s in &r.stats.sources {
-        println!(
+        outln!(
             "  source:        {} ({}, blake3 {})",
             s.path,
             human_bytes(s.bytes),
@@ -126,17 +126,19 @@ pub fn print_report(r: &IngestReport) {
         );
     }
     for v in &r.stats.violations {
-        println!(
+        outln!(
             "  schema:        {} value(s) of {} break the schema; first {}",
-            v.count, v.field, v.first
+            v.count,
+            v.field,
+            v.first
         );
     }
     for d in &r.stats.duplicates {
-        println!("  schema:        {d}");
+        outln!("  schema:        {d}");
     }
     for f in &r.stats.foreign_keys {
         if f.checked {
-            println!(
+            outln!(
                 "  foreign key {:?} → {}: {} violation(s){}",
                 f.fields,
                 f.resource,
@@ -148,21 +150,23 @@ pub fn print_report(r: &IngestReport) {
                 }
             );
         } else {
-            println!(
+            outln!(
                 "  foreign key {:?} → {}: not checked (no such dataset in the hub)",
-                f.fields, f.resource
+                f.fields,
+                f.resource
             );
         }
     }
-    risk_summary(&r.stats.risk);
+    risk_summary(&r.stats.risk)?;
+    Ok(())
 }
 
-pub fn risk_summary(r: &RiskReport) {
+pub fn risk_summary(r: &RiskReport) -> Result<()> {
     if r.quasi_identifiers.is_empty() {
-        println!("  risk:          no quasi-identifier declared");
-        return;
+        outln!("  risk:          no quasi-identifier declared");
+        return Ok(());
     }
-    println!(
+    outln!(
         "  risk:          {} classes over {}; smallest class {}; {:.2}% of records in classes < 5, {:.2}% < 10",
         r.classes,
         r.quasi_identifiers.join(" × "),
@@ -171,11 +175,13 @@ pub fn risk_summary(r: &RiskReport) {
         r.share_below_k10 * 100.0
     );
     if let Some(d) = r.drivers.first().filter(|d| d.unique_removed > 0) {
-        println!(
+        outln!(
             "                 uniqueness driven most by {} ({} unique records)",
-            d.column, d.unique_removed
+            d.column,
+            d.unique_removed
         );
     }
+    Ok(())
 }
 
 pub async fn ingest(a: IngestArgs, hub: &Path, json: bool) -> Result<ExitCode> {
@@ -209,9 +215,9 @@ pub async fn ingest(a: IngestArgs, hub: &Path, json: bool) -> Result<ExitCode> {
     if json {
         print_json(&r)?;
     } else {
-        print_report(&r);
+        print_report(&r)?;
         let secs = start.elapsed().as_secs_f64();
-        println!(
+        outln!(
             "  took:          {secs:.2} s ({:.0} rows/s)",
             r.stats.rows_read as f64 / secs.max(1e-9)
         );
@@ -247,19 +253,19 @@ pub fn synth(c: SynthCmd, json: bool) -> Result<ExitCode> {
         print_json(&r)?;
     } else {
         for (t, rows, bytes) in &r.tables {
-            println!(
+            outln!(
                 "{t:<10} {rows:>12} rows  {:>10}  {}",
                 human_bytes(*bytes),
                 out.join(format!("{t}.csv")).display()
             );
         }
-        println!(
+        outln!(
             "{} patients, {} rows in {secs:.2} s ({:.2} M rows/s); schemas and policies beside each CSV",
             r.patients,
             r.rows,
             r.rows as f64 / secs.max(1e-9) / 1e6
         );
-        println!(
+        outln!(
             "ingest with: shh ingest --dataset IR_BEN_R --schema {0}/IR_BEN_R.json --policy {0}/IR_BEN_R.policy.toml {0}/IR_BEN_R.csv",
             out.display()
         );
@@ -286,14 +292,14 @@ pub async fn optout(c: OptoutCmd, hub: &Path, json: bool) -> Result<ExitCode> {
                 print_json(&l)?;
             } else {
                 for o in &l {
-                    println!(
+                    outln!(
                         "{}  key v{}  {}",
                         o.pseudonym,
                         o.key_version,
                         o.added_at.format("%Y-%m-%d %H:%M:%S")
                     );
                 }
-                println!("{} patient(s) opted out", l.len());
+                outln!("{} patient(s) opted out", l.len());
             }
         }
     }
@@ -304,7 +310,7 @@ fn report_added((submitted, added): (u64, u64), json: bool) -> Result<()> {
     if json {
         print_json(&serde_json::json!({"submitted": submitted, "added": added}))?;
     } else {
-        println!(
+        outln!(
             "{added} added to the opt-out register ({} already there); stored as pseudonyms only",
             submitted - added
         );
@@ -327,7 +333,7 @@ pub async fn risk(reference: &str, hub: &Path, json: bool) -> Result<ExitCode> {
     if json {
         print_json(&r)?;
     } else {
-        print!("{}", r.to_markdown(&v.reference));
+        out!("{}", r.to_markdown(&v.reference));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod out;
 mod audit;
 mod ingest;
 mod migrate;
@@ -202,8 +204,7 @@ fn spinner(json: bool) -> ProgressBar {
 }
 
 pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    out::json(v)
 }
 
 pub(crate) async fn open(hub: &Path) -> Result<Hub> {
@@ -254,15 +255,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(hub.config())?;
             } else {
-                println!(
+                outln!(
                     "created hub {} in {}",
                     hub.config().hub_id,
                     hub.dir().display()
                 );
-                println!("  store:   {}", hub.config().store);
-                println!("  catalog: {}", hub.config().catalog);
+                outln!("  store:   {}", hub.config().store);
+                outln!("  catalog: {}", hub.config().catalog);
                 for r in &hub.config().residency.allow {
-                    println!("  allowed: {r}");
+                    outln!("  allowed: {r}");
                 }
             }
         }
@@ -282,19 +283,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&r)?;
             } else {
-                print_demo(&r, start.elapsed());
+                print_demo(&r, start.elapsed())?;
                 if generated {
-                    println!("\nthe demo hub's passphrase is {pass:?} (demo only); to explore:");
-                    println!("  export SHH_PASSPHRASE='{pass}' SHH_HUB={}", dir.display());
+                    outln!("\nthe demo hub's passphrase is {pass:?} (demo only); to explore:");
+                    outln!("  export SHH_PASSPHRASE='{pass}' SHH_HUB={}", dir.display());
                 } else {
-                    println!("\nto explore: export SHH_HUB={}", dir.display());
+                    outln!("\nto explore: export SHH_HUB={}", dir.display());
                 }
-                println!(
+                outln!(
                     "  shh datasets list && shh datasets show ER_PRS_F && shh datasets risk IR_BEN_R"
                 );
-                println!(
-                    "  shh audit log && shh audit verify && shh audit export --out audit-copy"
-                );
+                outln!("  shh audit log && shh audit verify && shh audit export --out audit-copy");
             }
             if r.nir_in_store || !r.audit.ok || r.migration.failed > 0 {
                 return Ok(ExitCode::FAILURE);
@@ -307,7 +306,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&keys)?;
             } else {
                 for k in keys {
-                    println!(
+                    outln!(
                         "{:<14} v{:<3} {}  created {}",
                         k.purpose.to_string(),
                         k.version,
@@ -322,7 +321,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let new = passphrase("New passphrase: ", true, "SHH_NEW_PASSPHRASE")?;
             hub.change_passphrase(&new).await?;
             if !json {
-                println!("passphrase changed; master keys re-wrapped, no data object touched");
+                outln!("passphrase changed; master keys re-wrapped, no data object touched");
             }
         }
         Cmd::Datasets(DatasetsCmd::List) => {
@@ -331,7 +330,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&ds)?;
             } else if ds.is_empty() {
-                println!("no datasets");
+                outln!("no datasets");
             } else {
                 for d in ds {
                     let cur = d
@@ -339,7 +338,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         .as_deref()
                         .map(|c| short_ref(&d.name, c))
                         .unwrap_or_default();
-                    println!("{:<24} {:<40} {} version(s)", d.name, cur, d.versions);
+                    outln!("{:<24} {:<40} {} version(s)", d.name, cur, d.versions);
                 }
             }
         }
@@ -350,7 +349,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&vs)?;
             } else {
                 for v in vs {
-                    println!(
+                    outln!(
                         "{}  {}  {:>12} rows  {} file(s)",
                         short_ref(&v.dataset, &v.id),
                         v.created_at.format("%Y-%m-%d %H:%M:%S"),
@@ -366,22 +365,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&v)?;
             } else {
-                println!(
+                outln!(
                     "{}{}",
                     v.reference,
                     if v.current { " (current)" } else { "" }
                 );
-                println!("  id:      {}", v.id);
-                println!("  parent:  {}", v.parent.as_deref().unwrap_or("-"));
-                println!("  created: {}", v.created_at.to_rfc3339());
-                println!("  rows:    {}", v.rows);
-                println!("  columns:");
+                outln!("  id:      {}", v.id);
+                outln!("  parent:  {}", v.parent.as_deref().unwrap_or("-"));
+                outln!("  created: {}", v.created_at.to_rfc3339());
+                outln!("  rows:    {}", v.rows);
+                outln!("  columns:");
                 for (n, t) in &v.columns {
-                    println!("    {n:<24} {t}");
+                    outln!("    {n:<24} {t}");
                 }
-                println!("  files:");
+                outln!("  files:");
                 for f in &v.files {
-                    println!(
+                    outln!(
                         "    {}  {} rows  {} plain / {} stored  blake3 {}",
                         f.path,
                         f.rows,
@@ -404,7 +403,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             match report.first_bad() {
                 Some(bad) => {
-                    eprintln!(
+                    errln!(
                         "verification FAILED for {}: first bad file {}: {}",
                         short_ref(&report.dataset, &report.version),
                         bad.path,
@@ -412,7 +411,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                     return Ok(ExitCode::FAILURE);
                 }
-                None if !json => println!(
+                None if !json => outln!(
                     "{}: OK — {} file(s), {} rows, {} of ciphertext re-read; both hashes match the manifest",
                     short_ref(&report.dataset, &report.version),
                     report.files.len(),
@@ -429,16 +428,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&r)?;
             } else {
-                println!(
+                outln!(
                     "exported {} rows ({}) to {}",
                     r.rows,
                     human_bytes(r.bytes),
                     r.dir.display()
                 );
                 for f in &r.files {
-                    println!("  {}", f.display());
+                    outln!("  {}", f.display());
                 }
-                println!("  {}", r.dir.join("manifest.json").display());
+                outln!("  {}", r.dir.join("manifest.json").display());
             }
         }
         Cmd::Store(StoreCmd::Ls) => {
@@ -448,7 +447,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&objs)?;
             } else {
                 for (p, s) in objs {
-                    println!("{:>10}  {p}", human_bytes(s));
+                    outln!("{:>10}  {p}", human_bytes(s));
                 }
             }
         }
@@ -475,13 +474,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut n = 0usize;
             w.on_file(move |f| {
                 n += 1;
-                eprintln!("file {n} written: {} ({} rows)", f.path, f.rows);
+                errln!("file {n} written: {} ({} rows)", f.path, f.rows);
             });
             for b in sample::batches(rows, 8192, seed, marker.as_deref()) {
                 w.write(&b).await?;
             }
             let v = hub.commit_version(w).await?;
-            println!("{}", short_ref(&dataset, &v.id));
+            outln!("{}", short_ref(&dataset, &v.id));
         }
         Cmd::Debug(DebugCmd::AuditBurst { count, writers }) => {
             let hub = std::sync::Arc::new(open(&cli.hub).await?);
@@ -498,7 +497,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         hub.record(d).await?;
                         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                         if n % 1000 == 0 {
-                            eprintln!("appended {n}");
+                            errln!("appended {n}");
                         }
                     }
                     Ok::<_, shh_hub::HubError>(())
@@ -507,7 +506,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for t in tasks {
                 t.await??;
             }
-            println!("{}", hub.audit_log().await?.size().await);
+            outln!("{}", hub.audit_log().await?.size().await);
         }
         Cmd::Audit(a) => return audit::run(a, &cli.hub, json).await,
         Cmd::Migrate(c) => return migrate::migrate(c, &cli.hub, json).await,
@@ -521,18 +520,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
-    println!();
-    println!("hub:       {}", r.hub.display());
-    println!("store:     {}", r.store);
-    println!(
+fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) -> Result<()> {
+    outln!();
+    outln!("hub:       {}", r.hub.display());
+    outln!("store:     {}", r.store);
+    outln!(
         "producer:  {} ({} synthetic patients; these source files hold raw fake NIRs, the hub never does)",
         r.producer_files.display(),
         r.patients
     );
-    println!("versions (immutable, content-addressed):");
+    outln!("versions (immutable, content-addressed):");
     for t in &r.tables {
-        println!(
+        outln!(
             "  {:<24} {:>9} rows  pseudonymized: {:<12} dropped: {:<24} fk violations: {}",
             t.version,
             t.rows_written,
@@ -545,19 +544,19 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
             t.fk_violations
         );
     }
-    println!(
+    outln!(
         "verified:  {} data files, both hashes match their manifests",
         r.files_verified
     );
-    println!(
+    outln!(
         "raw store: {} objects, {} — what the provider holds; every object starts with the SHHENC header:",
         r.raw_object_count,
         human_bytes(r.raw_bytes)
     );
     for (p, size, head) in &r.raw_objects {
-        println!("  {:>10}  {head}…  {p}", human_bytes(*size));
+        outln!("  {:>10}  {head}…  {p}", human_bytes(*size));
     }
-    println!(
+    outln!(
         "raw NIRs found in the store (searched for all {}): {}",
         r.nirs_searched,
         if r.nir_in_store {
@@ -566,9 +565,9 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
             "none"
         }
     );
-    println!("re-identification risk (quasi-identifiers after generalization):");
+    outln!("re-identification risk (quasi-identifiers after generalization):");
     for (t, risk) in &r.risk {
-        println!(
+        outln!(
             "  {t:<9} k = {:<3} {:>6.2}% of records in classes < 5, {:>6.2}% < 10 over {}{}",
             risk.smallest_class,
             risk.share_below_k5 * 100.0,
@@ -581,29 +580,28 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
                 .unwrap_or_default()
         );
     }
-    println!(
-        "audit log (every action above: leaves of an RFC 6962 Merkle tree, with signed heads):"
-    );
+    outln!("audit log (every action above: leaves of an RFC 6962 Merkle tree, with signed heads):");
     for (seq, action, target) in &r.audit_events {
-        println!("  {seq:>4}  {action:<22} {target}");
+        outln!("  {seq:>4}  {action:<22} {target}");
     }
     let m = &r.migration;
-    println!(
+    outln!(
         "\nmigration to {}: {} objects ({}) copied, each read back and compared (BLAKE3);",
         m.to,
         m.objects,
         human_bytes(m.bytes)
     );
-    println!(
+    outln!(
         "  acceptance report: {} objects checked against the manifests, decrypted too: {} failed",
-        m.checked, m.failed
+        m.checked,
+        m.failed
     );
-    println!(
+    outln!(
         "  signed Merkle root {} in {}",
         &m.merkle_root[..16],
         m.report.display()
     );
-    println!(
+    outln!(
         "audit verification: {}",
         if r.audit.ok {
             format!(
@@ -614,7 +612,8 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) {
             format!("FAILED — {}", r.audit.problem.as_deref().unwrap_or(""))
         }
     );
-    println!("done in {:.1} s", took.as_secs_f64());
+    outln!("done in {:.1} s", took.as_secs_f64());
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -626,15 +625,17 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            errln!("error: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader of our output stopped reading: not an error of ours.
+        Err(e) if out::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // The last net: an inner error quoting part of a file shows no direct identifier.
-            eprintln!("error: {}", shh_hub::shh_pseudo::guard::redact(&chain(&e)));
+            errln!("error: {}", shh_hub::shh_pseudo::guard::redact(&chain(&e)));
             ExitCode::FAILURE
         }
     }

@@ -122,7 +122,12 @@ pub enum MigrateCmd {
         t: TransferArgs,
     },
     /// End the rollback window (the old store is left in place, no longer used).
-    Finalize,
+    Finalize {
+        /// Seconds to wait for other shh processes to close the hub (they would go on
+        /// mirroring).
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
     /// Send every new write to a second store too (dual-write), or stop with --off.
     Mirror {
         /// The mirror store.
@@ -131,6 +136,10 @@ pub enum MigrateCmd {
         /// Stop mirroring.
         #[arg(long, conflicts_with = "to")]
         off: bool,
+        /// Seconds to wait for other shh processes to close the hub (a process that opened it
+        /// before would not mirror its writes).
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
     },
     /// Shadow-read a sample of objects from the primary and another store and compare them.
     Compare {
@@ -268,11 +277,11 @@ fn default_report_dir(hub: &shh_hub::Hub) -> PathBuf {
         .join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string())
 }
 
-fn print_plan(h: &PlanHeader, path: &Path) {
+fn print_plan(h: &PlanHeader, path: &Path) -> Result<()> {
     let s = &h.summary;
-    println!("plan {} ({})", path.display(), &h.plan_hash[..16]);
-    println!("  from {}", h.from);
-    println!("  to   {}", h.to);
+    outln!("plan {} ({})", path.display(), &h.plan_hash[..16]);
+    outln!("  from {}", h.from);
+    outln!("  to   {}", h.to);
     for (name, t) in [
         ("copy", s.copy),
         ("same", s.same),
@@ -280,20 +289,20 @@ fn print_plan(h: &PlanHeader, path: &Path) {
         ("replace", s.replace),
         ("only at destination", s.dest_only),
     ] {
-        println!(
+        outln!(
             "  {name:<20} {:>10} objects {:>12}",
             t.objects,
             human_bytes(t.bytes)
         );
     }
-    println!(
+    outln!(
         "  estimate: {:.0} s at {}/s with {} transfers",
         h.estimate.seconds,
         human_bytes(h.estimate.bytes_per_sec as u64),
         h.estimate.transfers
     );
     let to = &h.capabilities.to;
-    println!(
+    outln!(
         "  target: {} · create-only writes {} · resumable multipart {} · max {} parts · verify by {}",
         to.kind,
         match to.conditional_create {
@@ -306,13 +315,14 @@ fn print_plan(h: &PlanHeader, path: &Path) {
         to.verification
     );
     for n in &to.notes {
-        println!("    note: {n}");
+        outln!("    note: {n}");
     }
+    Ok(())
 }
 
-fn print_run(r: &RunReport) {
+fn print_run(r: &RunReport) -> Result<()> {
     let s = &r.stats;
-    println!(
+    outln!(
         "{} → {}: {} copied ({}), {} replaced, {} already there, {} same, {} checked equal",
         r.from,
         r.to,
@@ -324,7 +334,7 @@ fn print_run(r: &RunReport) {
         s.checked_equal.objects
     );
     let rate = s.bytes_sent as f64 / s.seconds.max(1e-9);
-    println!(
+    outln!(
         "  sent {} in {:.1} s ({}/s); read back {}; {} parts resumed ({} not re-sent); {} retries",
         human_bytes(s.bytes_sent),
         s.seconds,
@@ -335,14 +345,14 @@ fn print_run(r: &RunReport) {
         s.retries
     );
     if s.chunk_signed.objects > 0 {
-        println!(
+        outln!(
             "  streamed in signed chunks: {} object(s), {}",
             s.chunk_signed.objects,
             human_bytes(s.chunk_signed.bytes)
         );
     }
     if s.empty_gone.objects > 0 {
-        println!(
+        outln!(
             "  {} empty object(s) listed but not found at the source, nothing to copy: folder \
              markers (keys ending in /) or deleted since listing; first: {}",
             s.empty_gone.objects,
@@ -350,28 +360,30 @@ fn print_run(r: &RunReport) {
         );
     }
     if s.quarantined.objects > 0 || s.dest_only_kept.objects > 0 {
-        println!(
+        outln!(
             "  destination-only: {} quarantined and deleted, {} kept",
-            s.quarantined.objects, s.dest_only_kept.objects
+            s.quarantined.objects,
+            s.dest_only_kept.objects
         );
     }
-    println!("  verification: {}", s.verification);
+    outln!("  verification: {}", s.verification);
     if r.audit_seq > 0 {
-        println!(
+        outln!(
             "  journal {} · audit event #{}",
             r.journal.display(),
             r.audit_seq
         );
     } else {
-        println!("  journal {}", r.journal.display());
+        outln!("  journal {}", r.journal.display());
     }
     for f in s.failures.iter().take(20) {
-        println!("  FAILED {}: {}", f.path, f.error);
+        outln!("  FAILED {}: {}", f.path, f.error);
     }
+    Ok(())
 }
 
-fn print_report(r: &AcceptanceReport, dir: &Path) {
-    println!(
+fn print_report(r: &AcceptanceReport, dir: &Path) -> Result<()> {
+    outln!(
         "{}: {} objects checked at {} ({} ok, {} failed){}",
         if r.summary.failed == 0 {
             "ACCEPTED"
@@ -384,22 +396,24 @@ fn print_report(r: &AcceptanceReport, dir: &Path) {
         r.summary.failed,
         if r.deep { ", plaintext too" } else { "" }
     );
-    println!(
+    outln!(
         "  Merkle root {} signed by audit key {}",
-        r.merkle_root, r.key
+        r.merkle_root,
+        r.key
     );
-    println!(
+    outln!(
         "  report: {}/report.{{json,md,html}}, objects.jsonl",
         dir.display()
     );
     if let Some(f) = &r.first_failure {
-        println!("  first bad object: {f}");
+        outln!("  first bad object: {f}");
     }
+    Ok(())
 }
 
 fn run_exit(r: &RunReport) -> ExitCode {
     if let Some(f) = r.stats.failures.first() {
-        eprintln!(
+        errln!(
             "error: {} object(s) failed; first: {}: {}",
             r.stats.failures.len(),
             f.path,
@@ -411,18 +425,20 @@ fn run_exit(r: &RunReport) -> ExitCode {
     }
 }
 
-fn print_switch(r: &SwitchReport, what: &str) {
-    println!("{what}: the hub now runs on {} (was {})", r.to, r.from);
-    print_run(&r.sync);
+fn print_switch(r: &SwitchReport, what: &str) -> Result<()> {
+    outln!("{what}: the hub now runs on {} (was {})", r.to, r.from);
+    print_run(&r.sync)?;
     if let Some(a) = &r.acceptance {
-        println!(
+        outln!(
             "  acceptance: {} objects verified, Merkle root {}",
-            a.summary.objects, a.merkle_root
+            a.summary.objects,
+            a.merkle_root
         );
     }
     if let Some(m) = &r.mirror {
-        println!("  dual writes to {m} until `shh migrate finalize`");
+        outln!("  dual writes to {m} until `shh migrate finalize`");
     }
+    Ok(())
 }
 
 /// `run` and `sync`: a progress bar sized once the plan is known, the report, the exit code.
@@ -439,7 +455,7 @@ async fn run_and_print(hub: &shh_hub::Hub, req: RunRequest, json: bool) -> Resul
     if json {
         print_json(&r)?;
     } else {
-        print_run(&r);
+        print_run(&r)?;
     }
     Ok(run_exit(&r))
 }
@@ -453,11 +469,13 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
         if json {
             print_json(&c)?;
         } else {
-            println!(
+            outln!(
                 "report OK: signature by {} verifies, {} object lines match the Merkle root {}",
-                c.report.key, c.lines, c.report.merkle_root
+                c.report.key,
+                c.lines,
+                c.report.merkle_root
             );
-            print_report(&c.report, dir);
+            print_report(&c.report, dir)?;
         }
         return Ok(if c.report.summary.failed == 0 {
             ExitCode::SUCCESS
@@ -489,7 +507,7 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             if json {
                 print_json(&h)?;
             } else {
-                print_plan(&h, &out);
+                print_plan(&h, &out)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -552,10 +570,10 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             if json {
                 print_json(&r)?;
             } else {
-                print_report(&r, &dir);
+                print_report(&r, &dir)?;
             }
             if let Some(f) = &r.first_failure {
-                eprintln!("error: verification failed; first bad object: {f}");
+                errln!("error: verification failed; first bad object: {f}");
                 return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)
@@ -584,8 +602,8 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             if json {
                 print_json(&r)?;
             } else {
-                print_switch(&r, "cut-over complete");
-                println!("  acceptance report: {}", dir.display());
+                print_switch(&r, "cut-over complete")?;
+                outln!("  acceptance report: {}", dir.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -599,33 +617,36 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             if json {
                 print_json(&r)?;
             } else {
-                print_switch(&r, "rolled back");
+                print_switch(&r, "rolled back")?;
             }
             Ok(ExitCode::SUCCESS)
         }
-        MigrateCmd::Finalize => {
-            let (_hub, s) = hub.migrate_finalize().await?;
+        MigrateCmd::Finalize { wait } => {
+            let (_hub, s) = hub.migrate_finalize(Duration::from_secs(wait)).await?;
             if json {
                 print_json(&s)?;
             } else {
-                println!(
+                outln!(
                     "finalized: the hub runs on {}; {} is no longer used or kept current.",
-                    s.target, s.source
+                    s.target,
+                    s.source
                 );
-                println!(
+                outln!(
                     "  nothing was deleted there: remove it with the provider's tools when your retention rules allow."
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
-        MigrateCmd::Mirror { to, off } => {
+        MigrateCmd::Mirror { to, off, wait } => {
             if off && to.is_some() {
                 bail!("--to and --off exclude each other");
             }
-            let hub = hub.migrate_mirror(to.as_deref()).await?;
+            let hub = hub
+                .migrate_mirror(to.as_deref(), Duration::from_secs(wait))
+                .await?;
             match &hub.config().mirror {
-                Some(m) => println!("every new write now also goes to {m}"),
-                None => println!("mirroring stopped"),
+                Some(m) => outln!("every new write now also goes to {m}"),
+                None => outln!("mirroring stopped"),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -640,7 +661,7 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             if json {
                 print_json(&r)?;
             } else {
-                println!(
+                outln!(
                     "{} of {} objects read from {} and {}: {} equal, {} missing, {} different ({} per side)",
                     r.sampled,
                     r.listed,
@@ -652,10 +673,10 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
                     human_bytes(r.bytes)
                 );
                 for p in r.missing.iter().take(20) {
-                    println!("  missing: {p}");
+                    outln!("  missing: {p}");
                 }
                 for p in r.differ.iter().take(20) {
-                    println!("  differs: {p}");
+                    outln!("  differs: {p}");
                 }
             }
             Ok(if r.missing.is_empty() && r.differ.is_empty() {
