@@ -89,7 +89,7 @@ impl Hub {
             if let Some(staging) = resumable(&parent, &name, passphrase)? {
                 return Self::finish_init(&staging, &target, passphrase, None).await;
             }
-            let config = Self::new_config(&target, opts.store, opts.allow)?;
+            let config = Self::new_config(&target, opts.store, opts.allow, opts.proxy)?;
             let staging = parent.join(format!(
                 ".{name}{STAGING}{}",
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -118,6 +118,7 @@ impl Hub {
         target: &Path,
         store: Option<StoreUrl>,
         allow: Vec<ResidencyRule>,
+        proxy: Option<String>,
     ) -> Result<HubConfig> {
         let store_url = match store {
             Some(u) => u,
@@ -126,6 +127,10 @@ impl Hub {
         };
         crate::guard::check("the store URL", &store_url.to_string())?;
         let mut residency = ResidencyPolicy::local_only();
+        if let Some(p) = proxy {
+            residency.proxy =
+                Some(shh_store::check_proxy(&p).map_err(shh_store::StoreError::from)?);
+        }
         for r in allow {
             if !residency.allow.contains(&r) {
                 residency.allow.push(r);
@@ -213,8 +218,12 @@ impl Hub {
             let lock = crate::lock::HubLock::shared(staging)?;
             let hub = Hub::from_parts(staging, config, keystore, lock)?;
             if hub.audit_head().await?.is_none() {
+                let mut event = Draft::new("hub.init");
+                if let Some(p) = &hub.config.residency.proxy {
+                    event = event.detail("proxy", p.clone());
+                }
                 hub.record(
-                    Draft::new("hub.init")
+                    event
                         .object(final_store)
                         .detail("catalog", hub.config.catalog.clone())
                         .detail("kdf_memory_kib", u64::from(kdf.m_cost_kib))

@@ -124,6 +124,9 @@ pub struct InitOptions {
     pub allow: Vec<ResidencyRule>,
     /// Argon2id parameters.
     pub kdf: KdfParams,
+    /// The proxy requests to remote stores go through (`[residency] proxy`); never the
+    /// environment's.
+    pub proxy: Option<String>,
 }
 
 impl Default for InitOptions {
@@ -132,6 +135,7 @@ impl Default for InitOptions {
             store: None,
             allow: Vec::new(),
             kdf: KdfParams::DEFAULT,
+            proxy: None,
         }
     }
 }

@@ -232,6 +232,7 @@ impl Hub {
             from: src.url.to_string(),
             to: dst.url.to_string(),
             prefix: prefix.map(str::to_owned),
+            proxy: self.config.residency.proxy.clone(),
             checksum,
             summary: Summary::default(),
             capabilities: PlanCapabilities {
@@ -315,10 +316,13 @@ impl Hub {
         } else {
             "migrate.run"
         };
-        let event = Draft::new(action)
+        let mut event = Draft::new(action)
             .object(h.to.clone())
             .detail("from", h.from.clone())
             .detail("plan_hash", h.plan_hash.clone());
+        if let Some(p) = &self.config.residency.proxy {
+            event = event.detail("proxy", p.clone());
+        }
         let (src, dst) = match opened {
             Some(sides) => sides,
             None => self.open_sides(&h.from, &h.to).await?,
@@ -338,7 +342,11 @@ impl Hub {
         let done_before = journal.done_before();
         let resumable = journal.open_uploads();
         let items = reader.items().map_err(migrate_err)?;
-        let stats = execute(items, src, dst, journal, req.options.clone(), progress)
+        let options = Options {
+            scope: h.prefix.clone(),
+            ..req.options.clone()
+        };
+        let stats = execute(items, src, dst, journal, options, progress)
             .await
             .map_err(migrate_err)?;
         let mut event = event
@@ -348,6 +356,8 @@ impl Hub {
             .detail("bytes_sent", stats.bytes_sent)
             .detail("parts_resumed", stats.parts_resumed)
             .detail("quarantined", stats.quarantined.objects)
+            .detail("staging_removed", stats.staging_removed.objects)
+            .detail("uploads_aborted", stats.uploads_aborted)
             .detail("verification", stats.verification.clone())
             .detail("failures", stats.failures.len() as u64);
         if let Some(f) = stats.failures.first() {

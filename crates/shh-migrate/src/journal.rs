@@ -46,6 +46,11 @@ enum Record {
     },
     /// Multipart upload completed or abandoned.
     MpuEnd { p: String },
+    /// A write to a local destination started: until `Done`, a kill may leave its staging
+    /// files (`NAME#N`) behind, which the next run removes.
+    Start { p: String },
+    /// Those staging files were removed.
+    Clean { p: String },
     /// What a compaction kept of the lines before it: the number of `Done` records.
     Summary { done: u64 },
 }
@@ -72,6 +77,8 @@ pub struct Journal {
     path: PathBuf,
     file: Mutex<(File, Instant)>,
     open: Mutex<HashMap<String, OpenUpload>>,
+    /// Local writes started and not verified when the journal was opened.
+    started: Vec<String>,
     done: u64,
 }
 
@@ -87,6 +94,7 @@ impl Journal {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         let mut open: HashMap<String, OpenUpload> = HashMap::new();
+        let mut started: std::collections::BTreeSet<String> = Default::default();
         let mut done = 0;
         if path.exists() {
             let f = File::open(path).map_err(io_err(path))?;
@@ -100,6 +108,13 @@ impl Journal {
                     Record::Done { p, .. } => {
                         done += 1;
                         open.remove(&p);
+                        started.remove(&p);
+                    }
+                    Record::Start { p } => {
+                        started.insert(p);
+                    }
+                    Record::Clean { p } => {
+                        started.remove(&p);
                     }
                     Record::Mpu { p, s, ps, id } => {
                         open.insert(
@@ -124,7 +139,7 @@ impl Journal {
                 }
             }
             if std::fs::metadata(path).map_err(io_err(path))?.len() > limit {
-                compact(path, done, &open)?;
+                compact(path, done, &open, &started)?;
             }
         }
         let mut file = OpenOptions::new()
@@ -148,6 +163,7 @@ impl Journal {
             path: path.to_owned(),
             file: Mutex::new((file, Instant::now())),
             open: Mutex::new(open),
+            started: started.into_iter().collect(),
             done,
         })
     }
@@ -165,6 +181,29 @@ impl Journal {
     /// Unfinished uploads found when the journal was opened (how many).
     pub fn open_uploads(&self) -> usize {
         self.open.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Local writes that were started and never verified (a run killed mid-write).
+    pub fn started_not_done(&self) -> &[String] {
+        &self.started
+    }
+
+    /// The unfinished uploads no object of this run took up: (path, upload id).
+    pub fn untaken_uploads(&self) -> Vec<(String, String)> {
+        self.open
+            .lock()
+            .map(|m| m.iter().map(|(p, u)| (p.clone(), u.id.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Records a write to a local destination starting.
+    pub fn started(&self, path: &str) -> Result<()> {
+        self.append(&Record::Start { p: path.into() })
+    }
+
+    /// Records that a killed write's staging files were removed.
+    pub fn cleaned(&self, path: &str) -> Result<()> {
+        self.append(&Record::Clean { p: path.into() })
     }
 
     /// Takes the unfinished upload of `path`, if one was journalled.
@@ -236,7 +275,12 @@ impl Journal {
 
 /// Rewrites the journal at `path` as its summary and open uploads: written beside it,
 /// fsynced, renamed over it, and the directory fsynced.
-fn compact(path: &Path, done: u64, open: &HashMap<String, OpenUpload>) -> Result<()> {
+fn compact(
+    path: &Path,
+    done: u64,
+    open: &HashMap<String, OpenUpload>,
+    started: &std::collections::BTreeSet<String>,
+) -> Result<()> {
     let tmp = path.with_extension("compacting");
     let mut out = Vec::new();
     let mut line = |rec: &Record| -> Result<()> {
@@ -248,6 +292,9 @@ fn compact(path: &Path, done: u64, open: &HashMap<String, OpenUpload>) -> Result
         Ok(())
     };
     line(&Record::Summary { done })?;
+    for p in started {
+        line(&Record::Start { p: p.clone() })?;
+    }
     let mut names: Vec<&String> = open.keys().collect();
     names.sort();
     for name in names {

@@ -250,6 +250,9 @@ pub struct PlanHeader {
     /// Only names under this prefix were listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// The proxy every request goes through (the residency policy's), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     /// Whether same-size objects are compared by content.
     pub checksum: bool,
     /// Counts per action.
@@ -465,6 +468,7 @@ mod tests {
             from: "file:///a".into(),
             to: "file:///b".into(),
             prefix: None,
+            proxy: None,
             checksum: false,
             summary: Summary::default(),
             capabilities: PlanCapabilities {

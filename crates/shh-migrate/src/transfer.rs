@@ -124,6 +124,9 @@ pub struct Options {
     pub delete: bool,
     /// Names the quarantine folder.
     pub run_id: String,
+    /// The plan's prefix: what an interrupted earlier run left is cleaned up only under it
+    /// (another plan of the same stores may still resume its own).
+    pub scope: Option<String>,
 }
 
 impl Default for Options {
@@ -140,6 +143,7 @@ impl Default for Options {
             max_failures: 100,
             delete: false,
             run_id: uuid::Uuid::new_v4().to_string(),
+            scope: None,
         }
     }
 }
@@ -185,6 +189,10 @@ pub struct RunStats {
     pub bytes_read_back: u64,
     /// Parts of interrupted uploads that were not sent again.
     pub parts_resumed: u64,
+    /// Staging files a killed earlier run left at a local destination, removed (count, bytes).
+    pub staging_removed: Tally,
+    /// Multipart uploads an earlier run left open and no object took up, aborted.
+    pub uploads_aborted: u64,
     /// Their bytes.
     pub bytes_resumed: u64,
     /// Requests retried.
@@ -289,6 +297,14 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// Whether `name` belongs to this run's plan (under its prefix).
+    fn in_scope(&self, name: &str) -> bool {
+        self.opts
+            .scope
+            .as_deref()
+            .is_none_or(|p| name.starts_with(p))
+    }
+
     /// Reserves `bytes` of the buffer budget (an object larger than the whole budget takes
     /// all of it, and so goes alone).
     async fn hold(&self, bytes: u64) -> Result<tokio::sync::SemaphorePermit<'_>, ObjErr> {
@@ -411,6 +427,7 @@ pub async fn execute(
         Check::Size => "size only (run `shh migrate verify` for hashes)",
     };
     ctx.stat(|s| s.verification = verification.to_owned());
+    remove_left_staging(&ctx)?;
     let deletes: Arc<Mutex<Vec<Item>>> = Arc::default();
     let mut tasks = futures::stream::iter(items)
         .map(|r| {
@@ -464,6 +481,9 @@ pub async fn execute(
         r?;
     }
     drop(tasks);
+    if !ctx.stop.load(Ordering::Relaxed) {
+        abort_untaken_uploads(&ctx).await?;
+    }
     ctx.journal.sync()?;
 
     let failed = ctx.stats.lock().map(|s| s.failures.len()).unwrap_or(1);
@@ -498,6 +518,53 @@ pub async fn execute(
         .map_err(|_| MigrateError::Refused("stats lock poisoned".into()))?;
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)
+}
+
+/// What earlier runs of this journal left at a local destination: the staging files of writes
+/// killed before they were verified. Names the journal does not list are never touched.
+fn remove_left_staging(ctx: &Ctx) -> Result<()> {
+    let Some(root) = ctx.dst.url.local_path() else {
+        return Ok(());
+    };
+    for name in ctx.journal.started_not_done() {
+        if !ctx.in_scope(name) {
+            continue;
+        }
+        let freed = shh_store::remove_staged(&root, name).map_err(|e| {
+            MigrateError::Refused(format!(
+                "removing what an interrupted run left of {name}: {e}"
+            ))
+        })?;
+        ctx.journal.cleaned(name)?;
+        if freed > 0 {
+            ctx.stat(|s| s.staging_removed.add(freed));
+        }
+    }
+    Ok(())
+}
+
+/// Multipart uploads an earlier run started and no object of this (complete) run took up —
+/// the object was finished otherwise, or left the plan — are aborted at the service, which
+/// would otherwise keep (and bill) their parts for ever.
+async fn abort_untaken_uploads(ctx: &Ctx) -> Result<()> {
+    let Some(mp) = ctx.dst.backend.multipart.clone() else {
+        return Ok(());
+    };
+    for (name, id) in ctx.journal.untaken_uploads() {
+        if !ctx.in_scope(&name) {
+            continue;
+        }
+        let Ok(p) = listed(&name) else { continue };
+        match mp.abort_multipart(&p, &id).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                ctx.journal.upload_ended(&name)?;
+                ctx.stat(|s| s.uploads_aborted += 1);
+            }
+            // Kept in the journal: the next run tries again.
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The object a listed name addresses. Listings give names as the service stores them, and
@@ -556,6 +623,10 @@ async fn gone(ctx: &Ctx, p: &Path) -> bool {
 
 /// Copies and verifies one object; true when it was already there (and verified).
 async fn copy(ctx: &Ctx, item: &Item, p: &Path, overwrite: bool) -> Result<bool, ObjErr> {
+    if ctx.dst.url.local_path().is_some() {
+        // A kill from here to `done` may leave staging files: the next run removes them.
+        ctx.journal.started(&item.path).map_err(ObjErr::Journal)?;
+    }
     if item.size >= ctx.opts.multipart_threshold {
         let digest = match ctx.dst.backend.multipart.clone() {
             Some(mp) => copy_resumable(ctx, item, p, mp.as_ref()).await?,

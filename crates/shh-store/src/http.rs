@@ -1,11 +1,17 @@
-//! The HTTP clients of the cloud backends: which trust roots a client loads.
+//! The HTTP clients of the cloud backends: which proxy a request goes through, and which
+//! trust roots a client loads.
 //!
-//! `object_store` builds every client with the system's trust roots, and reading and parsing
-//! them is most of the cost of building one (about 20 ms each on the test VM, twice per
-//! `migrate` command: once per side). An endpoint reached over plain HTTP (a service on the
-//! loopback or inside the operator's own network) verifies no certificate, so [`PlainHttp`]
-//! builds its client without any roots. HTTPS endpoints keep `object_store`'s own client,
-//! unchanged.
+//! - **Proxies.** `reqwest`, under `object_store`, sends requests through whatever proxy
+//!   `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` names: an address no residency rule allowed.
+//!   [`Connector`] builds clients that ignore them. The only proxy ever used is the one the
+//!   residency policy names (`[residency] proxy`), set explicitly in the client options, which
+//!   hands the client back to `object_store`'s own builder (an explicit proxy turns the
+//!   environment's off there too).
+//! - **Trust roots.** `object_store` builds every client with the system's trust roots, and
+//!   reading and parsing them is most of the cost of building one (about 20 ms each on the
+//!   test VM, twice per `migrate` command: once per side). An endpoint reached over plain HTTP
+//!   (a service on the loopback or inside the operator's own network) verifies no
+//!   certificate, so its client loads none.
 
 use object_store::client::ReqwestConnector;
 use object_store::client::{ClientConfigKey, ClientOptions, HttpClient, HttpConnector};
@@ -15,12 +21,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Builds clients for plain-HTTP endpoints without loading trust roots; any option it does not
-/// carry over (a proxy, HTTP/2 tuning) sends it back to `object_store`'s own client. Default
-/// headers are the one option `ClientOptions` does not let it read: shh sets none, and must
-/// not start to on a store this connector serves.
+/// Builds clients that ignore the environment's proxies, with trust roots only for HTTPS
+/// endpoints; any option it does not carry over (a configured proxy, HTTP/2 tuning) sends it
+/// back to `object_store`'s own client. Default headers are the one option `ClientOptions`
+/// does not let it read: shh sets none, and must not start to on a store this connector
+/// serves.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct PlainHttp;
+pub(crate) struct Connector {
+    /// Load the built-in trust roots (an HTTPS endpoint).
+    roots: bool,
+}
+
+impl Connector {
+    /// The connector for `endpoint`.
+    pub(crate) fn for_endpoint(endpoint: &str) -> Self {
+        Self {
+            roots: !is_plain(endpoint),
+        }
+    }
+}
 
 /// Options `PlainHttp` leaves to `object_store`'s client when they are set.
 const DELEGATED: [ClientConfigKey; 5] = [
@@ -31,7 +50,7 @@ const DELEGATED: [ClientConfigKey; 5] = [
     ClientConfigKey::Http2MaxFrameSize,
 ];
 
-impl HttpConnector for PlainHttp {
+impl HttpConnector for Connector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
         let value = |key: ClientConfigKey| options.get_config_value(&key);
         let yes = |key: ClientConfigKey| value(key).is_some_and(|v| v == "true");
@@ -47,7 +66,8 @@ impl HttpConnector for PlainHttp {
                 .transpose()
         };
         let mut b = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
+            .no_proxy()
+            .tls_built_in_root_certs(self.roots)
             // As object_store's client: a compressed body would not match its Content-Length.
             .no_gzip()
             .no_brotli()
@@ -145,7 +165,7 @@ mod tests {
         let options = ClientOptions::new()
             .with_allow_http(true)
             .with_timeout(Duration::from_millis(300));
-        let client = PlainHttp.connect(&options)?;
+        let client = Connector::default().connect(&options)?;
         let r = tokio::time::timeout(
             Duration::from_secs(5),
             client.execute(get(&format!("http://127.0.0.1:{port}/x"))?),
@@ -163,7 +183,7 @@ mod tests {
             .with_allow_http(true)
             .with_timeout(Duration::from_millis(300))
             .with_proxy_url(format!("http://127.0.0.1:{port}"));
-        let client = PlainHttp.connect(&options)?;
+        let client = Connector::default().connect(&options)?;
         // Refused by the loopback if the proxy were ignored.
         let _ = client
             .execute(get("http://127.0.0.2:9/through-the-proxy")?)
@@ -176,7 +196,10 @@ mod tests {
     #[test]
     fn bad_options_are_named() {
         let bad = ClientOptions::new().with_config(ClientConfigKey::Timeout, "soon");
-        let err = PlainHttp.connect(&bad).err().map(|e| e.to_string());
+        let err = Connector::default()
+            .connect(&bad)
+            .err()
+            .map(|e| e.to_string());
         assert!(
             err.as_deref()
                 .is_some_and(|e| e.contains("Timeout") && e.contains("soon")),

@@ -24,9 +24,11 @@ mod s3raw;
 mod stream;
 mod url;
 
-pub use local::DurableLocal;
+pub use local::{DurableLocal, remove_staged};
 pub use mirror::MirrorStore;
-pub use residency::{Destination, ResidencyError, ResidencyPolicy, ResidencyRule};
+pub use residency::{
+    Destination, ProxyError, ResidencyError, ResidencyPolicy, ResidencyRule, check_proxy,
+};
 pub use s3raw::{ChunkedSupport, Put, RawError, S3Raw, chunked_len};
 pub use stream::{READ_PIECE, byte_stream};
 pub use url::{StoreKind, StoreUrl, UrlError};
@@ -45,6 +47,9 @@ pub enum StoreError {
     /// The residency policy refuses the destination.
     #[error(transparent)]
     Residency(#[from] ResidencyError),
+    /// The configured proxy is not a proxy address.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     /// The backend could not be configured.
     #[error("cannot open store {url}: {source}")]
     Backend {
@@ -105,7 +110,8 @@ impl std::fmt::Debug for Backend {
 /// Like [`open_store`], also returning the multipart interface.
 pub fn open_backend(url: &StoreUrl, policy: &ResidencyPolicy) -> Result<Backend, StoreError> {
     policy.check(url)?;
-    build_unchecked(url)
+    let proxy = policy.proxy_for(url)?;
+    build_unchecked(url, proxy.as_deref())
 }
 
 fn backend(url: &StoreUrl) -> impl Fn(object_store::Error) -> StoreError + '_ {
@@ -166,7 +172,17 @@ fn credential(url: &StoreUrl, var: &str, required: bool) -> Result<Option<String
     }
 }
 
-fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
+/// The client options of a remote store: the configured proxy, or none (never the
+/// environment's: [`http::Connector`]).
+fn client_options(proxy: Option<&str>) -> object_store::ClientOptions {
+    let o = object_store::ClientOptions::new();
+    match proxy {
+        Some(p) => o.with_proxy_url(p),
+        None => o,
+    }
+}
+
+fn build_unchecked(url: &StoreUrl, proxy: Option<&str>) -> Result<Backend, StoreError> {
     match url.kind() {
         StoreKind::Memory => Ok(plain(Arc::new(object_store::memory::InMemory::new()))),
         StoreKind::File => {
@@ -190,10 +206,11 @@ fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
                 .with_region(region.clone())
                 .with_endpoint(dest.endpoint.clone())
                 .with_allow_http(http::is_plain(&dest.endpoint))
-                .with_virtual_hosted_style_request(false);
-            if http::is_plain(&dest.endpoint) {
-                b = b.with_http_connector(http::PlainHttp);
-            }
+                .with_virtual_hosted_style_request(false)
+                .with_client_options(
+                    client_options(proxy).with_allow_http(http::is_plain(&dest.endpoint)),
+                )
+                .with_http_connector(http::Connector::for_endpoint(&dest.endpoint));
             let named = url.param("creds").is_some();
             let signed = match (
                 credential(url, "AWS_ACCESS_KEY_ID", named)?,
@@ -219,6 +236,7 @@ fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
                     &dest.endpoint,
                     url.bucket(),
                     url.prefix(),
+                    proxy,
                 )
                 .map_err(|e| StoreError::Backend {
                     url: url.to_string(),
@@ -247,9 +265,11 @@ fn build_unchecked(url: &StoreUrl) -> Result<Backend, StoreError> {
                     .with_endpoint(dest.endpoint.clone())
                     .with_allow_http(http::is_plain(&dest.endpoint));
             }
-            if http::is_plain(&dest.endpoint) {
-                b = b.with_http_connector(http::PlainHttp);
-            }
+            b = b
+                .with_client_options(
+                    client_options(proxy).with_allow_http(http::is_plain(&dest.endpoint)),
+                )
+                .with_http_connector(http::Connector::for_endpoint(&dest.endpoint));
             if let Some(account) = url
                 .param("account")
                 .map(str::to_owned)

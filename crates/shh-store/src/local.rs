@@ -127,6 +127,47 @@ impl ObjectStore for DurableLocal {
     }
 }
 
+/// Removes the staging files (`NAME#N`) that `LocalFileSystem` writes before renaming into
+/// place, for object `name` of the store rooted at `root`: what a writer killed mid-write
+/// leaves (unlisted, never read, never cleaned by `object_store`). Only files of exactly
+/// that shape, beside that object, are touched. Returns how many bytes were freed.
+pub fn remove_staged(root: &std::path::Path, name: &str) -> object_store::Result<u64> {
+    let fs = LocalFileSystem::new_with_prefix(root)?;
+    let file = fs.path_to_filesystem(
+        &Path::parse(name).map_err(|source| object_store::Error::InvalidPath { source })?,
+    )?;
+    let (Some(dir), Some(base)) = (file.parent(), file.file_name()) else {
+        return Ok(0);
+    };
+    let base = base.to_string_lossy().into_owned();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => {
+            return Err(object_store::Error::Generic {
+                store: "DurableLocal",
+                source: Box::new(e),
+            });
+        }
+    };
+    let mut freed = 0;
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let staged = n
+            .strip_prefix(base.as_str())
+            .and_then(|rest| rest.strip_prefix('#'))
+            .is_some_and(|suffix| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()));
+        if staged {
+            freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(e.path()).map_err(|e| object_store::Error::Generic {
+                store: "DurableLocal",
+                source: Box::new(e),
+            })?;
+        }
+    }
+    Ok(freed)
+}
+
 #[derive(Debug)]
 struct DurableUpload {
     inner: Box<dyn MultipartUpload>,
@@ -148,5 +189,37 @@ impl MultipartUpload for DurableUpload {
 
     async fn abort(&mut self) -> object_store::Result<()> {
         self.inner.abort().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_staging_files_of_the_object_are_removed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path().join("datasets/x/data");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        for n in [
+            "a.parquet#1",
+            "a.parquet#23",
+            "a.parquet",
+            "a.parquet#x",
+            "ab.parquet#1",
+            "b#1",
+        ] {
+            std::fs::write(d.join(n), b"12345").expect("write");
+        }
+        let freed = remove_staged(dir.path(), "datasets/x/data/a.parquet").expect("clean");
+        assert_eq!(freed, 10);
+        let mut left: Vec<String> = std::fs::read_dir(&d)
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.parquet", "a.parquet#x", "ab.parquet#1", "b#1"]);
+        assert_eq!(remove_staged(dir.path(), "nowhere/z").expect("absent"), 0);
     }
 }

@@ -3,6 +3,12 @@
 //! Health data must stay where the law and the hub's certification allow (HDS, SecNumCloud).
 //! The check runs on the destination a URL *resolves to* (after defaults and environment
 //! variables), so an unset region or an environment override cannot slip past it.
+//!
+//! Proxies are part of the decision too: a request sent through a proxy reaches that proxy
+//! first. So the environment's `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` are never used
+//! (every HTTP client shh builds ignores them), and the only proxy a request ever goes
+//! through is the one `[residency] proxy` names, which the operator allows by naming it,
+//! which must be an `http(s)://host:port` address, and which plans and audit events name.
 
 use crate::url::{StoreKind, StoreUrl, normalize_endpoint};
 use serde::{Deserialize, Serialize};
@@ -114,6 +120,42 @@ pub struct ResidencyPolicy {
     /// Allowed destinations.
     #[serde(default)]
     pub allow: Vec<ResidencyRule>,
+    /// The one proxy requests to remote stores go through (`http://host:port`); none by
+    /// default, and never one from the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+}
+
+/// A `[residency] proxy` that is not a proxy address.
+#[derive(Debug, thiserror::Error)]
+#[error("[residency] proxy {proxy:?}: {reason}")]
+pub struct ProxyError {
+    /// What was given.
+    pub proxy: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Checks a proxy address: `http://` or `https://`, a host, no path, user or query.
+pub fn check_proxy(proxy: &str) -> Result<String, ProxyError> {
+    let bad = |reason: &str| ProxyError {
+        proxy: proxy.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let u = url::Url::parse(proxy).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(bad("a proxy is reached over http:// or https://"));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(bad("credentials do not belong in the configuration"));
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        return Err(bad("a proxy address has no path, query or fragment"));
+    }
+    Ok(normalize_endpoint(proxy))
 }
 
 impl ResidencyPolicy {
@@ -132,6 +174,15 @@ impl ResidencyPolicy {
                     regions: vec![],
                 },
             ],
+            proxy: None,
+        }
+    }
+
+    /// The proxy a request to `url` goes through, checked: none for local stores.
+    pub fn proxy_for(&self, url: &StoreUrl) -> Result<Option<String>, ProxyError> {
+        match (&self.proxy, url.kind()) {
+            (_, StoreKind::File | StoreKind::Memory) | (None, _) => Ok(None),
+            (Some(p), _) => check_proxy(p).map(Some),
         }
     }
 
@@ -192,6 +243,31 @@ mod tests {
                 .is_err()
         );
         assert!(p.check(&url("az://c?emulator=true")).is_err());
+    }
+
+    #[test]
+    fn proxies_are_addresses_or_refused() {
+        assert_eq!(
+            check_proxy("http://127.0.0.1:3128").expect("ok"),
+            "http://127.0.0.1:3128"
+        );
+        for bad in [
+            "socks5://127.0.0.1:1080",
+            "http://user:pw@127.0.0.1:3128",
+            "http://127.0.0.1:3128/x",
+            "127.0.0.1:3128",
+            "http://",
+        ] {
+            assert!(check_proxy(bad).is_err(), "{bad}");
+        }
+        let mut p = ResidencyPolicy::local_only();
+        p.proxy = Some("http://127.0.0.1:3128".into());
+        assert_eq!(p.proxy_for(&url("file:///tmp/x")).expect("local"), None);
+        assert!(
+            p.proxy_for(&url("s3://b?endpoint=http://127.0.0.1:9000"))
+                .expect("remote")
+                .is_some()
+        );
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct S3Raw {
     /// `/bucket[/prefix]`, encoded, without a trailing slash.
     root: String,
     /// Built on first use: most stores never send a request of their own.
+    /// The configured proxy; the environment's are never used.
+    proxy: Option<String>,
     client: Arc<OnceLock<Result<reqwest::Client, String>>>,
 }
 
@@ -368,6 +370,7 @@ impl S3Raw {
         endpoint: &str,
         bucket: &str,
         prefix: &str,
+        proxy: Option<&str>,
     ) -> Result<Self, String> {
         let parsed = url::Url::parse(endpoint).map_err(|e| e.to_string())?;
         let host = match (parsed.host_str(), parsed.port()) {
@@ -389,6 +392,7 @@ impl S3Raw {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             host,
             root,
+            proxy: proxy.map(str::to_owned),
             client: Arc::default(),
         })
     }
@@ -399,11 +403,17 @@ impl S3Raw {
                 // A plain-HTTP endpoint (a local test server) needs no trust roots, and loading
                 // the system's is most of building a client.
                 let tls = !crate::http::is_plain(&self.endpoint);
-                reqwest::Client::builder()
+                let b = reqwest::Client::builder()
                     .connect_timeout(Duration::from_secs(10))
-                    .tls_built_in_root_certs(tls)
-                    .build()
-                    .map_err(|e| error_chain(&e))
+                    .tls_built_in_root_certs(tls);
+                // The residency policy's proxy, or none: never HTTP_PROXY and the like.
+                let b = match &self.proxy {
+                    Some(p) => reqwest::Proxy::all(p)
+                        .map(|p| b.proxy(p))
+                        .map_err(|e| error_chain(&e))?,
+                    None => b.no_proxy(),
+                };
+                b.build().map_err(|e| error_chain(&e))
             })
             .as_ref()
             .map_err(|e| RawError::Transport(format!("HTTP client: {e}")))

@@ -105,6 +105,10 @@ struct InitArgs {
     /// Another destination data may go to (a store URL; its endpoint and region are allowed).
     #[arg(long = "allow")]
     allow: Vec<String>,
+    /// The proxy every request to a remote store goes through (`http://host:port`); proxies
+    /// in the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) are never used.
+    #[arg(long)]
+    proxy: Option<String>,
     /// Argon2id memory in MiB.
     #[arg(long, default_value_t = 64)]
     kdf_memory_mib: u32,
@@ -251,7 +255,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let store = a.store.as_deref().map(StoreUrl::parse).transpose()?;
             let p = passphrase("New passphrase: ", true, "SHH_PASSPHRASE")?;
-            let hub = Hub::init(&cli.hub, &p, InitOptions { store, allow, kdf }).await?;
+            let proxy = a.proxy;
+            let hub = Hub::init(
+                &cli.hub,
+                &p,
+                InitOptions {
+                    store,
+                    allow,
+                    kdf,
+                    proxy,
+                },
+            )
+            .await?;
             if json {
                 print_json(hub.config())?;
             } else {
@@ -264,6 +279,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 outln!("  catalog: {}", hub.config().catalog);
                 for r in &hub.config().residency.allow {
                     outln!("  allowed: {r}");
+                }
+                if let Some(p) = &hub.config().residency.proxy {
+                    outln!("  proxy:   {p} (every request to a remote store)");
                 }
             }
         }

@@ -282,6 +282,9 @@ fn print_plan(h: &PlanHeader, path: &Path) -> Result<()> {
     outln!("plan {} ({})", path.display(), &h.plan_hash[..16]);
     outln!("  from {}", h.from);
     outln!("  to   {}", h.to);
+    if let Some(p) = &h.proxy {
+        outln!("  via  {p} (the residency policy's proxy)");
+    }
     for (name, t) in [
         ("copy", s.copy),
         ("same", s.same),
@@ -349,6 +352,14 @@ fn print_run(r: &RunReport) -> Result<()> {
             "  streamed in signed chunks: {} object(s), {}",
             s.chunk_signed.objects,
             human_bytes(s.chunk_signed.bytes)
+        );
+    }
+    if s.staging_removed.objects > 0 || s.uploads_aborted > 0 {
+        outln!(
+            "  left by an interrupted earlier run and removed: {} staging file set(s) ({}), {} open upload(s) aborted",
+            s.staging_removed.objects,
+            human_bytes(s.staging_removed.bytes),
+            s.uploads_aborted
         );
     }
     if s.empty_gone.objects > 0 {
