@@ -74,6 +74,24 @@ impl Hub {
         Ok(self.audit_log().await?.append(&actor, event).await?)
     }
 
+    /// Runs `op` and, if it fails, records `event` as failed with the error's message (which
+    /// names files, lines and fields, never a value, and passes the redaction net) before
+    /// returning the error: a command that touches data leaves an event whether it succeeds
+    /// or not. If even that event cannot be recorded, the operation's own error is returned.
+    pub(crate) async fn audited<T>(
+        &self,
+        event: Draft,
+        op: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match op.await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let _ = self.record(event.failed(e.to_string())).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Events matching `filter`, in order.
     pub async fn audit_events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         let mut out = Vec::new();
@@ -96,7 +114,13 @@ impl Hub {
     /// Exports the log for an auditor; the export itself is recorded (after it, so the copy
     /// ends at a signed head).
     pub async fn audit_export(&self, out: &std::path::Path) -> Result<ExportSummary> {
-        let s = self.audit_log().await?.export(out).await?;
+        crate::guard::check_path("the export directory's path", out)?;
+        let failed = Draft::new("audit.export").object(out.display().to_string());
+        let s = self
+            .audited(failed, async {
+                Ok(self.audit_log().await?.export(out).await?)
+            })
+            .await?;
         self.record(
             Draft::new("audit.export")
                 .object(out.display().to_string())

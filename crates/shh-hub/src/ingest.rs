@@ -19,6 +19,37 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// What kind of source identifier an opt-out names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OptOutKind {
+    /// A French NIR, as SNDS tables hold it.
+    #[default]
+    Nir,
+    /// A FHIR resource id (a patient's `id`): 1 to 64 of `A-Z a-z 0-9 - .`.
+    FhirId,
+}
+
+impl OptOutKind {
+    /// The id as ingest pseudonymizes it, if it is one of this kind.
+    pub fn canonical(self, id: &str) -> Option<String> {
+        match self {
+            OptOutKind::Nir => shh_pseudo::nir::canonical(id),
+            OptOutKind::FhirId => (id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+            .then(|| id.to_owned()),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            OptOutKind::Nir => "a NIR (15 characters with a valid key)",
+            OptOutKind::FhirId => "a FHIR id (1 to 64 letters, digits, '-' and '.')",
+        }
+    }
+}
+
 /// What to ingest.
 #[derive(Debug, Clone, Default)]
 pub struct IngestRequest {
@@ -84,30 +115,49 @@ impl Hub {
         Ok(Pseudonymizer::new(k.info.version, k.secret()))
     }
 
-    /// Adds source identifiers to the opt-out register (stored as pseudonyms only).
-    pub async fn optout_add(&self, ids: &[String]) -> Result<(u64, u64)> {
-        self.ensure_writable()?;
-        let p = self.pseudonymizer()?;
-        let now = chrono::Utc::now();
-        let entries: Vec<OptOutRecord> = ids
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|id| OptOutRecord {
-                pseudonym: p.pseudonym(id),
-                key_version: p.version(),
-                added_at: now,
-            })
-            .collect();
-        let added = self.catalog().add_optouts(&entries).await?;
-        self.record(
-            Draft::new("optout.add")
-                .detail("submitted", entries.len() as u64)
-                .detail("added", added)
-                .detail("key_version", u64::from(p.version())),
-        )
-        .await?;
-        Ok((entries.len() as u64, added))
+    /// Adds source identifiers to the opt-out register (stored as pseudonyms only). Every id
+    /// must be of `kind` (a NIR by default, in any of its written forms): a mistyped one would
+    /// silently opt nobody out, so one bad id refuses the whole list, naming its position and
+    /// never its text.
+    pub async fn optout_add(&self, ids: &[String], kind: OptOutKind) -> Result<(u64, u64)> {
+        let failed = Draft::new("optout.add").detail("submitted", ids.len() as u64);
+        self.audited(failed, async {
+            self.ensure_writable()?;
+            let p = self.pseudonymizer()?;
+            let now = chrono::Utc::now();
+            let mut entries = Vec::with_capacity(ids.len());
+            for (i, raw) in ids.iter().enumerate() {
+                let id = raw.trim();
+                if id.is_empty() {
+                    continue;
+                }
+                let id = kind.canonical(id).ok_or_else(|| {
+                    HubError::Ingest(IngestError::Plan {
+                        reason: format!(
+                            "opt-out id #{} ({} characters) is not {}; nothing was added",
+                            i + 1,
+                            id.chars().count(),
+                            kind.describe()
+                        ),
+                    })
+                })?;
+                entries.push(OptOutRecord {
+                    pseudonym: p.pseudonym(&id),
+                    key_version: p.version(),
+                    added_at: now,
+                });
+            }
+            let added = self.catalog().add_optouts(&entries).await?;
+            self.record(
+                Draft::new("optout.add")
+                    .detail("submitted", entries.len() as u64)
+                    .detail("added", added)
+                    .detail("key_version", u64::from(p.version())),
+            )
+            .await?;
+            Ok((entries.len() as u64, added))
+        })
+        .await
     }
 
     /// The opt-out register.
@@ -115,30 +165,25 @@ impl Hub {
         Ok(self.catalog().optouts().await?)
     }
 
-    /// Ingests files into a new version of a dataset.
+    /// Ingests files into a new version of a dataset. A failure is recorded too.
     pub async fn ingest(
         &self,
         req: &IngestRequest,
         progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<IngestReport> {
-        self.ensure_writable()?;
-        let result = match check_names(req) {
-            Ok(()) => self.ingest_inner(req, progress).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
-            let mut ev = Draft::new("dataset.ingest")
-                .detail("files", file_names(req))
-                .failed(e.to_string());
-            if shh_dataset::validate_name(&req.dataset).is_ok() {
-                ev = ev.dataset(req.dataset.clone());
-            }
-            if let Some(s) = &req.schema {
-                ev = ev.detail("schema", s.display().to_string());
-            }
-            self.record(ev).await?;
+        let mut failed = Draft::new("dataset.ingest").detail("files", file_names(req));
+        if shh_dataset::validate_name(&req.dataset).is_ok() {
+            failed = failed.dataset(req.dataset.clone());
         }
-        result
+        if let Some(s) = &req.schema {
+            failed = failed.detail("schema", s.display().to_string());
+        }
+        self.audited(failed, async {
+            self.ensure_writable()?;
+            check_names(req)?;
+            self.ingest_inner(req, progress).await
+        })
+        .await
     }
 
     async fn ingest_inner(

@@ -261,7 +261,20 @@ impl Hub {
         progress: Progress,
         on_plan: impl FnOnce(&PlanHeader),
     ) -> Result<RunReport> {
-        self.run_inner(req, progress, on_plan, true).await
+        let action = if req.sync {
+            "migrate.sync"
+        } else {
+            "migrate.run"
+        };
+        let mut failed = Draft::new(action);
+        if let Some(t) = &req.to {
+            failed = failed.object(t.clone());
+        }
+        if let Some(p) = &req.plan {
+            failed = failed.detail("plan", p.display().to_string());
+        }
+        self.audited(failed, self.run_inner(req, progress, on_plan, true))
+            .await
     }
 
     /// A cut-over's or rollback's sync records nothing: an event appended after the copy would
@@ -389,7 +402,12 @@ impl Hub {
         concurrency: usize,
         out: &Path,
     ) -> Result<AcceptanceReport> {
-        let report = self.verify_inner(to, deep, concurrency, out, false).await?;
+        let failed = Draft::new("migrate.verify")
+            .object(to.unwrap_or(&self.config.store).to_owned())
+            .detail("deep", deep);
+        let report = self
+            .audited(failed, self.verify_inner(to, deep, concurrency, out, false))
+            .await?;
         let mut event = Draft::new("migrate.verify")
             .object(report.target.clone())
             .detail("deep", deep)
@@ -795,6 +813,17 @@ impl Hub {
     /// Shadow reads: a deterministic `pct` % sample of the primary's objects is read from the
     /// primary and from `other` (default: the mirror, or the cut-over's source) and compared.
     pub async fn migrate_compare(
+        &self,
+        other: Option<&str>,
+        pct: f64,
+        concurrency: usize,
+    ) -> Result<CompareReport> {
+        let failed = Draft::new("migrate.compare").object(other.unwrap_or("").to_owned());
+        self.audited(failed, self.compare_inner(other, pct, concurrency))
+            .await
+    }
+
+    async fn compare_inner(
         &self,
         other: Option<&str>,
         pct: f64,

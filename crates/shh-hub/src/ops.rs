@@ -19,6 +19,14 @@ pub struct DatasetRef {
 }
 
 impl DatasetRef {
+    /// `NAME` or `NAME@PREFIX` as given (for an event about a version not resolved).
+    pub fn shown(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}@{v}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
     /// Parses `NAME[@VERSION]`.
     pub fn parse(s: &str) -> Result<Self> {
         let (name, version) = match s.split_once('@') {
@@ -94,24 +102,31 @@ impl Hub {
         })
     }
 
-    /// Verifies one version; the outcome is recorded.
+    /// Verifies one version; the outcome is recorded: a bad file, a missing or altered
+    /// manifest, an unknown version, each as a failure naming what is wrong.
     pub async fn verify(&self, r: &DatasetRef) -> Result<VerifyReport> {
-        let report = shh_dataset::verify_version(
-            self.store(),
-            self.catalog().as_ref(),
-            &r.name,
-            r.version.as_deref(),
-        )
-        .await?;
+        let failed = Draft::new("dataset.verify").dataset(r.shown());
+        let report = self
+            .audited(failed, async {
+                Ok(shh_dataset::verify_version(
+                    self.store(),
+                    self.catalog().as_ref(),
+                    &r.name,
+                    r.version.as_deref(),
+                )
+                .await?)
+            })
+            .await?;
         let mut event = Draft::new("dataset.verify")
             .dataset(short_ref(&r.name, &report.version))
             .detail("files", report.files.len() as u64)
             .detail("stored_bytes", report.stored_bytes);
         if let Some(bad) = report.first_bad() {
-            event = event.detail("first_bad_file", bad.path.clone()).detail(
-                "error",
-                bad.error.clone().unwrap_or_else(|| "mismatch".into()),
-            );
+            let error = bad.error.clone().unwrap_or_else(|| "mismatch".into());
+            event = event
+                .detail("first_bad_file", bad.path.clone())
+                .detail("error", error.clone())
+                .failed(format!("{}: {error}", bad.path));
         }
         event = event.detail("ok", report.first_bad().is_none());
         self.record(event).await?;
@@ -119,16 +134,24 @@ impl Hub {
     }
 
     /// Exports one version to `out`. The event (rows and bytes out, the version exported) is
-    /// durable before the files appear under their name.
+    /// durable before the files appear under their name; a failed export is recorded too.
     pub async fn export(&self, r: &DatasetRef, out: &std::path::Path) -> Result<ExportReport> {
-        let staged = shh_dataset::stage_export(
-            self.store(),
-            self.catalog().as_ref(),
-            &r.name,
-            r.version.as_deref(),
-            out,
-        )
-        .await?;
+        crate::guard::check_path("the export directory's path", out)?;
+        let failed = Draft::new("dataset.export")
+            .dataset(r.shown())
+            .object(out.display().to_string());
+        let staged = self
+            .audited(failed.clone(), async {
+                Ok(shh_dataset::stage_export(
+                    self.store(),
+                    self.catalog().as_ref(),
+                    &r.name,
+                    r.version.as_deref(),
+                    out,
+                )
+                .await?)
+            })
+            .await?;
         let rep = staged.report();
         let event = Draft::new("dataset.export")
             .dataset(short_ref(&r.name, &rep.version))
@@ -140,7 +163,8 @@ impl Hub {
             staged.discard().await;
             return Err(e);
         }
-        Ok(staged.publish().await?)
+        self.audited(failed, async { Ok(staged.publish().await?) })
+            .await
     }
 
     /// Every object in the backend, as the cloud provider sees it: path and stored size.

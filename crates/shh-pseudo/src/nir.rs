@@ -55,6 +55,17 @@ pub(crate) fn check(d: &[u8; 15]) -> bool {
     key == 97 - body % 97
 }
 
+/// The NIR written in `s` (spaces, dots and dashes between its digits allowed) in the form a
+/// data file holds it: 15 characters, Corsica upper-cased. `None` if `s` is not one.
+pub fn canonical(s: &str) -> Option<String> {
+    let c: String = s
+        .chars()
+        .filter(|c| !(c.is_ascii_whitespace() || matches!(c, '.' | '-')))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    is_nir(&c).then_some(c)
+}
+
 /// The key of a 13-digit NIR body (Corsica already replaced by 19/18).
 pub fn key_of(body: u64) -> u64 {
     97 - body % 97
@@ -79,6 +90,25 @@ mod tests {
         let k = key_of(1_800_119_004_123);
         assert!(is_nir(&format!("180012A004123{k:02}")));
         assert!(!is_nir(&format!("180012B004123{k:02}")));
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(
+            canonical("2 55 08 14 168 025 38").as_deref(),
+            Some("255081416802538")
+        );
+        assert_eq!(
+            canonical("2-55-08-14-168-025-38").as_deref(),
+            Some("255081416802538")
+        );
+        let k = key_of(1_800_119_004_123);
+        assert_eq!(
+            canonical(&format!("1.80.01.2a.004.123.{k:02}")),
+            Some(format!("180012A004123{k:02}"))
+        );
+        assert_eq!(canonical("bad"), None);
+        assert_eq!(canonical("255081416802539"), None);
     }
 
     proptest! {

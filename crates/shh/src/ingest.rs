@@ -5,7 +5,7 @@ use crate::{human_bytes, open, print_json};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use shh_hub::ingest::{IngestReport, IngestRequest};
+use shh_hub::ingest::{IngestReport, IngestRequest, OptOutKind};
 use shh_hub::shh_ingest::Format;
 use shh_hub::shh_pseudo::RiskReport;
 use std::path::{Path, PathBuf};
@@ -72,14 +72,31 @@ pub enum SynthCmd {
 pub enum OptoutCmd {
     /// Register patients who object (source identifiers; stored only as pseudonyms).
     Add {
-        /// Source identifiers (NIRs).
+        /// Source identifiers (NIRs, spaces, dots and dashes allowed).
         #[arg(required = true)]
         ids: Vec<String>,
+        /// What the identifiers are: `nir`, or `fhir-id` (a FHIR Patient's id).
+        #[arg(long, default_value = "nir", value_parser = parse_kind)]
+        id_type: OptOutKind,
     },
-    /// Register the identifiers in a file, one per line.
-    Import { file: PathBuf },
+    /// Register the identifiers in a file, one per line (all or none: a bad line names its
+    /// number, and nothing is added).
+    Import {
+        file: PathBuf,
+        /// What the identifiers are: `nir`, or `fhir-id` (a FHIR Patient's id).
+        #[arg(long, default_value = "nir", value_parser = parse_kind)]
+        id_type: OptOutKind,
+    },
     /// List the register (pseudonyms and key versions).
     List,
+}
+
+fn parse_kind(s: &str) -> Result<OptOutKind, String> {
+    match s {
+        "nir" => Ok(OptOutKind::Nir),
+        "fhir-id" => Ok(OptOutKind::FhirId),
+        _ => Err("nir or fhir-id".into()),
+    }
 }
 
 fn bar(json: bool, what: &str) -> ProgressBar {
@@ -276,15 +293,22 @@ pub fn synth(c: SynthCmd, json: bool) -> Result<ExitCode> {
 pub async fn optout(c: OptoutCmd, hub: &Path, json: bool) -> Result<ExitCode> {
     let hub = open(hub).await?;
     match c {
-        OptoutCmd::Add { ids } => report_added(hub.optout_add(&ids).await?, json)?,
-        OptoutCmd::Import { file } => {
+        OptoutCmd::Add { ids, id_type } => {
+            report_added(hub.optout_add(&ids, id_type).await?, json)?
+        }
+        OptoutCmd::Import { file, id_type } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
+            // Entry #N is line N.
             let ids: Vec<String> = text.lines().map(str::to_owned).collect();
             if ids.iter().all(|l| l.trim().is_empty()) {
                 bail!("{}: no identifier", file.display());
             }
-            report_added(hub.optout_add(&ids).await?, json)?;
+            let added = hub
+                .optout_add(&ids, id_type)
+                .await
+                .with_context(|| format!("{} (entry #N is line N)", file.display()))?;
+            report_added(added, json)?;
         }
         OptoutCmd::List => {
             let l = hub.optout_list().await?;
