@@ -255,37 +255,44 @@ fn staged_store(staging: &Path, target: &Path, config: &HubConfig) -> Result<Sto
 }
 
 /// A staging directory an interrupted `init` of `name` left in `parent`, if its keystore
-/// opens with `passphrase`; one that does not is named for removal.
+/// opens with `passphrase`. One that never got its configuration never wrote anywhere else
+/// (remote objects come after it) and is removed; a complete one that does not open with
+/// this passphrase is named for removal, with the store it may have written to.
 fn resumable(parent: &Path, name: &str, passphrase: &str) -> Result<Option<PathBuf>> {
     let prefix = format!(".{name}{STAGING}");
     let entries = std::fs::read_dir(parent).map_err(io(parent))?;
+    let mut found = None;
     for e in entries.flatten() {
         let p = e.path();
         if !e.file_name().to_string_lossy().starts_with(&prefix) {
             continue;
         }
-        let complete = p.join(CONFIG_FILE).exists() && p.join(KEYSTORE_FILE).exists();
-        if complete && Keystore::open(&p.join(KEYSTORE_FILE), passphrase).is_ok() {
-            return Ok(Some(p));
+        if !p.join(CONFIG_FILE).exists() {
+            std::fs::remove_dir_all(&p).map_err(io(&p))?;
+            continue;
+        }
+        if found.is_none() && Keystore::open(&p.join(KEYSTORE_FILE), passphrase).is_ok() {
+            found = Some(p);
+            continue;
         }
         let store = Hub::read_config(&p).ok().map(|c| c.store);
         return Err(HubError::Config {
             path: p.clone(),
             reason: format!(
-                "an interrupted `shh init` of this hub left {}{}; it does not open with this \
-                 passphrase: remove it{} and run `shh init` again",
+                "an interrupted `shh init` of this hub left {}, which does not open with this \
+                 passphrase: run `shh init` again with the passphrase it was given, or remove \
+                 it{} and run `shh init` again",
                 p.display(),
-                if complete { "" } else { " (incomplete)" },
                 match store {
                     Some(s) if !s.starts_with("file://") => {
-                        format!(", and every object it wrote to {s}")
+                        format!(" and every object it wrote to {s}")
                     }
                     _ => String::new(),
                 }
             ),
         });
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// The first ancestor of `p` (or `p` itself) that does not exist: what `create_dir_all`

@@ -554,16 +554,25 @@ fn phone_in_chain(b: &[u8], chain: &[Token]) -> Option<(Found, usize, usize)> {
                 return Some((Found::Phone, t.start, pairs[4].end));
             }
         }
-        // North American: (XXX) XXX-XXXX.
+        // North American: (XXX) XXX-XXXX, or XXX-XXX-XXXX with one separator throughout
+        // (area and exchange codes start with 2 to 9).
         if i + 3 <= chain.len()
             && chain[i].len() == 3
             && chain[i + 1].len() == 3
             && chain[i + 2].len() == 4
-            && t.start > 0
-            && b[t.start - 1] == b'('
             && d[0] >= b'2'
         {
-            return Some((Found::Phone, t.start - 1, chain[i + 2].end));
+            if t.start > 0 && b[t.start - 1] == b'(' {
+                return Some((Found::Phone, t.start - 1, chain[i + 2].end));
+            }
+            let exchange = b[chain[i + 1].start] >= b'2';
+            let (g1, g2) = (
+                &b[chain[i].end..chain[i + 1].start],
+                &b[chain[i + 1].end..chain[i + 2].start],
+            );
+            if exchange && g1 == g2 && matches!(g1, b"-" | b"." | b" ") {
+                return Some((Found::Phone, t.start, chain[i + 2].end));
+            }
         }
     }
     None
@@ -798,6 +807,8 @@ mod tests {
             ("tel 0612345678 soir", Found::Phone),
             ("０６ １２ ３４ ５６ ７８", Found::Phone),
             ("(555) 123-4567", Found::Phone),
+            ("555-412-8793", Found::Phone),
+            ("call 212.555.0199 now", Found::Phone),
         ] {
             assert_eq!(found(s), Some(f), "{s}");
         }
@@ -814,6 +825,8 @@ mod tests {
             "1234567890",
             "06 12 34 56",
             "0612345678901",
+            "555-412 8793",
+            "155-412-8793",
         ] {
             assert_eq!(found(s), None, "{s}");
         }
