@@ -107,7 +107,7 @@ pub fn validate_name(name: &str) -> Result<(), DatasetError> {
         let at = name[..i].chars().count() + 1;
         return bad(format!("character {at} is not allowed; {RULE}"));
     }
-    if let Some(h) = shh_pseudo::guard::scan(name, shh_pseudo::guard::Look::ALL) {
+    if let Some(h) = shh_pseudo::guard::scan(name, shh_pseudo::guard::Look::NAME) {
         return bad(format!(
             "it holds {}, and names are stored in clear; choose another",
             h.found.describe()

@@ -71,6 +71,7 @@ impl Hub {
         let event = event.map_strings(&crate::guard::redact);
         let mut actor = self.actor.clone();
         crate::guard::redact(&mut actor.id);
+        crate::guard::redact(&mut actor.role);
         Ok(self.audit_log().await?.append(&actor, event).await?)
     }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// Refuses `text` if it holds a direct identifier; `what` names it in the error.
 pub(crate) fn check(what: &str, text: &str) -> Result<()> {
-    match scan(text, Look::ALL) {
+    match scan(text, Look::NAME) {
         Some(h) => Err(HubError::Identifier {
             what: what.to_owned(),
             found: h.found,

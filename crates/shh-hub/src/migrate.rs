@@ -158,6 +158,8 @@ impl Hub {
 
     /// The residency check and the client of one side; nothing is sent.
     fn side_backend(&self, url: &str) -> Result<(StoreUrl, shh_store::Backend)> {
+        // A prefix becomes part of every object name the provider reads.
+        crate::guard::check("a store URL", url)?;
         let url = StoreUrl::parse(url).map_err(shh_store::StoreError::from)?;
         let backend = shh_store::open_backend(&url, &self.config.residency)?;
         Ok((url, backend))

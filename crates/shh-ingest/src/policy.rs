@@ -88,6 +88,7 @@ impl Rule {
         shh_pseudo::guard::Look {
             nir: !self.allow_nir_like,
             contact: !self.allow_contact_like,
+            names: false,
         }
     }
 
@@ -270,7 +271,9 @@ impl ColumnPolicy {
 
     /// Parses policy text.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let f: PolicyFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        // A TOML error shows the offending line: whatever it holds, no identifier is shown.
+        let f: PolicyFile = toml::from_str(text)
+            .map_err(|e| shh_pseudo::guard::redact(&e.to_string()).into_owned())?;
         let mut columns = BTreeMap::new();
         for (name, v) in f.columns {
             let rule = rule_of(&name, v)?;
@@ -364,7 +367,8 @@ mod tests {
             p.rule("A").look(),
             shh_pseudo::guard::Look {
                 nir: true,
-                contact: false
+                contact: false,
+                names: false,
             }
         );
         assert_eq!(p.rule("A").waived(), ["allow_contact_like"]);

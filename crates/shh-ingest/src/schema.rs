@@ -185,7 +185,7 @@ impl TableSchema {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, f) in self.fields.iter().enumerate() {
-            if let Some(h) = shh_pseudo::guard::scan(&f.name, shh_pseudo::guard::Look::ALL) {
+            if let Some(h) = shh_pseudo::guard::scan(&f.name, shh_pseudo::guard::Look::NAME) {
                 return Err(format!(
                     "field #{}: its name holds {}; rename it",
                     i + 1,
@@ -229,7 +229,7 @@ impl TableSchema {
             let named = std::iter::once(&fk.reference.resource).chain(&fk.reference.fields);
             if let Some(h) = named
                 .into_iter()
-                .find_map(|n| shh_pseudo::guard::scan(n, shh_pseudo::guard::Look::ALL))
+                .find_map(|n| shh_pseudo::guard::scan(n, shh_pseudo::guard::Look::NAME))
             {
                 return Err(format!(
                     "a foreignKey reference holds {}; rename it",

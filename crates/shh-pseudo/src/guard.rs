@@ -43,18 +43,31 @@ pub struct Look {
     pub nir: bool,
     /// E-mail addresses and phone numbers.
     pub contact: bool,
+    /// Names (of datasets, files, columns…): letters bound a run of digits too, so
+    /// `C185057800608491.csv` holds a NIR as surely as `C_185057800608491.csv`. Values keep
+    /// the stricter definition of a candidate (bounded by non-alphanumerics), so that hex and
+    /// base64 tokens in data are not refused; names are cheap to change.
+    pub names: bool,
 }
 
 impl Look {
-    /// Everything.
+    /// Everything, in values.
     pub const ALL: Look = Look {
         nir: true,
         contact: true,
+        names: false,
+    };
+    /// Everything, in a name.
+    pub const NAME: Look = Look {
+        nir: true,
+        contact: true,
+        names: true,
     };
     /// Nothing (an identifier column, or every check waived).
     pub const NONE: Look = Look {
         nir: false,
         contact: false,
+        names: false,
     };
 
     /// Whether anything is looked for.
@@ -140,9 +153,12 @@ pub fn scan(text: &str, look: Look) -> Option<Hit> {
 }
 
 /// Every direct identifier in `text` replaced by a placeholder (`[NIR]`, `[e-mail]`,
-/// `[phone]`): the last net over what is stored or printed.
+/// `[phone]`): the last net over what is stored or printed (messages, events, manifests,
+/// rejects), which hold names rather than values, so it looks as in a name
+/// ([`Look::names`]).
 pub fn redact(text: &str) -> Cow<'_, str> {
-    let Some(first) = scan(text, Look::ALL) else {
+    let look = Look::NAME;
+    let Some(first) = scan(text, look) else {
         return Cow::Borrowed(text);
     };
     let mut out = String::with_capacity(text.len());
@@ -152,7 +168,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         out.push_str(&rest[..h.start]);
         out.push_str(h.found.placeholder());
         rest = &rest[h.end..];
-        hit = scan(rest, Look::ALL);
+        hit = scan(rest, look);
     }
     out.push_str(rest);
     Cow::Owned(out)
@@ -315,18 +331,45 @@ impl Token {
     }
 }
 
-fn tokens(b: &[u8]) -> Vec<Token> {
+/// Letters and digits form tokens; in a name (`names`), only digits do (and a Corsican `A`
+/// or `B` between a `2` and a digit), letters bounding them.
+fn tokens(b: &[u8], names: bool) -> Vec<Token> {
     let mut out = Vec::new();
     let mut i = 0;
+    let part = |i: usize, start: usize| -> bool {
+        let c = b[i];
+        if c.is_ascii_digit() {
+            return true;
+        }
+        if !names {
+            return c.is_ascii_alphanumeric();
+        }
+        matches!(c, b'A' | b'B' | b'a' | b'b')
+            && i > start
+            && b[i - 1] == b'2'
+            && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+    };
     while i < b.len() {
-        if !b[i].is_ascii_alphanumeric() {
+        if names && b[i].is_ascii_alphanumeric() && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+            // A digest (32 hex characters or more: a version id, a BLAKE3 or SHA-256) is not a
+            // name, and redacting a digit run inside it would corrupt a fact.
+            let end = i + b[i..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .count();
+            if end - i >= 32 && b[i..end].iter().all(u8::is_ascii_hexdigit) {
+                i = end;
+                continue;
+            }
+        }
+        if !(b[i].is_ascii_digit() || (!names && b[i].is_ascii_alphanumeric())) {
             i += 1;
             continue;
         }
         let start = i;
         let mut letters = 0;
         let mut corsican = true;
-        while i < b.len() && b[i].is_ascii_alphanumeric() {
+        while i < b.len() && part(i, start) {
             if !b[i].is_ascii_digit() {
                 letters += 1;
                 corsican &=
@@ -349,7 +392,7 @@ fn links(gap: &[u8]) -> bool {
 }
 
 fn find(b: &[u8], look: Look) -> Option<(Found, usize, usize)> {
-    let toks = tokens(b);
+    let toks = tokens(b, look.names);
     // Chains of digit tokens joined by separators.
     let mut chains: Vec<&[Token]> = Vec::new();
     let mut i = 0;
@@ -775,7 +818,8 @@ mod tests {
                     s,
                     Look {
                         nir: true,
-                        contact: false
+                        contact: false,
+                        names: false
                     }
                 ),
                 None,
@@ -833,6 +877,30 @@ mod tests {
     }
 
     #[test]
+    fn in_names_letters_bound_digits() {
+        for s in [
+            "C185057800608491",
+            "x185057800608491x.csv",
+            "patient185057800608491",
+            "P1-85-05-78-006-084-91",
+        ] {
+            assert_eq!(scan(s, Look::ALL), None, "{s}: not a candidate in a value");
+            assert_eq!(
+                scan(s, Look::NAME).map(|h| h.found),
+                Some(Found::Nir),
+                "{s}"
+            );
+        }
+        let k = nir::key_of(1_800_119_004_123);
+        assert!(scan(&format!("f180012A004123{k:02}.csv"), Look::NAME).is_some());
+        assert_eq!(redact("C185057800608491.csv"), "C[NIR].csv");
+        // A digest is not a name: a digit run inside it is left alone.
+        let digest = format!("{}{}", "185057800608491", "ab".repeat(10));
+        assert_eq!(redact(&digest), digest);
+        assert_eq!(scan("extract_20240102123045123.csv", Look::NAME), None);
+    }
+
+    #[test]
     fn hits_point_into_the_original_text() {
         let s = "nom: ｘ １８５ ０５７ ８００ ６０８ ４９１ fin";
         let h = scan(s, Look::ALL).expect("hit");
@@ -842,8 +910,13 @@ mod tests {
             "a [NIR] b [e-mail] c"
         );
         assert_eq!(redact("rien à signaler"), "rien à signaler");
-        let z = "x185\u{200B}057800608491";
-        assert_eq!(redact(z), z, "a token with letters is not a candidate");
+        // The net reads like a name: letters do not hide a NIR from it.
+        assert_eq!(redact("x185\u{200B}057800608491"), "x[NIR]");
+        assert_eq!(
+            scan("x185\u{200B}057800608491", Look::ALL),
+            None,
+            "but it is no candidate in a value"
+        );
         assert_eq!(redact("185\u{200B}057800608491\u{200B}"), "[NIR]\u{200B}");
     }
 
@@ -884,7 +957,7 @@ mod tests {
             // A random 15-digit token passes structure and key about once in 200: the guard
             // must agree exactly with the NIR check on whole tokens.
             let s = format!("{n:015}");
-            prop_assert_eq!(scan(&s, Look { nir: true, contact: false }).is_some(), nir::is_nir(&s));
+            prop_assert_eq!(scan(&s, Look { nir: true, contact: false, names: false }).is_some(), nir::is_nir(&s));
         }
     }
 }
