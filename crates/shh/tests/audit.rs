@@ -288,3 +288,94 @@ fn killed_burst_of_appends_leaves_a_log_without_gaps() {
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["unsigned_tail"], 0);
 }
+
+/// A command that touches data records its failure too, with a reason that names what is
+/// wrong (never a value): a verify or export on a missing or altered manifest, a verify that
+/// finds a bad data file (failed, not allowed), an export into a directory refused by name.
+#[test]
+fn failures_of_data_commands_are_recorded() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = init(dir.path());
+    write_tables(&hub, 2);
+    let failed = |action: &str| -> Vec<serde_json::Value> {
+        events(&hub, &["--action", action])
+            .into_iter()
+            .filter(|e| e["outcome"]["result"] == "failed")
+            .collect()
+    };
+    let manifests =
+        |t: &str| common::files_under(&hub.join("store/datasets").join(t).join("manifests"));
+    let data = |t: &str| common::files_under(&hub.join("store/datasets").join(t).join("data"));
+
+    // t0: its manifest gone.
+    std::fs::remove_file(&manifests("t0")[0]).expect("rm");
+    assert!(
+        !shh(&hub, PASS, &["datasets", "verify", "t0"])
+            .status
+            .success()
+    );
+    let out = dir.path().join("out");
+    assert!(
+        !shh(
+            &hub,
+            PASS,
+            &[
+                "datasets",
+                "export",
+                "t0",
+                "--out",
+                out.to_str().expect("o")
+            ]
+        )
+        .status
+        .success()
+    );
+    // t1: a data file altered.
+    let f = &data("t1")[0];
+    let mut b = std::fs::read(f).expect("read");
+    let n = b.len();
+    b[n / 2] ^= 1;
+    std::fs::write(f, b).expect("write");
+    assert!(
+        !shh(&hub, PASS, &["datasets", "verify", "t1"])
+            .status
+            .success()
+    );
+    // Unknown dataset.
+    assert!(
+        !shh(&hub, PASS, &["datasets", "verify", "nothing"])
+            .status
+            .success()
+    );
+
+    let verify = failed("dataset.verify");
+    assert_eq!(verify.len(), 3, "{verify:#?}");
+    let reasons: Vec<String> = verify
+        .iter()
+        .map(|e| {
+            e["outcome"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("manifests/")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("data/")), "{reasons:?}");
+    assert!(
+        events(&hub, &["--action", "dataset.verify"])
+            .iter()
+            .all(|e| e["outcome"]["result"] == "failed"),
+        "a verify that found a bad file is not recorded as allowed"
+    );
+    assert_eq!(
+        failed("dataset.export").len(),
+        1,
+        "{:#?}",
+        events(&hub, &["--action", "dataset.export"])
+    );
+    let v = ok(&shh(&hub, PASS, &["audit", "verify"]));
+    assert!(v.contains("OK"), "{v}");
+}

@@ -702,3 +702,167 @@ fn shared_snds_tables_and_fhir_files_ingest_with_their_own_schemas() {
     ));
     assert_eq!(r["rows_written"], 1);
 }
+
+/// A file with a header and no row (or whose every row is rejected) writes no version unless
+/// `--allow-empty` says an empty version is wanted; an empty file names itself.
+#[test]
+fn a_file_without_rows_writes_no_version_unless_asked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = init(tmp.path());
+    let schema = tmp.path().join("t.json");
+    std::fs::write(
+        &schema,
+        r#"{"fields":[{"name":"ID"},{"name":"N","type":"integer"}]}"#,
+    )
+    .expect("s");
+    let ingest = |file: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "--json",
+            "ingest",
+            "--dataset",
+            "t",
+            "--schema",
+            schema.to_str().expect("s"),
+        ];
+        a.extend_from_slice(extra);
+        a.push(file.to_str().expect("f"));
+        shh(&hub, PASS, &a)
+    };
+    let header = tmp.path().join("header.csv");
+    std::fs::write(&header, "ID,N\n").expect("w");
+    let o = ingest(&header, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no row to store") && err.contains("--allow-empty"),
+        "{err}"
+    );
+    assert_eq!(current(&hub, "t"), None);
+    let all_bad = tmp.path().join("bad.csv");
+    std::fs::write(&all_bad, "ID,N\na,x\nb,y\n").expect("w");
+    assert!(!ingest(&all_bad, &["--max-errors", "5"]).status.success());
+    assert_eq!(current(&hub, "t"), None);
+    let r = json(&ingest(&header, &["--allow-empty"]));
+    assert_eq!(r["rows_written"], 0);
+    assert!(current(&hub, "t").is_some());
+    let empty = tmp.path().join("empty.csv");
+    std::fs::write(&empty, "").expect("w");
+    let err = String::from_utf8_lossy(&ingest(&empty, &[]).stderr).into_owned();
+    assert!(err.contains("empty.csv") && err.contains("empty"), "{err}");
+}
+
+/// The opt-out register takes NIRs (in any written form) and nothing else: a file with one
+/// bad line adds nothing and names the line, never its text.
+#[test]
+fn opt_out_ids_are_nirs_all_or_none() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = init(tmp.path());
+    let list = tmp.path().join("ids.txt");
+    std::fs::write(&list, "1 84 12 76 451 089 46\nbad\n255081416802538\n").expect("w");
+    let o = shh(&hub, PASS, &["optout", "import", list.to_str().expect("l")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("#2") && err.contains("not a NIR"),
+        "{err}"
+    );
+    assert!(!err.contains("bad"), "{err}");
+    let l = json(&shh(&hub, PASS, &["--json", "optout", "list"]));
+    assert_eq!(l.as_array().map(Vec::len), Some(0), "nothing added");
+    std::fs::write(&list, "1-84-12-76-451-089-46\n255081416802538\n").expect("w");
+    ok(&shh(
+        &hub,
+        PASS,
+        &["optout", "import", list.to_str().expect("l")],
+    ));
+    // The dashed form opts out the same patient as the plain one in a data file.
+    let schema = tmp.path().join("b.json");
+    std::fs::write(&schema, r#"{"fields":[{"name":"NIR"},{"name":"V"}]}"#).expect("s");
+    let policy = tmp.path().join("b.toml");
+    std::fs::write(&policy, "[columns]\nNIR = \"identifier\"\n").expect("p");
+    let csv = tmp.path().join("b.csv");
+    std::fs::write(&csv, "NIR,V\n184127645108946,a\n294037512345606,b\n").expect("c");
+    let r = json(&shh(
+        &hub,
+        PASS,
+        &[
+            "--json",
+            "ingest",
+            "--dataset",
+            "b",
+            "--schema",
+            schema.to_str().expect("s"),
+            "--policy",
+            policy.to_str().expect("p"),
+            csv.to_str().expect("c"),
+        ],
+    ));
+    assert_eq!(
+        (r["rows_written"].as_u64(), r["opted_out"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+}
+
+/// FHIR keeps no free text: display labels are not read, a unit must be a UCUM code, and a
+/// line that is not UTF-8 is named by its number.
+#[test]
+fn fhir_free_text_is_dropped_or_checked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = init(tmp.path());
+    let show = |d: &str| -> Vec<String> {
+        json(&shh(&hub, PASS, &["--json", "datasets", "show", d]))["columns"]
+            .as_array()
+            .expect("c")
+            .iter()
+            .map(|c| c[0].as_str().expect("n").to_owned())
+            .collect()
+    };
+    let cond = shared().join("fhir/Condition.000.ndjson");
+    ok(&shh(
+        &hub,
+        PASS,
+        &["ingest", "--dataset", "cond", cond.to_str().expect("c")],
+    ));
+    assert!(
+        !show("cond").iter().any(|c| c.contains("display")),
+        "{:?}",
+        show("cond")
+    );
+    let obs = tmp.path().join("Observation.000.ndjson");
+    let line = |id: &str, unit: &str| {
+        format!(
+            r#"{{"resourceType":"Observation","id":"{id}","status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"8302-2"}}]}},"valueQuantity":{{"value":170,"unit":"{unit}"}}}}"#
+        )
+    };
+    std::fs::write(
+        &obs,
+        format!("{}\n{}\n", line("o1", "cm"), line("o2", "Marguerite")),
+    )
+    .expect("w");
+    let o = shh(
+        &hub,
+        PASS,
+        &["ingest", "--dataset", "obs", obs.to_str().expect("o")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains(":2: field value_unit") && err.contains("UCUM"),
+        "{err}"
+    );
+    assert!(!err.contains("Marguerite"), "{err}");
+    let bytes = [
+        line("o1", "cm").as_bytes(),
+        b"\n{\"resourceType\":\"Observation\",\"id\":\"\xff\"}\n",
+    ]
+    .concat();
+    std::fs::write(&obs, bytes).expect("w");
+    let o = shh(
+        &hub,
+        PASS,
+        &["ingest", "--dataset", "obs", obs.to_str().expect("o")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("Observation.000.ndjson:2") && err.contains("UTF-8"),
+        "{err}"
+    );
+}

@@ -1002,3 +1002,114 @@ fn raw_put(port: u16, path: &str, body: &[u8]) {
     s.read_to_string(&mut resp).expect("response");
     assert!(resp.contains(" 200 "), "PUT {path}: {resp}");
 }
+
+/// Proxies are part of the residency decision: the environment's (`HTTP_PROXY`,
+/// `HTTPS_PROXY`, `ALL_PROXY`, lower case too) are never used, so a request to an allowed
+/// endpoint goes to that endpoint and never to an address nobody allowed; the one proxy the
+/// hub's configuration names (`init --proxy`) carries every request to a remote store, and
+/// plans and audit events name it.
+#[test]
+fn the_environments_proxies_are_ignored_and_the_configured_one_is_used() {
+    let Some(s3) = server("SHH_TEST_S3_URL") else {
+        return;
+    };
+    let trap = proxy(endpoint_port(&s3), None);
+    let env_proxy = format!("http://127.0.0.1:{}", trap.port);
+    let envs: Vec<(&str, &str)> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|k| (k, env_proxy.as_str()))
+    .collect();
+    let dir = tempfile::tempdir().expect("tmp");
+    let to = fresh(&s3, "envproxy", None);
+    let hub = hub_with_data(dir.path(), &[&to], 0, 0, 5);
+    let r = json(&shh_env(
+        &hub,
+        PASS,
+        &envs,
+        &["--json", "migrate", "run", "--to", &to],
+    ));
+    assert!(r["stats"]["copied"]["objects"].as_u64() > Some(0), "{r}");
+    assert_eq!(
+        trap.conns.load(Ordering::SeqCst),
+        0,
+        "a proxy from the environment was used"
+    );
+
+    // The configured proxy (here a relay to the S3 server) carries the requests.
+    let relay = proxy(endpoint_port(&s3), None);
+    let via = format!("http://127.0.0.1:{}", relay.port);
+    let dir2 = tempfile::tempdir().expect("tmp");
+    let hub2 = dir2.path().join("hub");
+    let to2 = fresh(&s3, "cfgproxy", None);
+    ok(&shh(
+        &hub2,
+        &[
+            "init",
+            "--insecure-fast-kdf",
+            "--allow",
+            &to2,
+            "--proxy",
+            &via,
+        ],
+    ));
+    ok(&shh(
+        &hub2,
+        &[
+            "debug",
+            "write-sample",
+            "--dataset",
+            "claims",
+            "--rows",
+            "100",
+        ],
+    ));
+    let plan = dir2.path().join("plan.json");
+    let p = plan_to(&hub2, &to2, &plan);
+    assert_eq!(p["proxy"], serde_json::json!(via), "{p}");
+    let r = json(&shh_env(
+        &hub2,
+        PASS,
+        &envs,
+        &[
+            "--json",
+            "migrate",
+            "run",
+            "--plan",
+            plan.to_str().expect("p"),
+        ],
+    ));
+    assert!(r["stats"]["copied"]["objects"].as_u64() > Some(0), "{r}");
+    assert!(
+        relay.conns.load(Ordering::SeqCst) > 0,
+        "the configured proxy carried nothing"
+    );
+    assert!(relay.up.load(Ordering::SeqCst) > 1000);
+    assert_eq!(trap.conns.load(Ordering::SeqCst), 0);
+    let events = json(&shh(
+        &hub2,
+        &["--json", "audit", "log", "--action", "migrate.run"],
+    ));
+    assert_eq!(
+        events[0]["details"]["proxy"],
+        serde_json::json!(via),
+        "{events}"
+    );
+    // A proxy that is not an address is refused at init.
+    let o = shh(
+        &dir2.path().join("other"),
+        &[
+            "init",
+            "--insecure-fast-kdf",
+            "--proxy",
+            "socks5://127.0.0.1:1",
+        ],
+    );
+    assert!(!o.status.success());
+}
