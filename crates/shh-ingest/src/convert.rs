@@ -205,6 +205,14 @@ impl Builder {
 
 const EPOCH_DAYS_CE: i32 = 719_163;
 
+/// Buffers one chunk's conversion reuses from cell to cell.
+struct Work {
+    /// The normalized identifier being pseudonymized.
+    norm: Vec<u8>,
+    /// Per plan column: the last identifier pseudonymized there and its pseudonym.
+    last: Vec<(String, String)>,
+}
+
 /// Why a cell was refused. `guard` faults (a direct identifier in a kept value) are never
 /// relaxed, not even by `--lenient`.
 struct Fault {
@@ -346,7 +354,7 @@ impl Converter {
         start: usize,
         null: bool,
         scratch: &mut String,
-        norm: &mut Vec<u8>,
+        w: &mut Work,
         strict: bool,
     ) -> Result<Out, Fault> {
         if null || self.plan.is_missing(text) {
@@ -356,6 +364,7 @@ impl Converter {
             return Ok(Out::Null);
         }
         if c.look.any()
+            && text.len() >= c.scan_from
             && let Some(hit) = guard::scan(text, c.look)
         {
             return Err(Fault {
@@ -511,7 +520,19 @@ impl Converter {
         match (c.rule.class, c.rule.generalize) {
             (Class::Identifier, _) => {
                 let s = scratch.len();
-                self.pseudonymizer.pseudonym_into(text, norm, scratch);
+                // Rows of one patient usually follow each other: the same id as the row before
+                // (in this column) reuses its pseudonym instead of another HMAC.
+                let last = &mut w.last[c.index];
+                if last.0 == text {
+                    scratch.push_str(&last.1);
+                } else {
+                    self.pseudonymizer
+                        .pseudonym_into(text, &mut w.norm, scratch);
+                    last.0.clear();
+                    last.0.push_str(text);
+                    last.1.clear();
+                    last.1.push_str(&scratch[s..]);
+                }
                 Ok(Out::Scratch(s, scratch.len()))
             }
             (_, Some(g)) => {
@@ -573,12 +594,16 @@ impl Converter {
         let mut risk = RiskAccumulator::new(qnames);
         let mut outs: Vec<Out> = Vec::with_capacity(ncols);
         let mut scratch = String::new();
-        let mut norm = Vec::new();
+        let mut work = Work {
+            norm: Vec::new(),
+            last: vec![(String::new(), String::new()); ncols],
+        };
         let mut risk_vals: Vec<Option<String>> = Vec::with_capacity(plan.quasi.len());
         // The whole chunk is checked at once; only a chunk with a bad byte somewhere (or a
         // cell boundary inside a character) is looked at cell by cell.
         let whole = std::str::from_utf8(&chunk.data).ok().filter(|d| {
-            !chunk.data.contains(&0) && chunk.ends.iter().all(|&e| d.is_char_boundary(e as usize))
+            memchr::memchr(0, &chunk.data).is_none()
+                && (d.is_ascii() || chunk.ends.iter().all(|&e| d.is_char_boundary(e as usize)))
         });
         let ident_cols: Vec<usize> = (0..ncols)
             .filter(|&i| plan.columns[i].rule.class == Class::Identifier)
@@ -617,7 +642,7 @@ impl Converter {
                     },
                 };
                 let mut result = match text {
-                    Ok(t) => self.cell(c, t, at, null, &mut scratch, &mut norm, true),
+                    Ok(t) => self.cell(c, t, at, null, &mut scratch, &mut work, true),
                     Err(e) => Err(Fault::from(e)),
                 };
                 if self.lenient
@@ -628,7 +653,7 @@ impl Converter {
                     // Report the violation; keep the typed value without constraints, or null
                     // if it does not even have the type.
                     violations.push((ci, line, f.reason.clone()));
-                    result = match self.cell(c, t, at, null, &mut scratch, &mut norm, false) {
+                    result = match self.cell(c, t, at, null, &mut scratch, &mut work, false) {
                         Err(f) if f.guard => Err(f),
                         Err(_) => Ok(Out::Null),
                         ok => ok,

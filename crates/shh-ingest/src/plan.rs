@@ -61,6 +61,8 @@ pub enum Kind {
 pub struct Column {
     /// Name (same in source and output).
     pub name: String,
+    /// Its index in [`Plan::columns`].
+    pub index: usize,
     /// Source type.
     pub kind: Kind,
     /// The schema field (constraints).
@@ -77,6 +79,10 @@ pub struct Column {
     pub required: bool,
     /// What the leak guard looks for in this column's values.
     pub look: Look,
+    /// Values shorter than this (in bytes) cannot hold what the guard looks for: a NIR or a
+    /// phone number takes 8 characters or more, an e-mail address 6 (`a@b.fr`), and a number
+    /// column cannot hold an address (it would not read as a number).
+    pub scan_from: usize,
     /// `minimum` / `exclusiveMinimum`, typed as the column.
     pub min: Option<Bound>,
     /// `maximum` / `exclusiveMaximum`, typed as the column.
@@ -391,11 +397,29 @@ impl Plan {
             fields.push(
                 ArrowField::new(&f.name, out.clone(), lenient || !required).with_metadata(md),
             );
+            // A value that reads as an ISO date, a date-time, a year or a boolean cannot hold a
+            // NIR (13 digits in one run or in groups), a phone number or an address; one that
+            // does not read is refused, or stored as null. The guard has nothing to see there.
+            let look = match &kind {
+                Kind::Date(DateFormat::Default | DateFormat::Any)
+                | Kind::DateTime(DateFormat::Default | DateFormat::Any)
+                | Kind::Year
+                | Kind::YearMonth
+                | Kind::Boolean { .. } => Look::NONE,
+                _ => rule.look(),
+            };
+            let scan_from = match &kind {
+                Kind::Integer | Kind::Number => 8,
+                _ if look.contact => 6,
+                _ => 8,
+            };
             columns.push(Column {
                 name: f.name.clone(),
+                index: columns.len(),
                 kind,
                 field: f.clone(),
-                look: rule.look(),
+                look,
+                scan_from,
                 rule,
                 out,
                 pattern,

@@ -91,9 +91,11 @@ impl QuoteTracker {
         if self.fault.is_some() || buf.is_empty() {
             return;
         }
-        if matches!(self.state, State::FieldStart | State::Unquoted) && !buf.contains(&b'"') {
+        if matches!(self.state, State::FieldStart | State::Unquoted)
+            && memchr::memchr(b'"', buf).is_none()
+        {
             // No quote: only lines to count, and where the last byte leaves the machine.
-            self.line += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.line += memchr::memchr_iter(b'\n', buf).count() as u64;
             let last = buf[buf.len() - 1];
             self.state = if last == self.delimiter || last == b'\n' || last == b'\r' {
                 State::FieldStart

@@ -120,32 +120,109 @@ pub struct Hit {
     pub end: usize,
 }
 
-/// The first direct identifier of the kinds in `look` in `text`, if any.
+const DIGIT: u8 = 1;
+const PLUS: u8 = 2;
+const MARK: u8 = 4;
+const HIGH: u8 = 8;
+
+/// Each byte's class for the first pass: a digit, `+`, a sign that may start an address
+/// (`@`, or the bracket of `(at)`), a byte of a non-ASCII character.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = if c.is_ascii_digit() {
+            DIGIT
+        } else if c == b'+' {
+            PLUS
+        } else if matches!(c, b'@' | b'[' | b'(' | b'{' | b'<') {
+            MARK
+        } else if c >= 0x80 {
+            HIGH
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
+
+/// What one scan runs, decided by a first pass over the text.
+#[derive(Debug, Clone, Copy)]
+struct Want {
+    nir: bool,
+    phone: bool,
+    email: bool,
+    names: bool,
+}
+
+impl Want {
+    /// What is worth looking for in `b` (normalized): a NIR needs 13 digits, a phone number 10
+    /// (8 after a `+`), an e-mail address an at-sign or a bracket (`(at)`). Most cells (dates,
+    /// amounts, codes) have none of these and cost one pass.
+    fn of(b: &[u8], look: Look) -> Self {
+        Self::counted(b, look).0
+    }
+
+    /// [`Want::of`], and whether `b` is all ASCII: one pass, a table lookup per byte.
+    #[inline]
+    fn counted(b: &[u8], look: Look) -> (Self, bool) {
+        let (mut digits, mut flags) = (0usize, 0u8);
+        for &c in b {
+            let k = CLASS[usize::from(c)];
+            digits += usize::from(k & DIGIT);
+            flags |= k;
+        }
+        (
+            Want {
+                nir: look.nir && digits >= 13,
+                phone: look.contact && (digits >= 10 || (digits >= 8 && flags & PLUS != 0)),
+                email: look.contact && flags & MARK != 0,
+                names: look.names,
+            },
+            flags & HIGH == 0,
+        )
+    }
+
+    fn any(self) -> bool {
+        self.nir || self.phone || self.email
+    }
+}
+
+/// The first (leftmost) direct identifier of the kinds in `look` in `text`, if any.
+#[inline]
 pub fn scan(text: &str, look: Look) -> Option<Hit> {
     if !look.any() {
         return None;
     }
     let bytes = text.as_bytes();
-    if bytes.is_ascii() {
-        // The common case, millions of times per ingest: one pass decides whether there is
-        // anything to look at (a NIR needs 13 digits, a phone 8, an e-mail an at-sign).
-        let (mut digits, mut marks) = (0usize, false);
-        for &b in bytes {
-            digits += usize::from(b.is_ascii_digit());
-            marks |= matches!(b, b'@' | b'[' | b'(' | b'{' | b'<');
-        }
-        let wanted = (look.nir && digits >= 13) || (look.contact && (digits >= 8 || marks));
-        if !wanted {
-            return None;
-        }
-        return find(bytes, look).map(|(found, s, e)| Hit {
+    // The common case, millions of times per ingest: one pass over an ASCII value with
+    // nothing worth a closer look (a NIR needs 13 digits, a phone number 10, an address a
+    // sign), inlined into the caller's loop.
+    let (want, ascii) = Want::counted(bytes, look);
+    if ascii && !want.any() {
+        return None;
+    }
+    scan_closer(text, want, ascii, look)
+}
+
+#[inline(never)]
+fn scan_closer(text: &str, want: Want, ascii: bool, look: Look) -> Option<Hit> {
+    let bytes = text.as_bytes();
+    if ascii {
+        return find(bytes, want).map(|(found, s, e)| Hit {
             found,
             start: s,
             end: e,
         });
     }
     let norm = Normalized::of(text);
-    find(&norm.bytes, look).map(|(found, s, e)| Hit {
+    let want = Want::of(&norm.bytes, look);
+    if !want.any() {
+        return None;
+    }
+    find(&norm.bytes, want).map(|(found, s, e)| Hit {
         found,
         start: norm.origin(s),
         end: norm.origin_end(e, text),
@@ -333,8 +410,8 @@ impl Token {
 
 /// Letters and digits form tokens; in a name (`names`), only digits do (and a Corsican `A`
 /// or `B` between a `2` and a digit), letters bounding them.
-fn tokens(b: &[u8], names: bool) -> Vec<Token> {
-    let mut out = Vec::new();
+fn tokens(b: &[u8], names: bool, out: &mut Vec<Token>) {
+    out.clear();
     let mut i = 0;
     let part = |i: usize, start: usize| -> bool {
         let c = b[i];
@@ -383,7 +460,6 @@ fn tokens(b: &[u8], names: bool) -> Vec<Token> {
             digitish: letters == 0 || (letters == 1 && corsican),
         });
     }
-    out
 }
 
 /// Whether the bytes between two tokens join them into one number.
@@ -391,47 +467,61 @@ fn links(gap: &[u8]) -> bool {
     !gap.is_empty() && gap.len() <= 3 && gap.iter().all(|&c| is_sep(c))
 }
 
-fn find(b: &[u8], look: Look) -> Option<(Found, usize, usize)> {
-    let toks = tokens(b, look.names);
-    // Chains of digit tokens joined by separators.
-    let mut chains: Vec<&[Token]> = Vec::new();
-    let mut i = 0;
-    while i < toks.len() {
-        if !toks[i].digitish {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i + 1 < toks.len()
-            && toks[i + 1].digitish
-            && links(&b[toks[i].end..toks[i + 1].start])
+thread_local! {
+    /// The tokens of the text being scanned: one buffer per thread, not one per cell.
+    static TOKENS: std::cell::RefCell<Vec<Token>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The leftmost hit among the detectors `want` runs.
+fn find(b: &[u8], want: Want) -> Option<(Found, usize, usize)> {
+    let mut best: Option<(Found, usize, usize)> = None;
+    let mut keep = |h: Option<(Found, usize, usize)>| {
+        if let Some(h) = h
+            && best.is_none_or(|b| h.1 < b.1)
         {
-            i += 1;
+            best = Some(h);
         }
-        chains.push(&toks[start..=i]);
-        i += 1;
-    }
-    if look.nir {
-        for chain in &chains {
-            if let Some(h) = nir_in_chain(b, chain) {
-                return Some(h);
+    };
+    if want.nir || want.phone {
+        TOKENS.with(|t| {
+            let mut toks = t.borrow_mut();
+            tokens(b, want.names, &mut toks);
+            // Chains of digit tokens joined by separators, in order: the first hit of a kind
+            // is its leftmost.
+            let (mut nir, mut phone) = (!want.nir, !want.phone);
+            let mut i = 0;
+            while i < toks.len() && !(nir && phone) {
+                if !toks[i].digitish {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i + 1 < toks.len()
+                    && toks[i + 1].digitish
+                    && links(&b[toks[i].end..toks[i + 1].start])
+                {
+                    i += 1;
+                }
+                let chain = &toks[start..=i];
+                if !nir && let Some(h) = nir_in_chain(b, chain) {
+                    keep(Some(h));
+                    nir = true;
+                }
+                if !phone && let Some(h) = phone_in_chain(b, chain) {
+                    keep(Some(h));
+                    phone = true;
+                }
+                i += 1;
             }
-        }
-        if let Some(h) = nir_in_exponent_form(b) {
-            return Some(h);
-        }
+        });
     }
-    if look.contact {
-        if let Some(h) = email(b) {
-            return Some(h);
-        }
-        for chain in &chains {
-            if let Some(h) = phone_in_chain(b, chain) {
-                return Some(h);
-            }
-        }
+    if want.nir {
+        keep(nir_in_exponent_form(b));
     }
-    None
+    if want.email {
+        keep(email(b));
+    }
+    best
 }
 
 fn nir_in_chain(b: &[u8], chain: &[Token]) -> Option<(Found, usize, usize)> {
@@ -910,6 +1000,12 @@ mod tests {
             "a [NIR] b [e-mail] c"
         );
         assert_eq!(redact("rien à signaler"), "rien à signaler");
+        // Leftmost first: a later NIR does not let an earlier phone number through.
+        assert_eq!(
+            redact("06 12 34 56 78 puis 185057800608491 puis jean@example.fr"),
+            "[phone] puis [NIR] puis [e-mail]"
+        );
+        assert_eq!(redact("jean@example.fr 185057800608491"), "[e-mail] [NIR]");
         // The net reads like a name: letters do not hide a NIR from it.
         assert_eq!(redact("x185\u{200B}057800608491"), "x[NIR]");
         assert_eq!(
