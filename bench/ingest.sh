@@ -84,14 +84,6 @@ con.execute(f"""COPY (SELECT * REPLACE (sha256(BEN_NIR_PSA) AS BEN_NIR_PSA)
 PY
 read -r DUCK_WALL DUCK_RSS DUCK_CPU < <(awk '{print $1, $2, $3 + $4}' "$WORK/time.txt")
 
-if [ "${SHH_BENCH_PROFILE:-0}" = 1 ]; then
-  perf record -q -e cpu-clock -F 999 -g -o "$WORK/perf.data" -- \
-    "$SHH" --hub "$WORK/hub" --json ingest --dataset claims_profiled \
-      --schema "$WORK/snds/ER_PRS_F.json" --policy "$WORK/snds/ER_PRS_F.policy.toml" "$CSV" > /dev/null 2>&1
-  echo "where shh's CPU goes (self time, top 25):"
-  perf report -i "$WORK/perf.data" --stdio --no-children --sort symbol 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -25
-fi
 
 "$PY" - "$WORK/runs.txt" <<PY
 import sys, statistics
@@ -113,3 +105,16 @@ if 'base' in runs:
     print(f"throughput ratio shh/baseline: {med('base',0)/med('shh',0):.3f}x, CPU {med('shh',2)/med('base',2):.3f}x (gate: not slower)")
 print(f"shh peak RSS: {$TENTH_RSS/1024:.0f} MiB on a tenth of the file, {med('shh',1)/1024:.0f} MiB on all of it ({med('shh',1)/$TENTH_RSS:.2f}x for 10x the rows)")
 PY
+
+if [ "${SHH_BENCH_PROFILE:-0}" = 1 ]; then
+  profile() { # label binary hub
+    perf record -q -e cpu-clock -F 999 -g -o "$WORK/perf.data" -- \
+      "$2" --hub "$3" --json ingest --dataset claims_profiled \
+        --schema "$WORK/snds/ER_PRS_F.json" --policy "$WORK/snds/ER_PRS_F.policy.toml" "$CSV" > /dev/null 2>&1
+    echo "where $1's CPU goes (self time, top 25):"
+    perf report -i "$WORK/perf.data" --stdio --no-children --sort symbol 2>/dev/null \
+      | awk '/^ +[0-9.]+%/ && n < 25 { print; n++ }' || true
+  }
+  profile shh "$SHH" "$WORK/hub"
+  if [ -n "$BASE" ]; then profile baseline "$BASE" "$WORK/base-hub"; fi
+fi

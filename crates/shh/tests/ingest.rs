@@ -866,3 +866,65 @@ fn fhir_free_text_is_dropped_or_checked() {
         "{err}"
     );
 }
+
+/// Waiving the guard is an explicit per-column opt-in, and the manifest and the audit event
+/// say which column waived what.
+#[test]
+fn a_waived_guard_is_recorded_in_the_manifest_and_the_event() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = init(tmp.path());
+    let schema = tmp.path().join("t.json");
+    std::fs::write(
+        &schema,
+        r#"{"fields":[{"name":"ID"},{"name":"CODE"},{"name":"SITE"}]}"#,
+    )
+    .expect("s");
+    let policy = tmp.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        "[columns]\nID = \"identifier\"\nCODE = { class = \"keep\", allow_nir_like = true }\n\
+         SITE = { class = \"keep\", allow_contact_like = true }\n",
+    )
+    .expect("p");
+    let csv = tmp.path().join("t.csv");
+    std::fs::write(
+        &csv,
+        "ID,CODE,SITE\na,255081416802538,standard@chu.example.fr\n",
+    )
+    .expect("c");
+    let args = [
+        "--json",
+        "ingest",
+        "--dataset",
+        "t",
+        "--schema",
+        schema.to_str().expect("s"),
+        "--policy",
+        policy.to_str().expect("p"),
+        csv.to_str().expect("c"),
+    ];
+    ok(&shh(&hub, PASS, &args));
+    let show = json(&shh(&hub, PASS, &["--json", "datasets", "show", "t"]));
+    let waived = &show["params"]["guard_waived"];
+    assert_eq!(
+        waived,
+        &serde_json::json!([
+            {"column": "CODE", "waived": ["allow_nir_like"]},
+            {"column": "SITE", "waived": ["allow_contact_like"]}
+        ]),
+        "{show}"
+    );
+    let ev = json(&shh(
+        &hub,
+        PASS,
+        &["--json", "audit", "log", "--action", "dataset.ingest"],
+    ));
+    assert_eq!(&ev[0]["details"]["guard_waived"], waived, "{ev}");
+    // Without the waiver, the same file is refused.
+    std::fs::write(
+        &policy,
+        "[columns]\nID = \"identifier\"\nCODE = \"keep\"\nSITE = \"keep\"\n",
+    )
+    .expect("p");
+    assert!(!shh(&hub, PASS, &args).status.success());
+}
