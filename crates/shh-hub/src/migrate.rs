@@ -531,16 +531,27 @@ impl Hub {
             crate::guard::check("the mirror's store URL", t)?;
             self.open_side(t, true).await?;
         }
+        let event = Draft::new("migrate.mirror")
+            .object(to.unwrap_or("none").to_owned())
+            .detail("primary", self.config.store.clone());
+        let to = to.map(str::to_owned);
+        self.rewrite_alone(wait, event, |c| c.mirror = to).await
+    }
+
+    /// Rewrites `shh.toml` (by `change`) with exclusive use of the hub, waiting up to `wait`
+    /// for the other processes to close it (they would go on with the old configuration), and
+    /// records `event` before the rewrite. Returns the hub on the new configuration.
+    async fn rewrite_alone(
+        self,
+        wait: std::time::Duration,
+        event: Draft,
+        change: impl FnOnce(&mut crate::HubConfig),
+    ) -> Result<Hub> {
         self.lock.exclusive(wait).await?;
         let result = async {
-            self.record(
-                Draft::new("migrate.mirror")
-                    .object(to.unwrap_or("none").to_owned())
-                    .detail("primary", self.config.store.clone()),
-            )
-            .await?;
+            self.record(event).await?;
             let mut config = self.config.clone();
-            config.mirror = to.map(str::to_owned);
+            change(&mut config);
             Hub::save_config(&self.dir, &config)?;
             Ok(config)
         }
@@ -783,32 +794,18 @@ impl Hub {
         let Some(state) = self.config.migration.clone() else {
             return Err(refused("no cut-over to finalize"));
         };
-        self.lock.exclusive(wait).await?;
-        let result = async {
-            self.record(
-                Draft::new("migrate.finalize")
-                    .object(state.target.clone())
-                    .detail("source_released", state.source.clone()),
-            )
+        let event = Draft::new("migrate.finalize")
+            .object(state.target.clone())
+            .detail("source_released", state.source.clone());
+        let source = state.source.clone();
+        let hub = self
+            .rewrite_alone(wait, event, |c| {
+                c.migration = None;
+                if c.mirror.as_deref() == Some(source.as_str()) {
+                    c.mirror = None;
+                }
+            })
             .await?;
-            let mut config = self.config.clone();
-            config.migration = None;
-            if config.mirror.as_deref() == Some(state.source.as_str()) {
-                config.mirror = None;
-            }
-            Hub::save_config(&self.dir, &config)?;
-            Ok(config)
-        }
-        .await;
-        let config = match result {
-            Ok(c) => c,
-            Err(e) => {
-                self.lock.share()?;
-                return Err(e);
-            }
-        };
-        let hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
-        hub.lock.share()?;
         Ok((hub, state))
     }
 

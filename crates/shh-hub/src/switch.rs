@@ -80,12 +80,7 @@ impl Hub {
                 .failed(why),
         )
         .await?;
-        let mut config = self.config.clone();
-        config.read_only = false;
-        config.switch = None;
-        Hub::save_config(&self.dir, &config)?;
-        self.config = config;
-        Ok(())
+        self.clear_switch()
     }
 
     /// Ends a switch whose configuration (`store = to`) is current: its event, with the
@@ -96,6 +91,11 @@ impl Hub {
         };
         self.record(event.detail("switch_id", switch.id.clone()))
             .await?;
+        self.clear_switch()
+    }
+
+    /// The hub writable again, the switch gone from `shh.toml` (on whichever store it is).
+    fn clear_switch(&mut self) -> Result<()> {
         let mut config = self.config.clone();
         config.read_only = false;
         config.switch = None;
@@ -133,13 +133,8 @@ impl Hub {
         };
         let recorded = self.switch_recorded(&switch).await?;
         match switch.phase {
-            SwitchPhase::Started if recorded => {
-                let mut config = self.config.clone();
-                config.read_only = false;
-                config.switch = None;
-                Hub::save_config(&self.dir, &config)?;
-                self.config = config;
-            }
+            // Its ending event was recorded; only the configuration was not rewritten.
+            _ if recorded => self.clear_switch()?,
             SwitchPhase::Started => {
                 let why = format!(
                     "interrupted: the process running it stopped before the switch (recovered \
@@ -147,13 +142,6 @@ impl Hub {
                     switch.from
                 );
                 self.abandon_switch(&switch, why).await?;
-            }
-            SwitchPhase::Switched if recorded => {
-                let mut config = self.config.clone();
-                config.read_only = false;
-                config.switch = None;
-                Hub::save_config(&self.dir, &config)?;
-                self.config = config;
             }
             SwitchPhase::Switched => {
                 let mut event = Draft::new(switch.action.clone())

@@ -98,6 +98,15 @@ fn csv(s: &Setup, conv: &Converter, schema: &TableSchema, body: &[u8], max: u64)
     }
 }
 
+/// The cell error an outcome must be.
+fn refused(o: Outcome, what: &str) -> shh_ingest::CellError {
+    match o.result {
+        Err(IngestError::Cell(e)) => e,
+        Err(e) => panic!("{what}: refused, but not at a cell: {e}"),
+        Ok(st) => panic!("{what} accepted ({} rows written)", st.rows_written),
+    }
+}
+
 fn strings(batches: &[RecordBatch]) -> Vec<String> {
     let mut out = Vec::new();
     for b in batches {
@@ -268,9 +277,7 @@ fn nul_and_invalid_utf8_are_refused_the_same_way_everywhere() {
         (b"ID,AGE,CITY\na,1,\xc3\n", "UTF-8"),
     ] {
         let o = csv(&s, &conv, &schema, body, 0);
-        let Err(IngestError::Cell(e)) = o.result else {
-            panic!("{why} accepted");
-        };
+        let e = refused(o, "{why} accepted");
         assert_eq!(e.line, 2);
         assert!(e.reason.contains(why), "{e}");
     }
@@ -375,9 +382,7 @@ fn typed_bounds_are_enforced() {
     let conv = converter(&schema, "", 0);
     for (row, field) in [("1999-12-31,1", "D"), ("2000-01-01,10", "N")] {
         let o = csv(&s, &conv, &schema, format!("D,N\n{row}\n").as_bytes(), 0);
-        let Err(IngestError::Cell(e)) = o.result else {
-            panic!("{row} accepted");
-        };
+        let e = refused(o, "{row} accepted");
         assert_eq!(e.field, field, "{e}");
     }
     let o = csv(&s, &conv, &schema, b"D,N\n2000-01-01,9.99\n", 0);
@@ -521,9 +526,7 @@ fn invalid_utf8_in_parquet_is_refused_cell_by_cell_like_in_a_csv() {
             );
             let case = format!("string {string}, dictionary {dict}, max {max}");
             if max == 0 {
-                let Err(IngestError::Cell(e)) = o.result else {
-                    panic!("invalid UTF-8 accepted ({case})");
-                };
+                let e = refused(o, "invalid UTF-8 accepted ({case})");
                 assert_eq!((e.line, e.field.as_str()), (2, "V"), "{case}: {e}");
                 assert!(e.reason.contains("UTF-8"), "{case}: {e}");
             } else {
@@ -560,9 +563,7 @@ fn parquet_cells_of_any_type_pass_the_guard() {
         false,
         0,
     );
-    let Err(IngestError::Cell(e)) = o.result else {
-        panic!("float NIR accepted")
-    };
+    let e = refused(o, "float NIR accepted");
     assert_eq!((e.line, e.field.as_str()), (2, "V"));
     assert!(e.reason.contains("NIR"), "{e}");
 
@@ -581,9 +582,7 @@ fn parquet_cells_of_any_type_pass_the_guard() {
         false,
         0,
     );
-    let Err(IngestError::Cell(e)) = o.result else {
-        panic!("list NIR accepted")
-    };
+    let e = refused(o, "list NIR accepted");
     assert_eq!((e.line, e.field.as_str()), (2, "V"));
 
     let st: Arc<dyn Array> = Arc::new(arrow::array::StructArray::from(vec![(
@@ -596,9 +595,7 @@ fn parquet_cells_of_any_type_pass_the_guard() {
     )]));
     let schema = s.schema(r#"{"fields":[{"name":"ID"},{"name":"V","type":"object"}]}"#);
     let o = parquet(&s, &schema, &batch(vec![("ID", ids), ("V", st)]), false, 0);
-    let Err(IngestError::Cell(e)) = o.result else {
-        panic!("struct accepted")
-    };
+    let e = refused(o, "struct accepted");
     assert_eq!(e.field, "V");
     assert!(e.reason.contains("struct"), "{e}");
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PASS: &str = "migrate test passphrase";
 const MIB: usize = 1024 * 1024;
@@ -643,21 +643,11 @@ fn kill_nine_half_way_then_rerun_sends_little_again() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let started = Instant::now();
     // Past half-way, so the kill lands inside large objects' uploads (at exactly half, it would
     // fall between the fourth and fifth of the eight).
-    while px.up.load(Ordering::SeqCst) < total * 3 / 5 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the first run did not reach half-way"
-        );
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!("the first run ended before half-way: {s}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().expect("kill -9");
-    child.wait().expect("wait");
+    common::kill_when(&mut child, "half-way", || {
+        px.up.load(Ordering::SeqCst) >= total * 3 / 5
+    });
     let first = px.up.load(Ordering::SeqCst);
 
     let r = json(&shh(&hub, &{

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{files_under, ok, shh_env};
+use common::{files_under, kill_when, ok, shh_env, spawn};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -40,34 +40,6 @@ fn sample(hub: &Path, name: &str, rows: &str) {
 
 fn config(hub: &Path) -> String {
     std::fs::read_to_string(hub.join("shh.toml")).expect("config")
-}
-
-fn spawn(hub: &Path, pass: &str, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_shh"))
-        .arg("--hub")
-        .arg(hub)
-        .args(args)
-        .env("SHH_PASSPHRASE", pass)
-        .env_remove("SHH_HUB")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn")
-}
-
-/// Waits (up to 60 s) until `ready` holds, then kills `child` with SIGKILL.
-fn kill_when(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(started.elapsed() < Duration::from_secs(60), "never {what}");
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!("ended ({s}) before {what}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().expect("kill -9");
-    child.wait().expect("wait");
 }
 
 /// Runs `shh ARGS` with stdout a pipe whose reader is gone, and returns the output.

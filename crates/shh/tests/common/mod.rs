@@ -77,6 +77,39 @@ pub fn kill_after_progress(
     seen
 }
 
+/// Starts `shh --hub HUB ARGS…` with `SHH_PASSPHRASE=pass`, stderr piped, nothing else read.
+pub fn spawn(hub: &Path, pass: &str, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_shh"))
+        .arg("--hub")
+        .arg(hub)
+        .args(args)
+        .env("SHH_PASSPHRASE", pass)
+        .env_remove("SHH_HUB")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+/// Waits (up to 120 s) until `ready` holds, then kills `child` with SIGKILL; fails the test if
+/// the child ends first.
+pub fn kill_when(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "never {what}"
+        );
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("ended ({s}) before {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+}
+
 /// Every file under `dir`, recursively, sorted.
 pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
