@@ -51,17 +51,7 @@ pub fn kill_after_progress(
     progress: &str,
     lines: usize,
 ) -> usize {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shh"))
-        .arg("--hub")
-        .arg(hub)
-        .args(args)
-        .env("SHH_PASSPHRASE", pass)
-        .env_remove("SHH_HUB")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn(hub, pass, args);
     let stderr = child.stderr.take().expect("stderr");
     let mut out = std::io::BufRead::lines(std::io::BufReader::new(stderr));
     let mut seen = 0;
