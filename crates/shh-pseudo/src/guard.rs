@@ -234,6 +234,22 @@ fn scan_closer(text: &str, want: Want, ascii: bool, look: Look) -> Option<Hit> {
 /// rejects), which hold names rather than values, so it looks as in a name
 /// ([`Look::names`]).
 pub fn redact(text: &str) -> Cow<'_, str> {
+    // Removing one hit can complete another (`a@b.fr0612345678`: without the phone number,
+    // what is left is an address): passes until nothing is found, a few at most.
+    let mut cur = match redact_pass(text) {
+        Cow::Borrowed(_) => return Cow::Borrowed(text),
+        Cow::Owned(s) => s,
+    };
+    for _ in 0..8 {
+        match redact_pass(&cur) {
+            Cow::Borrowed(_) => break,
+            Cow::Owned(s) => cur = s,
+        }
+    }
+    Cow::Owned(cur)
+}
+
+fn redact_pass(text: &str) -> Cow<'_, str> {
     let look = Look::NAME;
     let Some(first) = scan(text, look) else {
         return Cow::Borrowed(text);
@@ -629,13 +645,16 @@ fn whole_number(mantissa: &[u8], point: usize) -> Option<Vec<u8>> {
     Some(whole)
 }
 
+/// The first phone number in a chain: in each run of its all-digit tokens (a Corsican NIR
+/// group is no part of a phone number).
 fn phone_in_chain(b: &[u8], chain: &[Token]) -> Option<(Found, usize, usize)> {
-    if chain
-        .iter()
-        .any(|t| b[t.start..t.end].iter().any(|c| !c.is_ascii_digit()))
-    {
-        return None;
-    }
+    chain
+        .split(|t| b[t.start..t.end].iter().any(|c| !c.is_ascii_digit()))
+        .filter(|run| !run.is_empty())
+        .find_map(|run| phone_in_digits(b, run))
+}
+
+fn phone_in_digits(b: &[u8], chain: &[Token]) -> Option<(Found, usize, usize)> {
     let first = chain[0];
     let digits = |t: &Token| &b[t.start..t.end];
     // International: `+` right before the number, then 8 to 15 digits.
@@ -1000,6 +1019,25 @@ mod tests {
             "a [NIR] b [e-mail] c"
         );
         assert_eq!(redact("rien à signaler"), "rien à signaler");
+        // A phone number before a Corsican group is found in names as in values.
+        for t in [
+            "x +0-\r339-101\r-3-0\r3-1402B0112B y",
+            "x +9994441\r9999-0\r3-0901-22A219122",
+            "x +9994441\r9999-0\r3-0901-22A219122At8",
+        ] {
+            assert_eq!(
+                scan(t, Look::ALL).map(|h| h.found),
+                Some(Found::Phone),
+                "{t:?}"
+            );
+            assert_eq!(
+                scan(t, Look::NAME).map(|h| h.found),
+                Some(Found::Phone),
+                "{t:?}"
+            );
+        }
+        // Until nothing is left: a hit removed may complete another.
+        assert_eq!(redact("A@aAA.Mt0110110001 x"), "[e-mail][phone] x");
         // Leftmost first: a later NIR does not let an earlier phone number through.
         assert_eq!(
             redact("06 12 34 56 78 puis 185057800608491 puis jean@example.fr"),
