@@ -70,8 +70,8 @@ impl Hub {
         // into the log.
         let event = event.map_strings(&crate::guard::redact);
         let mut actor = self.actor.clone();
-        crate::guard::redact(&mut actor.id);
-        crate::guard::redact(&mut actor.role);
+        crate::guard::redact_actor(&mut actor.id);
+        crate::guard::redact_actor(&mut actor.role);
         Ok(self.audit_log().await?.append(&actor, event).await?)
     }
 

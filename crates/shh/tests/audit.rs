@@ -379,3 +379,39 @@ fn failures_of_data_commands_are_recorded() {
     let v = ok(&shh(&hub, PASS, &["audit", "verify"]));
     assert!(v.contains("OK"), "{v}");
 }
+
+/// Who acted is kept as given, an e-mail address included (staff are not patients); only a
+/// NIR in an actor's id is redacted.
+#[test]
+fn actors_are_kept_but_a_nir_in_one_is_not() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = init(dir.path());
+    // A verify of nothing fails, and its failure is recorded with its actor.
+    let o = shh_env(
+        &hub,
+        PASS,
+        &[("SHH_ACTOR", "alice@hub.example.fr")],
+        &["datasets", "verify", "nothing"],
+    );
+    assert!(!o.status.success());
+    let out = dir.path().join("x");
+    ok(&shh_env(
+        &hub,
+        PASS,
+        &[("SHH_ACTOR", "bob 185057800608491")],
+        &["audit", "export", "--out", out.to_str().expect("x")],
+    ));
+    let actors: Vec<String> = events(&hub, &[])
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        actors.iter().any(|a| a == "alice@hub.example.fr"),
+        "{actors:?}"
+    );
+    assert!(actors.iter().any(|a| a == "bob [NIR]"), "{actors:?}");
+    assert!(
+        !actors.iter().any(|a| a.contains("185057800608491")),
+        "{actors:?}"
+    );
+}
