@@ -80,7 +80,13 @@ fn run(conv: &Converter, source: Box<dyn Source>, opts: PipelineOptions) -> Outc
 
 fn csv(s: &Setup, conv: &Converter, schema: &TableSchema, body: &[u8], max: u64) -> Outcome {
     let p = s.file("t.csv", body);
-    match CsvSource::open(&p, schema, &conv.plan) {
+    opened(conv, CsvSource::open(&p, schema, &conv.plan), max)
+}
+
+/// Runs an opened source with `max` rejects allowed (and an empty result allowed), or
+/// returns why it could not be opened.
+fn opened(conv: &Converter, src: Result<impl Source + 'static, IngestError>, max: u64) -> Outcome {
+    match src {
         Ok(src) => run(
             conv,
             Box::new(src),
@@ -446,22 +452,7 @@ fn parquet(s: &Setup, schema: &TableSchema, batch: &RecordBatch, dict: bool, max
     let p = s.dir.join("t.parquet");
     write_parquet(&p, batch, dict);
     let conv = converter(schema, "[columns]\nID = \"identifier\"", max);
-    match ParquetSource::open(&p, schema, &conv.plan) {
-        Ok(src) => run(
-            &conv,
-            Box::new(src),
-            PipelineOptions {
-                max_errors: max,
-                allow_empty: true,
-                ..Default::default()
-            },
-        ),
-        Err(e) => Outcome {
-            result: Err(e),
-            batches: Vec::new(),
-            rejects: String::new(),
-        },
-    }
+    opened(&conv, ParquetSource::open(&p, schema, &conv.plan), max)
 }
 
 fn batch(cols: Vec<(&str, Arc<dyn Array>)>) -> RecordBatch {
