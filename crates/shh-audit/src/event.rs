@@ -167,6 +167,16 @@ pub struct Draft {
     pub outcome: Outcome,
 }
 
+/// Passes every string in a JSON value, at any depth, through `f`.
+pub fn map_json_strings(v: &mut Value, f: &dyn Fn(&mut String)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter_mut().for_each(|v| map_json_strings(v, f)),
+        Value::Object(o) => o.values_mut().for_each(|v| map_json_strings(v, f)),
+        _ => {}
+    }
+}
+
 impl Draft {
     /// An allowed action with no targets yet.
     pub fn new(action: impl Into<String>) -> Self {
@@ -221,14 +231,6 @@ impl Draft {
     /// outcome's reason) through `f`: the hub's last net, which redacts any direct identifier
     /// before an event is signed into the log.
     pub fn map_strings(mut self, f: &dyn Fn(&mut String)) -> Self {
-        fn value(v: &mut Value, f: &dyn Fn(&mut String)) {
-            match v {
-                Value::String(s) => f(s),
-                Value::Array(a) => a.iter_mut().for_each(|v| value(v, f)),
-                Value::Object(o) => o.values_mut().for_each(|v| value(v, f)),
-                _ => {}
-            }
-        }
         let t = &mut self.targets;
         for s in [&mut t.dataset, &mut t.project, &mut t.permit, &mut t.object]
             .into_iter()
@@ -236,7 +238,9 @@ impl Draft {
         {
             f(s);
         }
-        self.details.values_mut().for_each(|v| value(v, f));
+        self.details
+            .values_mut()
+            .for_each(|v| map_json_strings(v, f));
         if let Outcome::Refused { reason } | Outcome::Failed { reason } = &mut self.outcome {
             f(reason);
         }

@@ -19,7 +19,7 @@ pub mod merkle;
 pub mod sth;
 pub mod verify;
 
-pub use event::{Actor, Draft, Event, EventError, Outcome, Rendered, Targets};
+pub use event::{Actor, Draft, Event, EventError, Outcome, Rendered, Targets, map_json_strings};
 pub use export::verify_export;
 pub use log::{AuditError, AuditLog, EventFilter, ExportSummary, InclusionProof};
 pub use sth::{KeyError, PublicKey, SignedTreeHead, Signer, TreeHead};

@@ -29,28 +29,22 @@ pub(crate) fn check_path(what: &str, p: &Path) -> Result<()> {
 /// Replaces every NIR in an actor's id or role by a placeholder. Only NIRs: a member of
 /// staff's e-mail address is who acted, and the log must keep it.
 pub(crate) fn redact_actor(s: &mut String) {
-    let look = shh_pseudo::guard::Look {
-        contact: false,
-        ..shh_pseudo::guard::Look::NAME
-    };
-    if let std::borrow::Cow::Owned(r) = shh_pseudo::guard::redact_only(s, look) {
-        *s = r;
-    }
+    redact_in_place(
+        s,
+        Look {
+            contact: false,
+            ..Look::NAME
+        },
+    );
 }
 
 /// Replaces every direct identifier in `s` by a placeholder.
 pub(crate) fn redact(s: &mut String) {
-    if let std::borrow::Cow::Owned(r) = shh_pseudo::guard::redact(s) {
-        *s = r;
-    }
+    redact_in_place(s, Look::NAME);
 }
 
-/// Every string in a JSON value redacted.
-pub(crate) fn redact_json(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::String(s) => redact(s),
-        serde_json::Value::Array(a) => a.iter_mut().for_each(redact_json),
-        serde_json::Value::Object(o) => o.values_mut().for_each(redact_json),
-        _ => {}
+fn redact_in_place(s: &mut String, look: Look) {
+    if let std::borrow::Cow::Owned(r) = shh_pseudo::guard::redact_only(s, look) {
+        *s = r;
     }
 }

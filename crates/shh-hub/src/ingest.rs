@@ -431,7 +431,7 @@ impl Hub {
             params.insert("guard_waived".to_owned(), serde_json::json!(waived));
         }
         for v in params.values_mut() {
-            crate::guard::redact_json(v);
+            shh_audit::map_json_strings(v, &crate::guard::redact);
         }
         writer.set_params(params);
         let fk_violations: u64 = stats.foreign_keys.iter().map(|f| f.violations).sum();

@@ -314,10 +314,12 @@ fn first_missing(p: &Path) -> Option<PathBuf> {
 /// files one by one, `shh.toml` last.
 fn move_into_place(staging: &Path, target: &Path) -> Result<()> {
     match std::fs::rename(staging, target) {
-        Ok(()) => return sync_dir(target.parent()),
-        Err(e) if target.is_dir() => {
-            let _ = e;
+        Ok(()) => {
+            sync_dir(target.parent());
+            return Ok(());
         }
+        // Into an existing, non-empty directory: file by file below.
+        Err(_) if target.is_dir() => {}
         Err(e) => return Err(io(target)(e)),
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(staging)
@@ -335,16 +337,16 @@ fn move_into_place(staging: &Path, target: &Path) -> Result<()> {
         }
         std::fs::rename(&from, &to).map_err(io(&to))?;
     }
-    sync_dir(Some(target))?;
+    sync_dir(Some(target));
     std::fs::remove_dir(staging).map_err(io(staging))?;
     Ok(())
 }
 
-fn sync_dir(d: Option<&Path>) -> Result<()> {
+/// Makes a rename in `d` durable, where the file system lets us (best effort).
+fn sync_dir(d: Option<&Path>) {
     if let Some(d) = d
         && let Ok(f) = std::fs::File::open(d)
     {
         let _ = f.sync_all();
     }
-    Ok(())
 }
