@@ -180,7 +180,7 @@ pub struct InclusionProof {
 }
 
 /// What an export wrote.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExportSummary {
     /// Directory.
     pub out: String,

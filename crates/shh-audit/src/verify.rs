@@ -13,7 +13,7 @@ use crate::sth::{PublicKey, SignedTreeHead};
 use serde::Serialize;
 
 /// The verdict.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct VerifyReport {
     /// No problem found.
     pub ok: bool,

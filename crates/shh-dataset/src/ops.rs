@@ -22,7 +22,7 @@ pub async fn load_manifest(
 }
 
 /// The check of one file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FileCheck {
     /// Path in the store.
     pub path: String,
@@ -34,7 +34,7 @@ pub struct FileCheck {
 }
 
 /// Result of verifying a version.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     /// Dataset.
     pub dataset: String,
@@ -112,7 +112,7 @@ pub async fn verify_version(
 }
 
 /// What an export wrote.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExportReport {
     /// Directory holding the export.
     pub dir: PathBuf,

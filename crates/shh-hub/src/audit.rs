@@ -1,37 +1,29 @@
-//! The hub's side of the audit log: who the actor is, the one-line [`Hub::record`] every
-//! operation calls, and the operations behind `shh audit …`.
+//! The hub's side of the audit log: the one-line `record` every operation calls (with the
+//! actor of the calling session, through the redaction net), and the operations behind
+//! `shh audit …`.
 
-use crate::{Hub, Result};
-use shh_audit::{
-    Actor, AuditLog, Draft, Event, EventFilter, ExportSummary, InclusionProof, PublicKey,
-    SignedTreeHead, Signer, VerifyReport,
+use crate::core::{Call, Core};
+use crate::{Hub, Result, Session, Task};
+use shh_audit::{Actor, AuditLog, Draft, Signer};
+
+pub use shh_audit::{
+    Event, EventFilter, ExportSummary, InclusionProof, PublicKey, SignedTreeHead, VerifyReport,
 };
 use shh_keys::KeyPurpose;
 
-/// The actor a CLI process acts as: `SHH_ACTOR` (default `user@host`) in role `SHH_ROLE`
-/// (default `operator`). The server will set it from the authenticated principal instead.
-pub fn actor_from_env() -> Actor {
-    let id = std::env::var("SHH_ACTOR").ok().filter(|s| !s.is_empty());
-    let id = id.unwrap_or_else(|| {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("USERNAME"))
-            .unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/etc/hostname")
-            .ok()
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| "localhost".into());
-        format!("{user}@{host}")
-    });
-    let role = std::env::var("SHH_ROLE")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "operator".into());
-    Actor::new(id, role)
+pub use shh_audit::{Outcome, merkle};
+
+/// Verifies an exported copy of the log in `dir` against the hub's public keys (and heads the
+/// auditor kept), without the hub: what an auditor runs.
+pub fn verify_export(
+    dir: &std::path::Path,
+    keys: &[PublicKey],
+    known: Vec<SignedTreeHead>,
+) -> Result<VerifyReport> {
+    Ok(shh_audit::verify_export(dir, keys, known)?)
 }
 
-impl Hub {
+impl Core {
     pub(crate) fn audit_signer(&self) -> Result<Signer> {
         let key = self
             .keystore
@@ -44,7 +36,7 @@ impl Hub {
     }
 
     /// The audit log (opened on first use: listing commands never touch it).
-    pub async fn audit_log(&self) -> Result<&AuditLog> {
+    pub(crate) async fn audit_log(&self) -> Result<&AuditLog> {
         self.audit
             .get_or_try_init(|| async {
                 let store: std::sync::Arc<dyn object_store::ObjectStore> = self.store.clone();
@@ -53,26 +45,28 @@ impl Hub {
             .await
     }
 
-    /// The actor events are recorded for.
-    pub fn actor(&self) -> &Actor {
-        &self.actor
+    /// The public key auditors verify with.
+    pub(crate) fn audit_public_key(&self) -> Result<PublicKey> {
+        Ok(self.audit_signer()?.public())
     }
 
-    /// Acts as someone else from now on (the server, per request).
-    pub fn set_actor(&mut self, actor: Actor) {
-        self.actor = actor;
-    }
-
-    /// Records an event and returns its sequence number once it is durable. Callers return
+    /// Records an event as `actor` and returns its sequence number once it is durable. Callers return
     /// their own result only after this succeeds.
-    pub async fn record(&self, event: Draft) -> Result<u64> {
+    pub(crate) async fn record_as(&self, mut actor: Actor, event: Draft) -> Result<u64> {
         // The last net: whatever reached a message or a detail, no direct identifier is signed
         // into the log.
         let event = event.map_strings(&crate::guard::redact);
-        let mut actor = self.actor.clone();
         crate::guard::redact_actor(&mut actor.id);
         crate::guard::redact_actor(&mut actor.role);
         Ok(self.audit_log().await?.append(&actor, event).await?)
+    }
+}
+
+impl Call<'_> {
+    /// Records an event with the session's actor and returns its sequence number once it is
+    /// durable. Callers return their own result only after this succeeds.
+    pub(crate) async fn record(&self, event: Draft) -> Result<u64> {
+        self.record_as(self.session.actor(), event).await
     }
 
     /// Runs `op` and, if it fails, records `event` as failed with the error's message (which
@@ -94,7 +88,7 @@ impl Hub {
     }
 
     /// Events matching `filter`, in order.
-    pub async fn audit_events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
+    async fn audit_events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         let mut out = Vec::new();
         self.audit_log()
             .await?
@@ -108,13 +102,13 @@ impl Hub {
     }
 
     /// Verifies the stored log (and its agreement with heads the auditor kept).
-    pub async fn audit_verify(&self, known: Vec<SignedTreeHead>) -> Result<VerifyReport> {
+    async fn audit_verify(&self, known: Vec<SignedTreeHead>) -> Result<VerifyReport> {
         Ok(self.audit_log().await?.verify(known).await?)
     }
 
     /// Exports the log for an auditor; the export itself is recorded (after it, so the copy
     /// ends at a signed head).
-    pub async fn audit_export(&self, out: &std::path::Path) -> Result<ExportSummary> {
+    async fn audit_export(&self, out: &std::path::Path) -> Result<ExportSummary> {
         crate::guard::check_path("the export directory's path", out)?;
         let failed = Draft::new("audit.export").object(out.display().to_string());
         let s = self
@@ -133,17 +127,66 @@ impl Hub {
     }
 
     /// An inclusion proof for event `seq`.
-    pub async fn audit_proof(&self, seq: u64, size: Option<u64>) -> Result<InclusionProof> {
+    async fn audit_proof(&self, seq: u64, size: Option<u64>) -> Result<InclusionProof> {
         Ok(self.audit_log().await?.inclusion_proof(seq, size).await?)
     }
 
-    /// The public key auditors verify with.
-    pub fn audit_public_key(&self) -> Result<PublicKey> {
-        Ok(self.audit_signer()?.public())
+    /// The latest signed tree head (for an auditor to keep).
+    async fn audit_head(&self) -> Result<Option<SignedTreeHead>> {
+        Ok(self.audit_log().await?.latest_head().await?)
+    }
+}
+
+/// The audit operations: any session may read and verify the log (it holds no data).
+impl Hub {
+    /// Events matching `filter`, in order.
+    pub async fn audit_events(&self, s: &Session, filter: &EventFilter) -> Result<Vec<Event>> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &Task::silent())
+            .audit_events(filter)
+            .await
+    }
+
+    /// Verifies the stored log (and its agreement with heads the auditor kept).
+    pub async fn audit_verify(
+        &self,
+        s: &Session,
+        known: Vec<SignedTreeHead>,
+    ) -> Result<VerifyReport> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &Task::silent())
+            .audit_verify(known)
+            .await
+    }
+
+    /// Exports the log for an auditor into the directory `out`; the export itself is recorded
+    /// (after it, so the copy ends at a signed head).
+    pub async fn audit_export(&self, s: &Session, out: &std::path::Path) -> Result<ExportSummary> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &Task::silent()).audit_export(out).await
+    }
+
+    /// An inclusion proof for event `seq` (in the tree of `size` events, default the latest).
+    pub async fn audit_proof(
+        &self,
+        s: &Session,
+        seq: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &Task::silent())
+            .audit_proof(seq, size)
+            .await
     }
 
     /// The latest signed tree head (for an auditor to keep).
-    pub async fn audit_head(&self) -> Result<Option<SignedTreeHead>> {
-        Ok(self.audit_log().await?.latest_head().await?)
+    pub async fn audit_head(&self, s: &Session) -> Result<Option<SignedTreeHead>> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &Task::silent()).audit_head().await
+    }
+
+    /// The public key auditors verify with.
+    pub async fn audit_public_key(&self) -> Result<PublicKey> {
+        self.core.read().await.audit_public_key()
     }
 }

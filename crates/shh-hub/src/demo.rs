@@ -4,14 +4,17 @@
 //! version, shows that the store holds only ciphertext and not one of the NIRs, prints the
 //! re-identification risk, and verifies the audit log that recorded all of it.
 
-use crate::{Hub, HubError, InitOptions, KdfParams, Result};
+use crate::migrate::{RunRequest, VerifyRequest};
+use crate::{
+    Authenticator, Hub, HubError, InitOptions, KdfParams, LocalAuthenticator, LocalOperator,
+    Result, Task, Unit,
+};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 use shh_pseudo::RiskReport;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// A marker file that says a directory was made by `shh demo` (and may be replaced by it).
 pub const DEMO_MARKER: &str = ".shh-demo";
@@ -98,35 +101,32 @@ pub fn random_passphrase() -> String {
     format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
 }
 
-/// Steps reported as the demo runs.
-pub trait DemoProgress {
-    /// A step starts.
-    fn step(&mut self, what: &str);
-}
-
-impl<F: FnMut(&str)> DemoProgress for F {
-    fn step(&mut self, what: &str) {
-        self(what)
-    }
-}
-
 /// Runs the demo in `dir` (replacing an earlier demo there, never anything else).
 pub async fn run(
     dir: &Path,
     passphrase: &str,
     patients: u64,
-    progress: &mut dyn DemoProgress,
+    operator: &LocalOperator,
+    task: &Task,
 ) -> Result<DemoReport> {
+    // Each step is a phase of `task`; the steps inside run quietly, stopped by the same cancel.
+    let step = |what: &str| -> Result<()> {
+        task.check()
+            .map_err(|_| HubError::Cancelled("the demo was stopped".into()))?;
+        task.phase(what, None, Unit::Steps);
+        Ok(())
+    };
+    let quiet = task.quiet();
     if dir.exists() {
         let is_demo = dir.join(DEMO_MARKER).exists();
         let empty = std::fs::read_dir(dir)
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);
         if is_demo {
-            progress.step(&format!(
+            step(&format!(
                 "removing the previous demo hub at {}",
                 dir.display()
-            ));
+            ))?;
             std::fs::remove_dir_all(dir).map_err(|source| HubError::Io {
                 path: dir.to_owned(),
                 source,
@@ -151,20 +151,22 @@ pub async fn run(
         }
     })?;
 
-    progress.step("creating a hub: keystore (Argon2id), SQLite catalog, encrypted local store");
+    step("creating a hub: keystore (Argon2id), SQLite catalog, encrypted local store")?;
     let opts = InitOptions {
         kdf: KdfParams::DEFAULT,
         ..Default::default()
     };
-    let hub = Hub::init(dir, passphrase, opts).await?;
+    let hub = Hub::init(dir, passphrase, opts, operator).await?;
+    let session = LocalAuthenticator.authenticate(&hub, operator)?;
+    let s = &session;
 
     let producer = dir.join(PRODUCER_DIR);
-    progress.step(&format!(
+    step(&format!(
         "synthesizing {patients} patients in SNDS shape (the producer's files, raw fake NIRs) in {}",
         producer.display()
-    ));
+    ))?;
     let synth =
-        shh_ingest::synth::generate(&producer, patients, 2026, &|_| {}).map_err(|source| {
+        shh_ingest::synth::generate(&producer, patients, 2026, &quiet).map_err(|source| {
             HubError::Io {
                 path: producer.clone(),
                 source,
@@ -175,9 +177,9 @@ pub async fn run(
     let mut tables = Vec::new();
     let mut risk = Vec::new();
     for t in shh_ingest::synth::TABLES {
-        progress.step(&format!(
+        step(&format!(
             "ingesting {t}: Table Schema enforced, NIR pseudonymized (HMAC-SHA-256), policy applied, foreign keys checked"
-        ));
+        ))?;
         let req = crate::ingest::IngestRequest {
             dataset: t.to_owned(),
             files: vec![producer.join(format!("{t}.csv"))],
@@ -185,7 +187,7 @@ pub async fn run(
             policy: Some(producer.join(format!("{t}.policy.toml"))),
             ..Default::default()
         };
-        let r = hub.ingest(&req, Arc::new(|_| {})).await?;
+        let r = hub.ingest(s, &quiet, &req).await?;
         if !r.stats.risk.quasi_identifiers.is_empty() {
             risk.push((t.to_owned(), r.stats.risk.clone()));
         }
@@ -200,14 +202,14 @@ pub async fn run(
         });
     }
 
-    progress.step("verifying every file of every version (ciphertext and plaintext BLAKE3)");
+    step("verifying every file of every version (ciphertext and plaintext BLAKE3)")?;
     let mut files_verified = 0;
     for t in shh_ingest::synth::TABLES {
         let r = crate::ops::DatasetRef {
             name: t.to_owned(),
             version: None,
         };
-        let report = hub.verify(&r).await?;
+        let report = hub.verify(s, &quiet, &r).await?;
         if let Some(bad) = report.first_bad() {
             return Err(HubError::Dataset(shh_dataset::DatasetError::FileMismatch {
                 path: bad.path.clone(),
@@ -217,17 +219,18 @@ pub async fn run(
         files_verified += report.files.len();
     }
 
-    progress.step(&format!(
+    step(&format!(
         "reading the raw store as the cloud provider sees it, searching it for all {} NIRs",
         nirs.len()
-    ));
+    ))?;
+    let raw_store = hub.core.read().await.raw.clone();
     let mut raw_objects = Vec::new();
     let mut nir_in_store = false;
     let mut raw_bytes = 0;
-    let objs: Vec<_> = hub.raw_store().list(None).try_collect().await?;
+    let objs: Vec<_> = raw_store.list(None).try_collect().await?;
     let raw_object_count = objs.len();
     for m in objs {
-        let bytes = hub.raw_store().get(&m.location).await?.bytes().await?;
+        let bytes = raw_store.get(&m.location).await?.bytes().await?;
         nir_in_store |= bytes.windows(15).any(|w| nirs.contains(w));
         raw_bytes += m.size;
         let head = hex::encode(&bytes[..bytes.len().min(12)]);
@@ -247,24 +250,34 @@ pub async fn run(
         }
     }
 
-    progress.step(
+    step(
         "migrating the store to a second location (stand-in for another cloud), verifying every object against the manifests",
-    );
+    )?;
     let target = format!("file://{}", dir.join("other-cloud").display());
     let run = hub
         .migrate_run(
-            crate::migrate::RunRequest {
+            s,
+            &quiet,
+            RunRequest {
                 to: Some(target.clone()),
                 options: shh_migrate::Options::default(),
                 ..Default::default()
             },
-            std::sync::Arc::new(|_| {}),
             |_| {},
         )
         .await?;
     let report_dir = dir.join("migration-report");
     let accepted = hub
-        .migrate_verify(Some(&target), true, 8, &report_dir)
+        .migrate_verify(
+            s,
+            &quiet,
+            &VerifyRequest {
+                to: Some(target.clone()),
+                deep: true,
+                concurrency: 8,
+                out: report_dir.clone(),
+            },
+        )
         .await?;
     let migration = DemoMigration {
         to: target,
@@ -276,11 +289,10 @@ pub async fn run(
         report: report_dir,
     };
 
-    progress
-        .step("verifying the audit log: recomputing the Merkle tree, checking every signed head");
-    let audit = hub.audit_verify(Vec::new()).await?;
+    step("verifying the audit log: recomputing the Merkle tree, checking every signed head")?;
+    let audit = hub.audit_verify(s, Vec::new()).await?;
     let audit_events = hub
-        .audit_events(&shh_audit::EventFilter::default())
+        .audit_events(s, &shh_audit::EventFilter::default())
         .await?
         .into_iter()
         .map(|e| {
@@ -293,9 +305,9 @@ pub async fn run(
         migration,
         audit_events,
         audit,
-        audit_pubkey: hub.audit_public_key()?.to_pem(),
+        audit_pubkey: hub.audit_public_key().await?.to_pem(),
         hub: hub.dir().to_owned(),
-        store: hub.config().store.clone(),
+        store: hub.config().await.store,
         producer_files: producer,
         patients: synth.patients,
         tables,

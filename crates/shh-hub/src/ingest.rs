@@ -5,22 +5,27 @@
 //! A failed ingest publishes nothing: the files already written are deleted, the current
 //! version is unchanged, and the failure itself is recorded.
 
-use crate::{Hub, HubError, KeyPurpose, Result};
-use serde::Serialize;
+use crate::core::Call;
+use crate::{Hub, HubError, Result, Session, Task};
+use serde::{Deserialize, Serialize};
 use shh_audit::Draft;
 use shh_catalog::OptOutRecord;
 use shh_dataset::{VersionWriter, WriteOptions};
+pub use shh_ingest::Format;
 use shh_ingest::fhir;
 use shh_ingest::pipeline::{self, PipelineOptions};
 use shh_ingest::source::{CsvSource, ParquetSource, Source};
-use shh_ingest::{ColumnPolicy, Converter, Format, IngestError, IngestStats, Plan, TableSchema};
+use shh_ingest::{ColumnPolicy, Converter, IngestError, IngestStats, Plan, TableSchema};
+use shh_keys::KeyPurpose;
 use shh_pseudo::Pseudonymizer;
+pub use shh_pseudo::RiskReport;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What kind of source identifier an opt-out names.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OptOutKind {
     /// A French NIR, as SNDS tables hold it.
     #[default]
@@ -51,7 +56,8 @@ impl OptOutKind {
 }
 
 /// What to ingest.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IngestRequest {
     /// Target dataset.
     pub dataset: String,
@@ -81,7 +87,7 @@ pub struct IngestRequest {
 }
 
 /// What an ingest did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestReport {
     /// `name@short-id` of the new version.
     pub reference: String,
@@ -102,24 +108,22 @@ fn ingest_err(e: IngestError) -> HubError {
     HubError::Ingest(e)
 }
 
-impl Hub {
+impl crate::core::Core {
     /// The pseudonymizer under the current pseudonym key.
-    pub fn pseudonymizer(&self) -> Result<Pseudonymizer> {
+    pub(crate) fn pseudonymizer(&self) -> Result<Pseudonymizer> {
         let k = self
-            .keystore()
+            .keystore
             .current(KeyPurpose::Pseudonym)
             .ok_or_else(|| HubError::Config {
-                path: self.dir().to_owned(),
+                path: self.dir.clone(),
                 reason: "the keystore holds no pseudonym key".into(),
             })?;
         Ok(Pseudonymizer::new(k.info.version, k.secret()))
     }
+}
 
-    /// Adds source identifiers to the opt-out register (stored as pseudonyms only). Every id
-    /// must be of `kind` (a NIR by default, in any of its written forms): a mistyped one would
-    /// silently opt nobody out, so one bad id refuses the whole list, naming its position and
-    /// never its text.
-    pub async fn optout_add(&self, ids: &[String], kind: OptOutKind) -> Result<(u64, u64)> {
+impl Call<'_> {
+    async fn optout_add(&self, ids: &[String], kind: OptOutKind) -> Result<(u64, u64)> {
         let failed = Draft::new("optout.add").detail("submitted", ids.len() as u64);
         self.audited(failed, async {
             self.ensure_writable()?;
@@ -147,7 +151,7 @@ impl Hub {
                     added_at: now,
                 });
             }
-            let added = self.catalog().add_optouts(&entries).await?;
+            let added = self.catalog.add_optouts(&entries).await?;
             self.record(
                 Draft::new("optout.add")
                     .detail("submitted", entries.len() as u64)
@@ -160,17 +164,7 @@ impl Hub {
         .await
     }
 
-    /// The opt-out register.
-    pub async fn optout_list(&self) -> Result<Vec<OptOutRecord>> {
-        Ok(self.catalog().optouts().await?)
-    }
-
-    /// Ingests files into a new version of a dataset. A failure is recorded too.
-    pub async fn ingest(
-        &self,
-        req: &IngestRequest,
-        progress: Arc<dyn Fn(u64) + Send + Sync>,
-    ) -> Result<IngestReport> {
+    async fn ingest(&self, req: &IngestRequest) -> Result<IngestReport> {
         let mut failed = Draft::new("dataset.ingest").detail("files", file_names(req));
         if shh_dataset::validate_name(&req.dataset).is_ok() {
             failed = failed.dataset(req.dataset.clone());
@@ -181,16 +175,12 @@ impl Hub {
         self.audited(failed, async {
             self.ensure_writable()?;
             check_names(req)?;
-            self.ingest_inner(req, progress).await
+            self.ingest_inner(req).await
         })
         .await
     }
 
-    async fn ingest_inner(
-        &self,
-        req: &IngestRequest,
-        progress: Arc<dyn Fn(u64) + Send + Sync>,
-    ) -> Result<IngestReport> {
+    async fn ingest_inner(&self, req: &IngestRequest) -> Result<IngestReport> {
         let first = req.files.first().ok_or_else(|| {
             ingest_err(IngestError::Plan {
                 reason: "no input file".into(),
@@ -241,7 +231,7 @@ impl Hub {
         let plan = Plan::with_mode(&schema, &policy, req.lenient).map_err(ingest_err)?;
         let pseudonymizer = self.pseudonymizer()?;
         let optout: HashSet<String> = self
-            .catalog()
+            .catalog
             .optouts()
             .await?
             .into_iter()
@@ -305,8 +295,8 @@ impl Hub {
         };
         let key_version = conv.pseudonymizer.version();
         let mut writer = VersionWriter::new(
-            self.store().clone(),
-            self.catalog().clone(),
+            self.store.clone(),
+            self.catalog.clone(),
             &req.dataset,
             conv.plan.output.clone(),
             WriteOptions::default(),
@@ -323,6 +313,8 @@ impl Hub {
             ..Default::default()
         };
         let rejects_path = req.rejects.clone();
+        let task = self.task.clone();
+        task.phase("reading", None, shh_task::Unit::Rows);
         let run = tokio::task::spawn_blocking(move || {
             let mut rejects = match rejects_path {
                 Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(&p).map_err(
@@ -338,8 +330,7 @@ impl Hub {
                 let _ = writeln!(w, "file,line,field,reason");
             }
             let out = rejects.as_mut().map(|w| w as &mut dyn std::io::Write);
-            let p = move |n: u64| progress(n);
-            let stats = pipeline::run(&conv, sources, &opts, out, &p, |b| {
+            let stats = pipeline::run(&conv, sources, &opts, out, &task, |b| {
                 tx.blocking_send(b)
                     .map_err(|_| IngestError::Sink("the writer stopped".into()))
             });
@@ -364,6 +355,12 @@ impl Hub {
             (Some(e), _) => {
                 writer.abort().await;
                 return Err(e.into());
+            }
+            (None, Err(IngestError::Cancelled)) => {
+                writer.abort().await;
+                return Err(HubError::Cancelled(
+                    "the ingest was stopped; nothing was written".into(),
+                ));
             }
             (None, Err(e)) => {
                 writer.abort().await;
@@ -482,18 +479,18 @@ impl Hub {
         if shh_dataset::validate_name(resource).is_err() {
             return Ok(None);
         }
-        let rec = match self.catalog().version(resource, None).await {
+        let rec = match self.catalog.version(resource, None).await {
             Ok(r) => r,
             Err(shh_catalog::CatalogError::NoDataset(_)) => return Ok(None),
             Err(shh_catalog::CatalogError::NoVersion { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let m = shh_dataset::load_manifest(self.store(), &rec).await?;
+        let m = shh_dataset::load_manifest(&self.store, &rec).await?;
         if fields.iter().any(|f| m.schema.index_of(f).is_err()) {
             return Ok(None);
         }
         let mut set = HashSet::new();
-        shh_dataset::read_columns(self.store(), &m, fields, |b| {
+        shh_dataset::read_columns(&self.store, &m, fields, |b| {
             let idx: Vec<usize> = fields
                 .iter()
                 .filter_map(|f| b.schema().index_of(f).ok())
@@ -505,6 +502,42 @@ impl Hub {
         })
         .await?;
         Ok(Some(Arc::new(set)))
+    }
+}
+
+/// The ingest operations.
+impl Hub {
+    /// Adds source identifiers to the opt-out register (stored as pseudonyms only). Every id
+    /// must be of `kind` (a NIR by default, in any of its written forms): a mistyped one would
+    /// silently opt nobody out, so one bad id refuses the whole list, naming its position and
+    /// never its text. Returns how many were submitted and how many were new.
+    pub async fn optout_add(
+        &self,
+        s: &Session,
+        ids: &[String],
+        kind: OptOutKind,
+    ) -> Result<(u64, u64)> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &Task::silent())
+            .optout_add(ids, kind)
+            .await
+    }
+
+    /// The opt-out register.
+    pub async fn optout_list(&self, _s: &Session) -> Result<Vec<OptOutRecord>> {
+        Ok(self.core.read().await.catalog.optouts().await?)
+    }
+
+    /// Ingests files into a new version of a dataset. A failure is recorded too; a cancelled
+    /// ingest (`task`) publishes nothing.
+    pub async fn ingest(
+        &self,
+        s: &Session,
+        task: &Task,
+        req: &IngestRequest,
+    ) -> Result<IngestReport> {
+        let core = self.core.read().await;
+        Call::new(&core, s, task).ingest(req).await
     }
 }
 

@@ -13,11 +13,14 @@
 //! one, `shh.toml` last (its presence is what makes the directory a hub); an init interrupted
 //! there leaves a half-made hub, which the next `init` names file by file.
 
+use crate::core::{Call, Core, read_config};
+use crate::session::LocalAuthenticator;
 use crate::{
     CONFIG_FILE, CONFIG_FORMAT, Draft, Hub, HubConfig, HubError, InitOptions, KEYSTORE_FILE,
-    KeyPurpose, Keystore, ResidencyPolicy, ResidencyRule, Result, StoreUrl, io,
+    LocalOperator, ResidencyPolicy, ResidencyRule, Result, StoreUrl, Task, io,
 };
 use futures::StreamExt;
+use shh_keys::{KeyPurpose, Keystore};
 use std::path::{Path, PathBuf};
 
 /// What a hub directory holds besides `shh.toml`: present without it, a half-made hub.
@@ -38,7 +41,14 @@ impl Hub {
     /// Creates a hub in `dir`. Nothing is written before the passphrase, the key-derivation
     /// parameters, the names and the store's residency are checked; a failure part-way removes
     /// what this call created.
-    pub async fn init(dir: &Path, passphrase: &str, opts: InitOptions) -> Result<Hub> {
+    /// `operator` is who creates it (the `hub.init` event's actor).
+    pub async fn init(
+        dir: &Path,
+        passphrase: &str,
+        opts: InitOptions,
+        operator: &LocalOperator,
+    ) -> Result<Hub> {
+        let session = LocalAuthenticator::session(operator)?;
         if passphrase.is_empty() {
             return Err(shh_keys::KeystoreError::EmptyPassphrase.into());
         }
@@ -87,7 +97,7 @@ impl Hub {
             let parent = parent.canonicalize().map_err(io(&parent))?;
             let target = parent.join(&name);
             if let Some(staging) = resumable(&parent, &name, passphrase)? {
-                return Self::finish_init(&staging, &target, passphrase, None).await;
+                return Self::finish_init(&staging, &target, passphrase, None, &session).await;
             }
             let config = Self::new_config(&target, opts.store, opts.allow, opts.proxy)?;
             let staging = parent.join(format!(
@@ -97,7 +107,9 @@ impl Hub {
             std::fs::create_dir(&staging).map_err(io(&staging))?;
             let built = Self::build_staging(&staging, &target, passphrase, &config, opts.kdf).await;
             match built {
-                Ok(()) => Self::finish_init(&staging, &target, passphrase, Some(opts.kdf)).await,
+                Ok(()) => {
+                    Self::finish_init(&staging, &target, passphrase, Some(opts.kdf), &session).await
+                }
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&staging);
                     Err(e)
@@ -208,16 +220,19 @@ impl Hub {
         target: &Path,
         passphrase: &str,
         kdf: Option<shh_keys::KdfParams>,
+        session: &crate::Session,
     ) -> Result<Hub> {
         {
-            let mut config = Hub::read_config(staging)?;
+            let mut config = read_config(staging)?;
             let final_store = config.store.clone();
             config.store = staged_store(staging, target, &config)?.to_string();
             let keystore = Keystore::open(&staging.join(KEYSTORE_FILE), passphrase)?;
             let kdf = kdf.unwrap_or_else(|| keystore.kdf_params());
             let lock = crate::lock::HubLock::shared(staging)?;
-            let hub = Hub::from_parts(staging, config, keystore, lock)?;
-            if hub.audit_head().await?.is_none() {
+            let core = Core::from_parts(staging, config, keystore, lock)?;
+            let task = Task::silent();
+            let hub = Call::new(&core, session, &task);
+            if hub.audit_log().await?.latest_head().await?.is_none() {
                 let mut event = Draft::new("hub.init");
                 if let Some(p) = &hub.config.residency.proxy {
                     event = event.detail("proxy", p.clone());
@@ -275,7 +290,7 @@ fn resumable(parent: &Path, name: &str, passphrase: &str) -> Result<Option<PathB
             found = Some(p);
             continue;
         }
-        let store = Hub::read_config(&p).ok().map(|c| c.store);
+        let store = read_config(&p).ok().map(|c| c.store);
         return Err(HubError::Config {
             path: p.clone(),
             reason: format!(

@@ -1,21 +1,31 @@
 //! The hub: one directory holding the configuration (`shh.toml`), the keystore and (embedded
 //! default) the SQLite catalog, plus a primary store holding only ciphertext.
 //!
-//! [`Hub::init`] creates one; [`Hub::open`] unlocks one with its passphrase. The CLI and, later,
-//! the server call these and the operations in [`ops`]; they hold no logic of their own.
+//! [`Hub::init`] creates one; [`Hub::open`] unlocks one with its passphrase. Then an
+//! [`Authenticator`] turns a caller's credential into a [`Session`], and every operation takes
+//! that session and a [`Task`] (cancellation, progress): this is the one operations API the CLI
+//! and, later, the server call; they hold no logic of their own. A `Hub` is `Send + Sync` and
+//! meant to be shared as `Arc<Hub>` by many sessions at once ([`core`] says how a store switch
+//! drains them). Errors carry an [`ErrorKind`] a front end maps to an exit code or a status.
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod config;
+mod core;
 pub mod demo;
+mod error;
 mod guard;
 pub mod ingest;
 mod init;
 mod lock;
 pub mod migrate;
 pub mod ops;
+mod session;
 mod switch;
+pub mod synth;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use config::{CONFIG_FILE, CONFIG_FORMAT, HubConfig, KEYSTORE_FILE, MigrationState};
 pub use shh_audit as audit_log;
@@ -28,91 +38,20 @@ pub use shh_migrate;
 pub use shh_pseudo;
 pub use shh_store::{ResidencyPolicy, ResidencyRule, StoreUrl};
 
-use object_store::ObjectStore;
-use shh_crypt::EncryptedStore;
-use shh_dataset::HubStore;
+pub use error::{ErrorBody, ErrorKind, HubError, Result};
+pub use session::{Authenticator, LocalAuthenticator, LocalOperator, Session};
+pub use shh_task::{Cancelled, ProgressSink, Task, Unit};
+
+pub(crate) use error::io;
+
+use crate::core::{Call, CallMut, Core};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::time::Duration;
 
-/// Errors of hub operations.
-#[derive(Debug, thiserror::Error)]
-pub enum HubError {
-    /// No hub in the directory.
-    #[error("no hub at {0} (no {CONFIG_FILE}); create one with `shh init`")]
-    NotAHub(PathBuf),
-    /// A hub already exists.
-    #[error("a hub already exists at {0}")]
-    AlreadyExists(PathBuf),
-    /// The configuration is invalid.
-    #[error("invalid configuration {path}: {reason}")]
-    Config {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Keystore (including a wrong passphrase).
-    #[error(transparent)]
-    Keys(#[from] KeystoreError),
-    /// Store URL or residency.
-    #[error(transparent)]
-    Store(#[from] shh_store::StoreError),
-    /// Catalog.
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    /// Datasets.
-    #[error(transparent)]
-    Dataset(#[from] shh_dataset::DatasetError),
-    /// Object store.
-    #[error("{0}")]
-    Object(#[from] object_store::Error),
-    /// Another process holds the hub in a way this operation cannot share.
-    #[error("the hub is busy: {0}")]
-    Busy(String),
-    /// The hub is read-only (a cut-over is in progress).
-    #[error("the hub is read-only during a migration cut-over; try again when it is finished")]
-    ReadOnly,
-    /// A migration step failed or was refused.
-    #[error(transparent)]
-    Migrate(#[from] shh_migrate::MigrateError),
-    /// Audit log: an action whose event cannot be recorded does not report success.
-    #[error(transparent)]
-    Audit(#[from] shh_audit::AuditError),
-    /// Ingest (bad input names the file, line and field).
-    #[error(transparent)]
-    Ingest(#[from] shh_ingest::IngestError),
-    /// Audit signing key.
-    #[error(transparent)]
-    AuditKey(#[from] shh_audit::KeyError),
-    /// Local I/O.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// A name or path that would be stored or shown holds a direct identifier.
-    #[error(
-        "{what} holds {}: refused, because the hub would store or show it in clear; rename it",
-        found.describe()
-    )]
-    Identifier {
-        /// Which name (never the name itself).
-        what: String,
-        /// What the guard found.
-        found: shh_pseudo::guard::Found,
-    },
-}
-
-/// Result alias.
-pub type Result<T, E = HubError> = std::result::Result<T, E>;
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HubError + '_ {
-    move |source| HubError::Io {
-        path: path.to_owned(),
-        source,
-    }
+/// The net every message passes before a front end shows it: direct identifiers (NIRs,
+/// e-mail addresses, phone numbers…) replaced by their class.
+pub fn redact(text: &str) -> String {
+    shh_pseudo::guard::redact(text).into_owned()
 }
 
 /// How to create a hub.
@@ -140,165 +79,92 @@ impl Default for InitOptions {
     }
 }
 
-/// An opened, unlocked hub.
+/// An opened, unlocked hub. Share it as `Arc<Hub>`: every operation takes `&self`.
 #[derive(Debug)]
 pub struct Hub {
     dir: PathBuf,
-    config: HubConfig,
-    keystore: Keystore,
-    raw: Arc<dyn ObjectStore>,
-    store: Arc<HubStore>,
-    catalog: Arc<dyn Catalog>,
-    audit: tokio::sync::OnceCell<shh_audit::AuditLog>,
-    actor: Actor,
-    lock: lock::HubLock,
+    core: tokio::sync::RwLock<Core>,
 }
 
 impl Hub {
-    /// Reads `shh.toml` without unlocking anything.
-    pub fn read_config(dir: &Path) -> Result<HubConfig> {
-        let path = dir.join(CONFIG_FILE);
-        let text = match shh_keys::read_bounded(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(HubError::NotAHub(dir.to_owned()));
-            }
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let config: HubConfig = toml::from_str(&text).map_err(|e| HubError::Config {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        if config.format != CONFIG_FORMAT {
-            return Err(HubError::Config {
-                path,
-                reason: format!("unknown format {:?}", config.format),
-            });
-        }
-        Ok(config)
-    }
-
-    /// Opens and unlocks the hub in `dir`.
+    /// Opens and unlocks the hub in `dir`. A store switch a dead process left half-done is
+    /// finished or undone first ([`switch`]), recorded as the hub's own act.
     pub async fn open(dir: &Path, passphrase: &str) -> Result<Hub> {
         // Not a hub: no lock file is created. Read again under the lock, which a store switch
         // holds while it rewrites the configuration.
-        Self::read_config(dir)?;
+        core::read_config(dir)?;
         let lock = lock::HubLock::shared(dir)?;
-        let config = Self::read_config(dir)?;
-        let keystore = Self::open_keystore(dir, passphrase)?;
-        let mut hub = Self::from_parts(dir, config, keystore, lock)?;
-        if hub.config.switch.is_some() {
-            hub.recover_switch().await?;
+        let config = core::read_config(dir)?;
+        let keystore = core::open_keystore(dir, passphrase)?;
+        let mut core = Core::from_parts(dir, config, keystore, lock)?;
+        if core.config.switch.is_some() {
+            let (session, task) = (Session::hub(), Task::silent());
+            CallMut::new(&mut core, &session, &task)
+                .recover_switch()
+                .await?;
         }
-        Ok(hub)
+        Ok(Hub::from_core(core))
     }
 
-    /// Unlocks the keystore. Hubs created before the audit log or ingest get their
-    /// audit-signing or pseudonym key on first unlock; two processes doing so at once do not
-    /// both add one (the keystore's rewrite lock refuses the second, which reads the first's).
-    fn open_keystore(dir: &Path, passphrase: &str) -> Result<Keystore> {
-        let path = dir.join(KEYSTORE_FILE);
-        let mut tries = 0;
-        'open: loop {
-            let mut keystore = Keystore::open(&path, passphrase)?;
-            for purpose in [KeyPurpose::AuditSigning, KeyPurpose::Pseudonym] {
-                if keystore.current(purpose).is_some() {
-                    continue;
-                }
-                match keystore.add_key(purpose) {
-                    Ok(_) => {}
-                    Err(KeystoreError::Changed(_)) if tries < 5 => {
-                        tries += 1;
-                        continue 'open;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            return Ok(keystore);
+    fn from_core(core: Core) -> Hub {
+        Hub {
+            dir: core.dir.clone(),
+            core: tokio::sync::RwLock::new(core),
         }
     }
 
-    /// A hub over an unlocked keystore and a (possibly changed) configuration.
-    pub(crate) fn from_parts(
-        dir: &Path,
-        config: HubConfig,
-        keystore: Keystore,
-        lock: lock::HubLock,
-    ) -> Result<Hub> {
-        let url = StoreUrl::parse(&config.store).map_err(shh_store::StoreError::from)?;
-        let mut raw = shh_store::open_store(&url, &config.residency)?;
-        if let Some(m) = &config.mirror {
-            let murl = StoreUrl::parse(m).map_err(shh_store::StoreError::from)?;
-            let mirror = shh_store::open_store(&murl, &config.residency)?;
-            raw = Arc::new(shh_store::MirrorStore::new(raw, mirror));
-        }
-        let store = Arc::new(EncryptedStore::new(raw.clone(), keystore.storage_keys()));
-        let catalog = shh_catalog::open_catalog(&config.catalog, dir)?;
-        Ok(Hub {
-            dir: dir.to_owned(),
-            config,
-            keystore,
-            raw,
-            store,
-            catalog,
-            audit: tokio::sync::OnceCell::new(),
-            actor: audit::actor_from_env(),
-            lock,
-        })
-    }
-
-    /// Fails with [`HubError::ReadOnly`] while writes are refused.
-    pub fn ensure_writable(&self) -> Result<()> {
-        if self.config.read_only {
-            Err(HubError::ReadOnly)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Writes `shh.toml` atomically.
-    pub(crate) fn save_config(dir: &Path, config: &HubConfig) -> Result<()> {
-        let path = dir.join(CONFIG_FILE);
-        let text = toml::to_string_pretty(config).map_err(|e| HubError::Config {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        shh_keys::write_atomic(&path, text.as_bytes(), false).map_err(io(&path))
+    /// Reads `shh.toml` without unlocking anything.
+    pub fn read_config(dir: &Path) -> Result<HubConfig> {
+        core::read_config(dir)
     }
 
     /// The hub directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    /// The configuration.
-    pub fn config(&self) -> &HubConfig {
-        &self.config
+
+    /// The configuration as it is now (a switch may change it later).
+    pub async fn config(&self) -> HubConfig {
+        self.core.read().await.config.clone()
     }
-    /// The encrypted store.
-    pub fn store(&self) -> &Arc<HubStore> {
-        &self.store
+
+    /// Fails with [`HubError::ReadOnly`] while writes are refused (a cut-over in progress).
+    pub async fn ensure_writable(&self) -> Result<()> {
+        self.core.read().await.ensure_writable()
     }
-    /// The backend under the encryption (ciphertext only).
-    pub fn raw_store(&self) -> &Arc<dyn ObjectStore> {
-        &self.raw
-    }
-    /// The catalog.
-    pub fn catalog(&self) -> &Arc<dyn Catalog> {
-        &self.catalog
-    }
-    /// The keystore.
-    pub fn keystore(&self) -> &Keystore {
-        &self.keystore
+
+    /// Waits for the other operations of this process to finish and keeps new ones waiting,
+    /// for at most `wait` (then [`HubError::Busy`]): the in-process half of a switch's
+    /// exclusivity, beside the file lock that keeps other processes out.
+    async fn exclusive(&self, wait: Duration) -> Result<tokio::sync::RwLockWriteGuard<'_, Core>> {
+        tokio::time::timeout(wait, self.core.write())
+            .await
+            .map_err(|_| {
+                HubError::Busy(
+                    "other operations of this process are still running on the hub; retry when \
+                     they have finished"
+                        .into(),
+                )
+            })
     }
 
     /// Changes the passphrase: re-wraps the master keys only; no stored object changes.
     /// The change is recorded in the audit log (a failed change too).
-    pub async fn change_passphrase(&mut self, new_passphrase: &str) -> Result<()> {
+    pub async fn change_passphrase(&self, session: &Session, new_passphrase: &str) -> Result<()> {
+        let mut core = self.exclusive(Duration::from_secs(30)).await?;
+        let task = Task::silent();
+        let call = CallMut::new(&mut core, session, &task);
+        call.change_passphrase(new_passphrase).await
+    }
+}
+
+impl CallMut<'_> {
+    async fn change_passphrase(mut self, new_passphrase: &str) -> Result<()> {
         let event = Draft::new("keys.passwd").object(self.keystore.path().display().to_string());
         match self.keystore.change_passphrase(new_passphrase, None) {
             Ok(()) => {
-                self.record(event.detail("master_keys", self.keystore.keys().len() as u64))
-                    .await?;
+                let n = self.keystore.keys().len() as u64;
+                self.record(event.detail("master_keys", n)).await?;
                 Ok(())
             }
             Err(e) => {
@@ -307,21 +173,14 @@ impl Hub {
             }
         }
     }
+}
 
-    /// Publishes a dataset version written with [`shh_dataset::VersionWriter`], recording the
-    /// event after its manifest is sealed and before the catalog shows it: no version is ever
+impl Call<'_> {
+    /// Publishes a dataset version written with [`shh_dataset::VersionWriter`], recording
+    /// `event` (its action and details) with the version's reference, id, rows, files and bytes
+    /// added, after its manifest is sealed and before the catalog shows it: no version is ever
     /// visible without its audit event.
-    pub async fn commit_version(
-        &self,
-        writer: shh_dataset::VersionWriter,
-    ) -> Result<shh_dataset::CommittedVersion> {
-        self.commit_version_as(writer, Draft::new("dataset.version.write"))
-            .await
-    }
-
-    /// Like [`Self::commit_version`], recording `event` (its action and details) with the
-    /// version's reference, id, rows, files and bytes added.
-    pub async fn commit_version_as(
+    pub(crate) async fn commit_version_as(
         &self,
         writer: shh_dataset::VersionWriter,
         event: Draft,
@@ -329,6 +188,10 @@ impl Hub {
         if self.config.read_only {
             writer.abort().await;
             return Err(HubError::ReadOnly);
+        }
+        if self.task.is_cancelled() {
+            writer.abort().await;
+            return Err(HubError::Cancelled("nothing was published".into()));
         }
         let sealed = writer.seal().await?;
         let v = sealed.version();

@@ -5,30 +5,31 @@
 //! The mechanics (listing, plan, transfer, journal, report) are `shh-migrate`'s.
 
 use crate::config::MigrationState;
-use crate::{Draft, Hub, HubError, Result};
+use crate::core::{Call, CallMut, save_config};
+use crate::{Draft, Hub, HubError, Result, Session, Task};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path as ObjPath;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shh_crypt::EncryptedStore;
 use shh_migrate::blake3_of;
 use shh_migrate::listing::{DEFAULT_RUN_LEN, SortedListing};
 use shh_migrate::plan::{Estimate, PLAN_FORMAT, PlanCapabilities, march, write_plan};
-use shh_migrate::report::{AcceptanceReport, ObjectCheck, ReportWriter};
+use shh_migrate::report::{ObjectCheck, ReportWriter};
 use shh_migrate::transfer::execute;
 use shh_migrate::{
-    Capabilities, Journal, MigrateError, Options, PlanHeader, PlanReader, RunStats, Side, Summary,
-    probe,
+    Capabilities, Journal, MigrateError, PlanReader, RunStats, Side, Summary, probe,
 };
 use shh_store::StoreUrl;
+
+pub use shh_migrate::report::{AcceptanceReport, ReportCheck};
+pub use shh_migrate::{Options, PlanHeader, VerifyMode};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Progress callback: bytes just sent.
-pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
-
 /// What to run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunRequest {
     /// A reviewed plan to execute.
     pub plan: Option<PathBuf>,
@@ -49,7 +50,7 @@ pub struct RunRequest {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     /// The plan executed.
     pub plan: PathBuf,
@@ -74,7 +75,7 @@ pub struct RunReport {
 }
 
 /// What a cut-over or rollback did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SwitchReport {
     /// The store the hub ran on.
     pub from: String,
@@ -90,7 +91,7 @@ pub struct SwitchReport {
 }
 
 /// Shadow-read comparison of the primary store and another.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompareReport {
     /// The primary.
     pub primary: String,
@@ -108,6 +109,82 @@ pub struct CompareReport {
     pub differ: Vec<String>,
     /// Bytes read per side.
     pub bytes: u64,
+}
+
+/// A plan to write.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlanRequest {
+    /// The source (default: the hub's primary store).
+    pub from: Option<String>,
+    /// The destination.
+    pub to: String,
+    /// Only names under this prefix.
+    pub prefix: Option<String>,
+    /// Compare same-size objects by content.
+    pub checksum: bool,
+    /// Transfers the estimate assumes.
+    pub transfers: usize,
+    /// Where the plan is written.
+    pub out: PathBuf,
+}
+
+/// An acceptance check of a store against the manifests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VerifyRequest {
+    /// The store (default: the primary).
+    pub to: Option<String>,
+    /// Decrypt and check the plaintext too.
+    pub deep: bool,
+    /// Objects read at once.
+    pub concurrency: usize,
+    /// The directory the signed report is written into.
+    pub out: PathBuf,
+}
+
+/// A cut-over to another store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CutoverRequest {
+    /// The new primary store.
+    pub to: String,
+    /// The final sync's transfer options.
+    pub options: Options,
+    /// How long to wait for other operations and processes to let go of the hub.
+    pub wait: std::time::Duration,
+    /// Keep the source current by dual writes until finalize.
+    pub mirror_source: bool,
+    /// The directory the acceptance report is written into.
+    pub report_dir: PathBuf,
+}
+
+/// A rollback to the cut-over's source.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RollbackRequest {
+    /// The copy-back's transfer options.
+    pub options: Options,
+    /// How long to wait for other operations and processes to let go of the hub.
+    pub wait: std::time::Duration,
+}
+
+/// Shadow reads against another store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CompareRequest {
+    /// The other store (default: the mirror, or the cut-over's source).
+    pub with: Option<String>,
+    /// Percent of the primary's objects read.
+    pub pct: f64,
+    /// Objects read at once.
+    pub concurrency: usize,
+}
+
+/// Checks an acceptance report in `dir` against the hub's public keys, without the hub: what
+/// an auditor runs on a copy.
+pub fn check_report(dir: &Path, keys: &[shh_audit::PublicKey]) -> Result<ReportCheck> {
+    shh_migrate::report::check_report(dir, keys).map_err(migrate_err)
 }
 
 fn refused(msg: impl Into<String>) -> HubError {
@@ -141,12 +218,14 @@ fn migrate_err(e: MigrateError) -> HubError {
     HubError::Migrate(e)
 }
 
-impl Hub {
+impl crate::core::Core {
     /// Where plans, journals and reports are kept.
-    pub fn migrate_dir(&self) -> PathBuf {
+    pub(crate) fn migrate_dir(&self) -> PathBuf {
         self.dir.join("migrate")
     }
+}
 
+impl Call<'_> {
     /// Opens a store for migration: the residency policy is checked first, so a refused
     /// destination never receives a request. A writable side is probed by a tiny create-only
     /// write under `.shh-migrate/`.
@@ -171,8 +250,7 @@ impl Hub {
             .join(format!("journal-{}.ndjson", &key[..16]))
     }
 
-    /// Lists both stores, merges the listings and writes the plan to `out`.
-    pub async fn migrate_plan(
+    async fn migrate_plan(
         &self,
         from: Option<&str>,
         to: &str,
@@ -256,11 +334,9 @@ impl Hub {
         Ok((header, (src, dst)))
     }
 
-    /// Runs a plan (or plans and runs), recording one audit event with the outcome.
-    pub async fn migrate_run(
+    async fn migrate_run(
         &self,
         req: RunRequest,
-        progress: Progress,
         on_plan: impl FnOnce(&PlanHeader),
     ) -> Result<RunReport> {
         let action = if req.sync {
@@ -275,7 +351,7 @@ impl Hub {
         if let Some(p) = &req.plan {
             failed = failed.detail("plan", p.display().to_string());
         }
-        self.audited(failed, self.run_inner(req, progress, on_plan, true))
+        self.audited(failed, self.run_inner(req, on_plan, true))
             .await
     }
 
@@ -285,7 +361,6 @@ impl Hub {
     async fn run_inner(
         &self,
         req: RunRequest,
-        progress: Progress,
         on_plan: impl FnOnce(&PlanHeader),
         audit: bool,
     ) -> Result<RunReport> {
@@ -361,7 +436,7 @@ impl Hub {
             scope: h.prefix.clone(),
             ..req.options.clone()
         };
-        let stats = execute(items, src, dst, journal, options, progress)
+        let stats = execute(items, src, dst, journal, options, self.task.clone())
             .await
             .map_err(migrate_err)?;
         let mut event = event
@@ -393,11 +468,7 @@ impl Hub {
         })
     }
 
-    /// Checks every object every dataset version's manifest references at `to` (default: the
-    /// primary store) against the ciphertext BLAKE3 in the manifest (with `deep`, decrypts and
-    /// checks the plaintext too), and the audit log stored there. Writes the signed acceptance
-    /// report into `out`.
-    pub async fn migrate_verify(
+    async fn migrate_verify(
         &self,
         to: Option<&str>,
         deep: bool,
@@ -441,8 +512,14 @@ impl Hub {
         let mut w = ReportWriter::create(out).map_err(migrate_err)?;
         let datasets = self.catalog.datasets().await?;
         let mut versions = 0u64;
+        self.task.phase("verifying", None, shh_task::Unit::Objects);
         for d in &datasets {
             for v in self.catalog.versions(&d.name).await? {
+                if self.task.is_cancelled() {
+                    return Err(HubError::Cancelled(
+                        "the verification was stopped before its report was signed".into(),
+                    ));
+                }
                 versions += 1;
                 let manifest = shh_dataset::load_manifest(&enc, &v).await;
                 let m = match manifest {
@@ -467,6 +544,7 @@ impl Hub {
                     .map(|f| check_file(raw, enc, &d.name, &v.id, f, deep))
                     .buffered(concurrency.max(1));
                 while let Some(c) = checks.next().await {
+                    self.task.advance(1);
                     push(&mut w, c)?;
                 }
             }
@@ -479,7 +557,13 @@ impl Hub {
             Ok(log) => log.verify(Vec::new()).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let local = self.audit_head().await?.map(|h| h.head.size).unwrap_or(0);
+        let local = self
+            .audit_log()
+            .await?
+            .latest_head()
+            .await?
+            .map(|h| h.head.size)
+            .unwrap_or(0);
         let (ok, error, size) = match audit {
             Ok(r) if r.ok && (r.events >= local || !complete_audit) => (true, None, r.events),
             Ok(r) if r.ok => (
@@ -522,14 +606,25 @@ impl Hub {
         Ok(report)
     }
 
-    /// Sends every new write to `to` as well (or, with `None`, stops doing so). Like a
-    /// switch, it waits (up to `wait`) for exclusive use of the hub: a process that had the
-    /// hub open before would go on writing to the primary only, and the mirror would silently
-    /// miss its objects. The event is recorded before the change is made.
-    pub async fn migrate_mirror(self, to: Option<&str>, wait: std::time::Duration) -> Result<Hub> {
+    /// Shadow reads: a deterministic `pct` % sample of the primary's objects is read from the
+    /// primary and from `other` (default: the mirror, or the cut-over's source) and compared.
+    async fn migrate_compare(
+        &self,
+        other: Option<&str>,
+        pct: f64,
+        concurrency: usize,
+    ) -> Result<CompareReport> {
+        let failed = Draft::new("migrate.compare").object(other.unwrap_or("").to_owned());
+        self.audited(failed, self.compare_inner(other, pct, concurrency))
+            .await
+    }
+}
+
+impl CallMut<'_> {
+    async fn migrate_mirror(&mut self, to: Option<&str>, wait: std::time::Duration) -> Result<()> {
         if let Some(t) = to {
             crate::guard::check("the mirror's store URL", t)?;
-            self.open_side(t, true).await?;
+            self.call().open_side(t, true).await?;
         }
         let event = Draft::new("migrate.mirror")
             .object(to.unwrap_or("none").to_owned())
@@ -542,17 +637,17 @@ impl Hub {
     /// for the other processes to close it (they would go on with the old configuration), and
     /// records `event` before the rewrite. Returns the hub on the new configuration.
     async fn rewrite_alone(
-        self,
+        &mut self,
         wait: std::time::Duration,
         event: Draft,
         change: impl FnOnce(&mut crate::HubConfig),
-    ) -> Result<Hub> {
+    ) -> Result<()> {
         self.lock.exclusive(wait).await?;
         let result = async {
             self.record(event).await?;
             let mut config = self.config.clone();
             change(&mut config);
-            Hub::save_config(&self.dir, &config)?;
+            save_config(&self.dir, &config)?;
             Ok(config)
         }
         .await;
@@ -563,9 +658,9 @@ impl Hub {
                 return Err(e);
             }
         };
-        let hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
-        hub.lock.share()?;
-        Ok(hub)
+        let reconfigured = self.reconfigure(config);
+        self.lock.share()?;
+        reconfigured
     }
 
     /// Cut-over: exclusive use of the hub (waiting up to `wait` for other processes to close
@@ -573,15 +668,14 @@ impl Hub {
     /// kept (and, with `mirror_source`, kept current by dual writes) until
     /// [`Hub::migrate_finalize`]; any failure leaves the hub on the source, writable, and so
     /// does a process killed before the switch (the next open undoes it, [`crate::switch`]).
-    pub async fn migrate_cutover(
-        mut self,
+    async fn migrate_cutover(
+        &mut self,
         to: &str,
         options: Options,
         wait: std::time::Duration,
         mirror_source: bool,
         report_dir: &Path,
-        progress: Progress,
-    ) -> Result<(Hub, SwitchReport)> {
+    ) -> Result<SwitchReport> {
         if let Some(m) = &self.config.migration {
             return Err(refused(format!(
                 "a cut-over to {} is in progress; run `shh migrate finalize` or `shh migrate rollback` first",
@@ -618,7 +712,8 @@ impl Hub {
             }
         };
         let result = self
-            .cutover_steps(&source, &target, options, report_dir, progress)
+            .call()
+            .cutover_steps(&source, &target, options, report_dir)
             .await;
         let (sync, report) = match result {
             Ok(v) => v,
@@ -647,30 +742,28 @@ impl Hub {
             .detail("objects_verified", report.summary.objects)
             .detail("mirror", config.mirror.clone().unwrap_or_default());
         let config = self.switched_config(config, &event);
-        Hub::save_config(&self.dir, &config)?;
-        let mut hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
-        hub.finish_switch(event).await?;
-        hub.lock.share()?;
-        let mirror = hub.config.mirror.clone();
-        Ok((
-            hub,
-            SwitchReport {
-                from: source,
-                to: target,
-                sync,
-                acceptance: Some(report),
-                mirror,
-            },
-        ))
+        save_config(&self.dir, &config)?;
+        self.reconfigure(config)?;
+        self.finish_switch(event).await?;
+        self.lock.share()?;
+        let mirror = self.config.mirror.clone();
+        Ok(SwitchReport {
+            from: source,
+            to: target,
+            sync,
+            acceptance: Some(report),
+            mirror,
+        })
     }
+}
 
+impl Call<'_> {
     async fn cutover_steps(
         &self,
         source: &str,
         target: &str,
         options: Options,
         report_dir: &Path,
-        progress: Progress,
     ) -> Result<(RunReport, AcceptanceReport)> {
         let concurrency = options.transfers;
         let sync = self
@@ -682,7 +775,6 @@ impl Hub {
                     sync: true,
                     ..RunRequest::default()
                 },
-                progress,
                 |_| {},
                 false,
             )
@@ -706,16 +798,17 @@ impl Hub {
         }
         Ok((sync, report))
     }
+}
 
+impl CallMut<'_> {
     /// Rollback: back to the cut-over's source. Objects written to the target since the
     /// cut-over are copied back first (hub objects are create-only, so nothing at the source is
     /// overwritten), so no write is lost. Journaled like a cut-over.
-    pub async fn migrate_rollback(
-        mut self,
+    async fn migrate_rollback(
+        &mut self,
         options: Options,
         wait: std::time::Duration,
-        progress: Progress,
-    ) -> Result<(Hub, SwitchReport)> {
+    ) -> Result<SwitchReport> {
         let Some(state) = self.config.migration.clone() else {
             return Err(refused("no cut-over to roll back (or it was finalized)"));
         };
@@ -728,6 +821,7 @@ impl Hub {
             }
         };
         let sync = self
+            .call()
             .run_inner(
                 RunRequest {
                     from: Some(state.target.clone()),
@@ -736,7 +830,6 @@ impl Hub {
                     sync: true,
                     ..RunRequest::default()
                 },
-                progress,
                 |_| {},
                 false,
             )
@@ -768,29 +861,23 @@ impl Hub {
             .detail("from", state.target.clone())
             .detail("copied_back", sync.stats.copied.objects);
         let config = self.switched_config(config, &event);
-        Hub::save_config(&self.dir, &config)?;
-        let mut hub = Hub::from_parts(&self.dir, config, self.keystore, self.lock)?;
-        hub.finish_switch(event).await?;
-        hub.lock.share()?;
-        Ok((
-            hub,
-            SwitchReport {
-                from: state.target,
-                to: state.source,
-                sync,
-                acceptance: None,
-                mirror: None,
-            },
-        ))
+        save_config(&self.dir, &config)?;
+        self.reconfigure(config)?;
+        self.finish_switch(event).await?;
+        self.lock.share()?;
+        Ok(SwitchReport {
+            from: state.target,
+            to: state.source,
+            sync,
+            acceptance: None,
+            mirror: None,
+        })
     }
 
     /// Ends the rollback window: the source is no longer kept current or offered for rollback.
     /// Nothing is deleted; the operator removes the source with the provider's tools. Takes
     /// exclusive use of the hub (up to `wait`), since other processes would go on mirroring.
-    pub async fn migrate_finalize(
-        self,
-        wait: std::time::Duration,
-    ) -> Result<(Hub, MigrationState)> {
+    async fn migrate_finalize(&mut self, wait: std::time::Duration) -> Result<MigrationState> {
         let Some(state) = self.config.migration.clone() else {
             return Err(refused("no cut-over to finalize"));
         };
@@ -798,30 +885,18 @@ impl Hub {
             .object(state.target.clone())
             .detail("source_released", state.source.clone());
         let source = state.source.clone();
-        let hub = self
-            .rewrite_alone(wait, event, |c| {
-                c.migration = None;
-                if c.mirror.as_deref() == Some(source.as_str()) {
-                    c.mirror = None;
-                }
-            })
-            .await?;
-        Ok((hub, state))
+        self.rewrite_alone(wait, event, |c| {
+            c.migration = None;
+            if c.mirror.as_deref() == Some(source.as_str()) {
+                c.mirror = None;
+            }
+        })
+        .await?;
+        Ok(state)
     }
+}
 
-    /// Shadow reads: a deterministic `pct` % sample of the primary's objects is read from the
-    /// primary and from `other` (default: the mirror, or the cut-over's source) and compared.
-    pub async fn migrate_compare(
-        &self,
-        other: Option<&str>,
-        pct: f64,
-        concurrency: usize,
-    ) -> Result<CompareReport> {
-        let failed = Draft::new("migrate.compare").object(other.unwrap_or("").to_owned());
-        self.audited(failed, self.compare_inner(other, pct, concurrency))
-            .await
-    }
-
+impl Call<'_> {
     async fn compare_inner(
         &self,
         other: Option<&str>,
@@ -973,4 +1048,142 @@ async fn check_file(
     c.ok = problems.is_empty();
     c.error = (!problems.is_empty()).then(|| problems.join("; "));
     c
+}
+
+/// The migration operations. Those that change the hub's store (mirror, cut-over, rollback,
+/// finalize) first wait (up to the request's `wait`) for this process's other operations to
+/// finish and keep new ones waiting, then for other processes to close the hub; the `Hub`
+/// then runs on the new configuration.
+impl Hub {
+    /// Where plans, journals and reports are kept.
+    pub fn migrate_dir(&self) -> PathBuf {
+        self.dir().join("migrate")
+    }
+
+    /// Lists both stores, merges the listings and writes the plan to `req.out`.
+    pub async fn migrate_plan(&self, s: &Session, req: &PlanRequest) -> Result<PlanHeader> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &Task::silent())
+            .migrate_plan(
+                req.from.as_deref(),
+                &req.to,
+                req.prefix.as_deref(),
+                req.checksum,
+                req.transfers,
+                &req.out,
+            )
+            .await
+    }
+
+    /// Runs a plan (or plans and runs), recording one audit event with the outcome. `on_plan`
+    /// sees the plan before the first object is sent.
+    pub async fn migrate_run(
+        &self,
+        s: &Session,
+        task: &Task,
+        req: RunRequest,
+        on_plan: impl FnOnce(&PlanHeader),
+    ) -> Result<RunReport> {
+        let core = self.core.read().await;
+        Call::new(&core, s, task).migrate_run(req, on_plan).await
+    }
+
+    /// Checks every object every dataset version's manifest references at `req.to` (default:
+    /// the primary store) against the ciphertext BLAKE3 in the manifest (with `deep`, decrypts
+    /// and checks the plaintext too), and the audit log stored there. Writes the signed
+    /// acceptance report into `req.out`.
+    pub async fn migrate_verify(
+        &self,
+        s: &Session,
+        task: &Task,
+        req: &VerifyRequest,
+    ) -> Result<AcceptanceReport> {
+        let core = self.core.read().await;
+        Call::new(&core, s, task)
+            .migrate_verify(req.to.as_deref(), req.deep, req.concurrency, &req.out)
+            .await
+    }
+
+    /// Sends every new write to `to` as well (or, with `None`, stops doing so): other
+    /// holders of the hub would go on writing to the primary only, and the mirror would
+    /// silently miss their objects, so it waits for them. The event is recorded before the
+    /// change is made.
+    pub async fn migrate_mirror(
+        &self,
+        s: &Session,
+        to: Option<&str>,
+        wait: std::time::Duration,
+    ) -> Result<()> {
+        let task = Task::silent();
+        let mut core = self.exclusive(wait).await?;
+        CallMut::new(&mut core, s, &task)
+            .migrate_mirror(to, wait)
+            .await
+    }
+
+    /// Cut-over: exclusive use of the hub, read-only, final sync, verify, switch the primary
+    /// store, audit event. The source is kept (and, with `mirror_source`, kept current by dual
+    /// writes) until [`Hub::migrate_finalize`]; any failure, a cancelled `task` included,
+    /// leaves the hub on the source, writable, and so does a process killed before the switch
+    /// (the next open undoes it, [`crate::switch`]).
+    pub async fn migrate_cutover(
+        &self,
+        s: &Session,
+        task: &Task,
+        req: &CutoverRequest,
+    ) -> Result<SwitchReport> {
+        let mut core = self.exclusive(req.wait).await?;
+        CallMut::new(&mut core, s, task)
+            .migrate_cutover(
+                &req.to,
+                req.options.clone(),
+                req.wait,
+                req.mirror_source,
+                &req.report_dir,
+            )
+            .await
+    }
+
+    /// Rollback: back to the cut-over's source. Objects written to the target since the
+    /// cut-over are copied back first (hub objects are create-only, so nothing at the source
+    /// is overwritten), so no write is lost. Journaled like a cut-over.
+    pub async fn migrate_rollback(
+        &self,
+        s: &Session,
+        task: &Task,
+        req: &RollbackRequest,
+    ) -> Result<SwitchReport> {
+        let mut core = self.exclusive(req.wait).await?;
+        CallMut::new(&mut core, s, task)
+            .migrate_rollback(req.options.clone(), req.wait)
+            .await
+    }
+
+    /// Ends the rollback window: the source is no longer kept current or offered for
+    /// rollback. Nothing is deleted; the operator removes the source with the provider's
+    /// tools. Returns the migration it ended.
+    pub async fn migrate_finalize(
+        &self,
+        s: &Session,
+        wait: std::time::Duration,
+    ) -> Result<MigrationState> {
+        let task = Task::silent();
+        let mut core = self.exclusive(wait).await?;
+        CallMut::new(&mut core, s, &task)
+            .migrate_finalize(wait)
+            .await
+    }
+
+    /// Shadow reads: a deterministic `pct` % sample of the primary's objects is read from the
+    /// primary and from the other store and compared.
+    pub async fn migrate_compare(
+        &self,
+        s: &Session,
+        req: &CompareRequest,
+    ) -> Result<CompareReport> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &Task::silent())
+            .migrate_compare(req.with.as_deref(), req.pct, req.concurrency)
+            .await
+    }
 }

@@ -1,16 +1,19 @@
 //! Dataset operations as the CLI and server call them: parse `NAME[@VERSION]`, list, show,
-//! verify, export, and look at the raw (ciphertext) store.
+//! verify, export, the keys' public metadata, and the raw (ciphertext) store.
 
-use crate::{Hub, HubError, Result};
+use crate::core::Call;
+use crate::{Hub, HubError, Result, Session, Task};
 use arrow_schema::Schema;
 use futures::TryStreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shh_audit::Draft;
+use shh_catalog::{DatasetRecord, VersionRecord};
 use shh_dataset::{ExportReport, FileEntry, SHORT_ID, VerifyReport};
+use shh_keys::KeyInfo;
 use std::collections::BTreeMap;
 
 /// `NAME` or `NAME@VERSION-PREFIX`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetRef {
     /// Dataset name.
     pub name: String,
@@ -42,7 +45,7 @@ impl DatasetRef {
 }
 
 /// A version as shown to people and machines.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionView {
     /// `name@short-id`.
     pub reference: String,
@@ -79,15 +82,11 @@ fn columns(schema: &Schema) -> Vec<(String, String)> {
         .collect()
 }
 
-impl Hub {
-    /// Shows one version (its manifest is authenticated on the way).
-    pub async fn show(&self, r: &DatasetRef) -> Result<VersionView> {
-        let rec = self
-            .catalog()
-            .version(&r.name, r.version.as_deref())
-            .await?;
-        let current = self.catalog().dataset(&r.name).await?.current;
-        let m = shh_dataset::load_manifest(self.store(), &rec).await?;
+impl Call<'_> {
+    async fn show(&self, r: &DatasetRef) -> Result<VersionView> {
+        let rec = self.catalog.version(&r.name, r.version.as_deref()).await?;
+        let current = self.catalog.dataset(&r.name).await?.current;
+        let m = shh_dataset::load_manifest(&self.store, &rec).await?;
         Ok(VersionView {
             reference: short_ref(&r.name, &rec.id),
             dataset: r.name.clone(),
@@ -102,15 +101,13 @@ impl Hub {
         })
     }
 
-    /// Verifies one version; the outcome is recorded: a bad file, a missing or altered
-    /// manifest, an unknown version, each as a failure naming what is wrong.
-    pub async fn verify(&self, r: &DatasetRef) -> Result<VerifyReport> {
+    async fn verify(&self, r: &DatasetRef) -> Result<VerifyReport> {
         let failed = Draft::new("dataset.verify").dataset(r.shown());
         let report = self
             .audited(failed, async {
                 Ok(shh_dataset::verify_version(
-                    self.store(),
-                    self.catalog().as_ref(),
+                    &self.store,
+                    self.catalog.as_ref(),
                     &r.name,
                     r.version.as_deref(),
                 )
@@ -133,9 +130,7 @@ impl Hub {
         Ok(report)
     }
 
-    /// Exports one version to `out`. The event (rows and bytes out, the version exported) is
-    /// durable before the files appear under their name; a failed export is recorded too.
-    pub async fn export(&self, r: &DatasetRef, out: &std::path::Path) -> Result<ExportReport> {
+    async fn export(&self, r: &DatasetRef, out: &std::path::Path) -> Result<ExportReport> {
         crate::guard::check_path("the export directory's path", out)?;
         let failed = Draft::new("dataset.export")
             .dataset(r.shown())
@@ -143,8 +138,8 @@ impl Hub {
         let staged = self
             .audited(failed.clone(), async {
                 Ok(shh_dataset::stage_export(
-                    self.store(),
-                    self.catalog().as_ref(),
+                    &self.store,
+                    self.catalog.as_ref(),
                     &r.name,
                     r.version.as_deref(),
                     out,
@@ -152,6 +147,12 @@ impl Hub {
                 .await?)
             })
             .await?;
+        if self.task.is_cancelled() {
+            staged.discard().await;
+            return Err(HubError::Cancelled(
+                "the export was stopped; nothing was written".into(),
+            ));
+        }
         let rep = staged.report();
         let event = Draft::new("dataset.export")
             .dataset(short_ref(&r.name, &rep.version))
@@ -167,10 +168,9 @@ impl Hub {
             .await
     }
 
-    /// Every object in the backend, as the cloud provider sees it: path and stored size.
-    pub async fn raw_objects(&self) -> Result<Vec<(String, u64)>> {
+    async fn raw_objects(&self) -> Result<Vec<(String, u64)>> {
         let mut v: Vec<(String, u64)> = self
-            .raw_store()
+            .raw
             .list(None)
             .map_ok(|m| (m.location.to_string(), m.size))
             .try_collect()
@@ -178,5 +178,56 @@ impl Hub {
             .map_err(HubError::from)?;
         v.sort();
         Ok(v)
+    }
+}
+
+/// The dataset operations.
+impl Hub {
+    /// Every dataset, by name.
+    pub async fn datasets(&self, _s: &Session) -> Result<Vec<DatasetRecord>> {
+        Ok(self.core.read().await.catalog.datasets().await?)
+    }
+
+    /// The versions of dataset `name`, oldest first.
+    pub async fn versions(&self, _s: &Session, name: &str) -> Result<Vec<VersionRecord>> {
+        Ok(self.core.read().await.catalog.versions(name).await?)
+    }
+
+    /// Shows one version (its manifest is authenticated on the way).
+    pub async fn show(&self, s: &Session, r: &DatasetRef) -> Result<VersionView> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &Task::silent()).show(r).await
+    }
+
+    /// Verifies one version; the outcome is recorded: a bad file, a missing or altered
+    /// manifest, an unknown version, each as a failure naming what is wrong.
+    pub async fn verify(&self, s: &Session, task: &Task, r: &DatasetRef) -> Result<VerifyReport> {
+        let core = self.core.read().await;
+        Call::new(&core, s, task).verify(r).await
+    }
+
+    /// Exports one version to the directory `out`. The event (rows and bytes out, the version
+    /// exported) is durable before the files appear under their name; a failed export is
+    /// recorded too.
+    pub async fn export(
+        &self,
+        s: &Session,
+        task: &Task,
+        r: &DatasetRef,
+        out: &std::path::Path,
+    ) -> Result<ExportReport> {
+        let core = self.core.read().await;
+        Call::new(&core, s, task).export(r, out).await
+    }
+
+    /// Every object in the backend, as the cloud provider sees it: path and stored size.
+    pub async fn raw_objects(&self, s: &Session) -> Result<Vec<(String, u64)>> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &Task::silent()).raw_objects().await
+    }
+
+    /// The keystore's keys: purpose, version, id and creation time (never a secret).
+    pub async fn keys(&self, _s: &Session) -> Vec<KeyInfo> {
+        self.core.read().await.keystore.keys()
     }
 }

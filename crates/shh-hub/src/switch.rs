@@ -16,7 +16,8 @@
 //! one store and writable. Events carry the switch's id, so recovery records nothing twice.
 
 use crate::config::{Switch, SwitchPhase};
-use crate::{Draft, Hub, HubError, Result};
+use crate::core::{CallMut, read_config, save_config};
+use crate::{Draft, HubError, Result};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ fn recovery_lock(dir: &Path) -> Result<File> {
     }
 }
 
-impl Hub {
+impl CallMut<'_> {
     /// Journals the start of a switch: read-only, the switch recorded in `shh.toml`.
     pub(crate) fn start_switch(&mut self, action: &str, from: &str, to: &str) -> Result<Switch> {
         let switch = Switch {
@@ -64,7 +65,7 @@ impl Hub {
         let mut config = self.config.clone();
         config.read_only = true;
         config.switch = Some(switch.clone());
-        Hub::save_config(&self.dir, &config)?;
+        save_config(&self.dir, &config)?;
         self.config = config;
         Ok(switch)
     }
@@ -99,7 +100,7 @@ impl Hub {
         let mut config = self.config.clone();
         config.read_only = false;
         config.switch = None;
-        Hub::save_config(&self.dir, &config)?;
+        save_config(&self.dir, &config)?;
         self.config = config;
         Ok(())
     }
@@ -121,13 +122,13 @@ impl Hub {
         config
     }
 
-    /// Called by [`Hub::open`] when `shh.toml` holds a switch: the process that ran it is gone
+    /// Called by [`crate::Hub::open`] when `shh.toml` holds a switch: the process that ran it is gone
     /// (a live one holds the hub lock exclusively, and opening would have failed), so it is
     /// finished or undone here. Of several processes opening at once, one recovers; the others
     /// wait for it and then read what it wrote.
     pub(crate) async fn recover_switch(&mut self) -> Result<()> {
         let _lock = recovery_lock(&self.dir)?;
-        self.config = Hub::read_config(&self.dir)?;
+        self.config = read_config(&self.dir)?;
         let Some(switch) = self.config.switch.clone() else {
             return Ok(());
         };

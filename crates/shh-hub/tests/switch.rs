@@ -4,24 +4,12 @@
 //! through the binary (`crates/shh/tests/state.rs`); here the two states it can leave are
 //! written directly, since the second lasts only between two file writes.
 
+mod common;
+
+use common::{Fixture, open};
 use shh_hub::config::{Switch, SwitchPhase};
-use shh_hub::{CONFIG_FILE, Hub, HubConfig, InitOptions, KdfParams};
+use shh_hub::{CONFIG_FILE, Hub, HubConfig, Session};
 use std::path::Path;
-
-const PASS: &str = "switch recovery";
-
-async fn hub(dir: &Path) -> Hub {
-    Hub::init(
-        &dir.join("hub"),
-        PASS,
-        InitOptions {
-            kdf: KdfParams::INSECURE_FAST,
-            ..InitOptions::default()
-        },
-    )
-    .await
-    .expect("init")
-}
 
 fn write(dir: &Path, config: &HubConfig) {
     let text = toml::to_string_pretty(config).expect("toml");
@@ -45,71 +33,69 @@ fn left_behind(config: &HubConfig, phase: SwitchPhase, to: &str) -> HubConfig {
     c
 }
 
-async fn cutover_events(h: &Hub) -> Vec<shh_hub::audit_log::Event> {
-    h.audit_events(&shh_hub::audit_log::EventFilter {
-        action: Some("migrate.cutover".into()),
-        ..Default::default()
-    })
+async fn cutover_events(h: &Hub, s: &Session) -> Vec<shh_hub::audit::Event> {
+    h.audit_events(
+        s,
+        &shh_hub::audit::EventFilter {
+            action: Some("migrate.cutover".into()),
+            ..Default::default()
+        },
+    )
     .await
     .expect("events")
 }
 
 #[tokio::test]
 async fn a_started_switch_is_undone_on_the_next_open() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let h = hub(dir.path()).await;
-    let hub_dir = h.dir().to_owned();
-    let clean = h.config().clone();
-    drop(h);
+    let f = Fixture::new().await;
+    let hub_dir = f.dir();
+    let clean = f.hub.config().await;
+    drop(f.hub);
     write(
         &hub_dir,
         &left_behind(&clean, SwitchPhase::Started, "file:///nowhere"),
     );
 
-    let h = Hub::open(&hub_dir, PASS).await.expect("open recovers");
+    let (h, s) = open(&hub_dir).await;
     assert_eq!(
-        h.config(),
-        &clean,
+        h.config().await,
+        clean,
         "writable, on the source, switch cleared"
     );
-    h.ensure_writable().expect("writable");
-    let events = cutover_events(&h).await;
+    h.ensure_writable().await.expect("writable");
+    let events = cutover_events(&h, &s).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(
-        matches!(&events[0].outcome, shh_hub::audit_log::Outcome::Failed { reason } if reason.contains("interrupted")),
+        matches!(&events[0].outcome, shh_hub::audit::Outcome::Failed { reason } if reason.contains("interrupted")),
         "{events:?}"
     );
     drop(h);
     // Opening again records nothing more.
-    let h = Hub::open(&hub_dir, PASS).await.expect("open");
-    assert_eq!(cutover_events(&h).await.len(), 1);
+    let (h, s) = open(&hub_dir).await;
+    assert_eq!(cutover_events(&h, &s).await.len(), 1);
 }
 
 #[tokio::test]
 async fn a_switched_switch_is_completed_on_the_next_open_and_recorded_once() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let h = hub(dir.path()).await;
-    let hub_dir = h.dir().to_owned();
-    let clean = h.config().clone();
-    drop(h);
+    let f = Fixture::new().await;
+    let hub_dir = f.dir();
+    let clean = f.hub.config().await;
+    drop(f.hub);
     // As the cut-over writes it: the store switched (here to the same directory, which holds
     // the log), the event still to record.
     let mut switched = left_behind(&clean, SwitchPhase::Switched, &clean.store);
     switched.mirror = Some("memory://".into());
     write(&hub_dir, &switched);
 
-    let h = Hub::open(&hub_dir, PASS).await.expect("open recovers");
-    assert!(
-        !h.config().read_only && h.config().switch.is_none(),
-        "{:?}",
-        h.config()
-    );
+    let (h, s) = open(&hub_dir).await;
+    let config = h.config().await;
+    assert!(!config.read_only && config.switch.is_none(), "{config:?}");
     assert_eq!(
-        h.config().mirror.as_deref(),
+        config.mirror.as_deref(),
         Some("memory://"),
         "the switched config kept"
     );
-    let events = cutover_events(&h).await;
+    let events = cutover_events(&h, &s).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
         events[0].details.get("recovered"),
@@ -126,7 +112,8 @@ async fn a_switched_switch_is_completed_on_the_next_open_and_recorded_once() {
     let mut again = switched.clone();
     again.mirror = None;
     write(&hub_dir, &again);
-    let h = Hub::open(&hub_dir, PASS).await.expect("open");
-    assert!(h.config().switch.is_none() && !h.config().read_only);
-    assert_eq!(cutover_events(&h).await.len(), 1, "recorded once");
+    let (h, s) = open(&hub_dir).await;
+    let config = h.config().await;
+    assert!(config.switch.is_none() && !config.read_only);
+    assert_eq!(cutover_events(&h, &s).await.len(), 1, "recorded once");
 }

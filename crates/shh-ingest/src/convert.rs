@@ -77,7 +77,7 @@ impl RawChunk {
 }
 
 /// A rejected row (with `--max-errors`): where and why, never the values.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reject {
     /// File.
     pub file: String,

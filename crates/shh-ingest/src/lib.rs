@@ -134,4 +134,7 @@ pub enum IngestError {
     /// The sink (dataset writer) failed.
     #[error("writing the version: {0}")]
     Sink(String),
+    /// The caller cancelled the ingest.
+    #[error("cancelled")]
+    Cancelled,
 }

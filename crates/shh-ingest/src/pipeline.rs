@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use shh_pseudo::guard::redact;
 use shh_pseudo::{RiskAccumulator, RiskReport};
+use shh_task::Task;
 use std::io::Write;
 
 /// Options.
@@ -40,7 +41,7 @@ impl Default for PipelineOptions {
 }
 
 /// One foreign key's outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ForeignKeyReport {
     /// Columns.
     pub fields: Vec<String>,
@@ -57,7 +58,7 @@ pub struct ForeignKeyReport {
 }
 
 /// Values that broke the schema in one column (lenient mode).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Violation {
     /// The column.
     pub field: String,
@@ -68,7 +69,7 @@ pub struct Violation {
 }
 
 /// What an ingest read and wrote.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct IngestStats {
     /// Source files.
     pub sources: Vec<SourceInfo>,
@@ -92,9 +93,6 @@ pub struct IngestStats {
     pub risk: RiskReport,
 }
 
-/// Reports progress: rows read so far.
-pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
-
 fn locate(sources: &[String], tagged: u64) -> String {
     let file = (tagged >> 40) as usize;
     let line = tagged & ((1 << 40) - 1);
@@ -104,13 +102,15 @@ fn locate(sources: &[String], tagged: u64) -> String {
     )
 }
 
-/// Runs the pipeline over `sources` (read in order), handing each batch to `sink`.
+/// Runs the pipeline over `sources` (read in order), handing each batch to `sink`. `task`
+/// counts the rows read and, once cancelled, stops the run at the next chunk with
+/// [`IngestError::Cancelled`].
 pub fn run(
     conv: &Converter,
     sources: Vec<Box<dyn Source>>,
     opts: &PipelineOptions,
     mut rejects_out: Option<&mut dyn Write>,
-    progress: Progress<'_>,
+    task: &Task,
     mut sink: impl FnMut(RecordBatch) -> Result<(), IngestError>,
 ) -> Result<IngestStats, IngestError> {
     let plan = &conv.plan;
@@ -169,6 +169,10 @@ pub fn run(
     let mut done = false;
     let mut failure: Option<IngestError> = None;
     while !done && failure.is_none() {
+        if task.is_cancelled() {
+            failure = Some(IngestError::Cancelled);
+            break;
+        }
         let mut batch = Vec::with_capacity(workers);
         while batch.len() < workers {
             match rx.recv() {
@@ -189,6 +193,7 @@ pub fn run(
             .collect();
         for (file, n, r) in results {
             rows_read += n as u64;
+            task.advance(n as u64);
             let tag = |l: u64| ((file as u64) << 40) | l;
             let c = match r {
                 Ok(c) => c,
@@ -259,7 +264,6 @@ pub fn run(
                 break;
             }
         }
-        progress(rows_read);
     }
     drop(rx);
     let infos = reader.join().unwrap_or_default();

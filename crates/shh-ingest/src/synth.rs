@@ -20,6 +20,7 @@
 //! of threads.
 
 use serde_json::json;
+use shh_task::Task;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -28,7 +29,7 @@ pub const YEAR: i32 = 2023;
 const BLOCK: u64 = 2048;
 
 /// What was generated.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SynthReport {
     /// Output directory.
     pub out: PathBuf,
@@ -970,13 +971,9 @@ fn header(table: &str) -> String {
 }
 
 /// Generates the population into `out` (created if needed): `T.csv`, `T.json` and
-/// `T.policy.toml` for every table. `progress` gets patients done so far.
-pub fn generate(
-    out: &Path,
-    patients: u64,
-    seed: u64,
-    progress: &(dyn Fn(u64) + Sync),
-) -> std::io::Result<SynthReport> {
+/// `T.policy.toml` for every table. `task` counts the patients done and can stop it (the files
+/// written so far are then left as they are: this is the producer's side, not the hub's).
+pub fn generate(out: &Path, patients: u64, seed: u64, task: &Task) -> std::io::Result<SynthReport> {
     std::fs::create_dir_all(out)?;
     let dates = Dates::new();
     let mut files = Vec::new();
@@ -1041,7 +1038,13 @@ pub fn generate(
                 bytes[i] += blk.bufs[i].len() as u64;
             }
             let _ = empty[w].send(blk);
-            progress(((b + 1) * BLOCK).min(patients));
+            task.advance(BLOCK.min(patients - b * BLOCK));
+            if task.is_cancelled() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "cancelled",
+                ));
+            }
         }
         Ok(())
     });

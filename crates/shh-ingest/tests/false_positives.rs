@@ -157,7 +157,7 @@ fn the_synthea_resources_hold_no_false_positive_where_kept() {
 #[test]
 fn the_synthetic_population_holds_no_false_positive() {
     let dir = tempfile::tempdir().expect("tmp");
-    shh_ingest::synth::generate(dir.path(), 5_000, 11, &|_| {}).expect("synth");
+    shh_ingest::synth::generate(dir.path(), 5_000, 11, &shh_task::Task::silent()).expect("synth");
     let mut count = Count::default();
     let mut hits = Vec::new();
     for t in shh_ingest::synth::TABLES {

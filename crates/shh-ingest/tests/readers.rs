@@ -65,7 +65,7 @@ fn run(conv: &Converter, source: Box<dyn Source>, opts: PipelineOptions) -> Outc
         vec![source],
         &opts,
         Some(&mut rejects),
-        &|_| {},
+        &shh_task::Task::silent(),
         |b| {
             batches.push(b);
             Ok(())

@@ -93,6 +93,9 @@ pub enum MigrateError {
         /// The first failure, with its object name.
         first: String,
     },
+    /// The caller cancelled the run; the journal holds every object finished before.
+    #[error("cancelled; the journal holds every object finished before, and a re-run resumes")]
+    Cancelled,
 }
 
 /// Result alias.

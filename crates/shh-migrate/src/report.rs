@@ -238,7 +238,7 @@ impl ReportWriter {
 }
 
 /// What [`check_report`] found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ReportCheck {
     /// The report.
     pub report: AcceptanceReport,

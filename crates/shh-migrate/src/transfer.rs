@@ -35,6 +35,7 @@ use object_store::{
 };
 use serde::Serialize;
 use shh_store::{Backend, Put, RawError, S3Raw, StoreUrl};
+use shh_task::Task;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -66,7 +67,7 @@ impl Side {
 }
 
 /// How an object is verified after it is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerifyMode {
     /// The service's check of every signed body on receipt where it makes one (probed), a
@@ -99,7 +100,8 @@ enum Check {
 }
 
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Options {
     /// Objects in flight.
     pub transfers: usize,
@@ -149,7 +151,7 @@ impl Default for Options {
 }
 
 /// An object that could not be migrated.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Failure {
     /// The object.
     pub path: String,
@@ -158,7 +160,7 @@ pub struct Failure {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct RunStats {
     /// Copied (absent before).
     pub copied: Tally,
@@ -287,7 +289,7 @@ struct Ctx {
     opts: Options,
     bw: Option<Arc<Bandwidth>>,
     stats: Mutex<RunStats>,
-    progress: Arc<dyn Fn(u64) + Send + Sync>,
+    task: Task,
     stop: AtomicBool,
     /// Parts in flight at once over all objects (at most `transfers`).
     parts: tokio::sync::Semaphore,
@@ -353,7 +355,7 @@ impl Ctx {
 
     fn sent(&self, n: u64) {
         self.stat(|s| s.bytes_sent += n);
-        (self.progress)(n);
+        self.task.advance(n);
     }
 
     async fn backoff(&self, attempt: u32) {
@@ -384,14 +386,17 @@ impl Ctx {
 }
 
 /// Runs `items` from `src` to `dst`. Per-object failures are collected in the stats (the run
-/// goes on, like rclone, until `max_failures`); an unreadable plan stops it.
+/// goes on, like rclone, until `max_failures`); an unreadable plan stops it. `task` counts the
+/// bytes sent; once it is cancelled no new object starts, the ones in flight finish (so the
+/// journal records each object whole or not at all) and the run ends with
+/// [`MigrateError::Cancelled`]: a re-run resumes from the journal.
 pub async fn execute(
     items: impl Iterator<Item = Result<Item>>,
     src: Side,
     dst: Side,
     journal: Arc<Journal>,
     opts: Options,
-    progress: Arc<dyn Fn(u64) + Send + Sync>,
+    task: Task,
 ) -> Result<RunStats> {
     let started = Instant::now();
     let transfers = opts.transfers.max(1);
@@ -409,7 +414,7 @@ pub async fn execute(
         journal,
         opts,
         stats: Mutex::new(RunStats::default()),
-        progress,
+        task,
         stop: AtomicBool::new(false),
         parts: tokio::sync::Semaphore::new(transfers),
         memory: tokio::sync::Semaphore::new(memory_kib as usize),
@@ -449,7 +454,7 @@ pub async fn execute(
                     ctx.stat(|s| s.same.add(item.size));
                     return Ok(());
                 }
-                if ctx.stop.load(Ordering::Relaxed) {
+                if ctx.stop.load(Ordering::Relaxed) || ctx.task.is_cancelled() {
                     return Ok(());
                 }
                 // A task of its own, so hashing and I/O of many objects use every core.
@@ -481,6 +486,10 @@ pub async fn execute(
         r?;
     }
     drop(tasks);
+    if ctx.task.is_cancelled() {
+        ctx.journal.sync()?;
+        return Err(MigrateError::Cancelled);
+    }
     if !ctx.stop.load(Ordering::Relaxed) {
         abort_untaken_uploads(&ctx).await?;
     }
@@ -764,7 +773,7 @@ async fn stream_put(
     }
     let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
     let (h, bw) = (hasher.clone(), ctx.bw.clone());
-    let (progress, shown_by_stream) = (ctx.progress.clone(), shown.clone());
+    let (progress, shown_by_stream) = (ctx.task.clone(), shown.clone());
     let passed = Arc::new(AtomicU64::new(0));
     let source = shh_store::byte_stream(got, PIECE).and_then(move |b| {
         let (h, bw) = (h.clone(), bw.clone());
@@ -779,7 +788,7 @@ async fn stream_put(
             let now = passed.fetch_add(b.len() as u64, Ordering::Relaxed) + b.len() as u64;
             let before = shown.fetch_max(now, Ordering::Relaxed);
             if now > before {
-                progress(now - before);
+                progress.advance(now - before);
             }
             Ok(b)
         }
@@ -948,7 +957,7 @@ async fn copy_resumable(
                     s.parts_resumed += u.parts.len() as u64;
                     s.bytes_resumed += bytes;
                 });
-                (ctx.progress)(bytes);
+                ctx.task.advance(bytes);
                 u
             }
             old => {
@@ -1272,7 +1281,7 @@ mod tests {
             side(b),
             journal,
             opts,
-            Arc::new(|_| {}),
+            Task::silent(),
         )
         .await
         .expect("run")

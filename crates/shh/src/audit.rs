@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use shh_hub::audit_log::{EventFilter, Outcome, PublicKey, SignedTreeHead, VerifyReport};
+use shh_hub::audit::{Event, EventFilter, Outcome, PublicKey, SignedTreeHead, VerifyReport};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -127,10 +127,11 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
         let text =
             std::fs::read_to_string(pk).with_context(|| format!("reading {}", pk.display()))?;
         let keys = PublicKey::parse_all(&text).with_context(|| pk.display().to_string())?;
-        let r = shh_hub::audit_log::verify_export(dir, &keys, read_known(known_head)?)?;
+        let r = shh_hub::audit::verify_export(dir, &keys, read_known(known_head)?)?;
         return report(&r, json, &format!("export {}", dir.display()));
     }
-    let hub = crate::open(hub_dir).await?;
+    let (hub, s) = crate::open(hub_dir).await?;
+    let s = &s;
     match cmd {
         AuditCmd::Log {
             since,
@@ -144,7 +145,7 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
                 actor,
                 action,
             };
-            let events = hub.audit_events(&filter).await?;
+            let events = hub.audit_events(s, &filter).await?;
             if json {
                 crate::print_json(&events)?;
             } else {
@@ -154,11 +155,11 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
             }
         }
         AuditCmd::Verify { known_head, .. } => {
-            let r = hub.audit_verify(read_known(&known_head)?).await?;
+            let r = hub.audit_verify(s, read_known(&known_head)?).await?;
             return report(&r, json, "audit log");
         }
         AuditCmd::Export { out } => {
-            let s = hub.audit_export(&out).await?;
+            let s = hub.audit_export(s, &out).await?;
             if json {
                 crate::print_json(&s)?;
             } else {
@@ -175,9 +176,9 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
                 );
             }
         }
-        AuditCmd::Proof { seq, size } => crate::print_json(&hub.audit_proof(seq, size).await?)?,
+        AuditCmd::Proof { seq, size } => crate::print_json(&hub.audit_proof(s, seq, size).await?)?,
         AuditCmd::Pubkey => {
-            let k = hub.audit_public_key()?;
+            let k = hub.audit_public_key().await?;
             if json {
                 crate::print_json(&serde_json::json!({
                     "algorithm": "Ed25519",
@@ -188,7 +189,7 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
                 out!("{}", k.to_pem());
             }
         }
-        AuditCmd::Head => match hub.audit_head().await? {
+        AuditCmd::Head => match hub.audit_head(s).await? {
             Some(h) => crate::print_json(&h)?,
             None => bail!("the audit log has no signed head yet"),
         },
@@ -196,7 +197,7 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_event(e: &shh_hub::audit_log::Event) -> Result<()> {
+fn print_event(e: &Event) -> Result<()> {
     let t = &e.targets;
     let target = [&t.dataset, &t.project, &t.permit, &t.object]
         .into_iter()

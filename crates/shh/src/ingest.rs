@@ -1,16 +1,13 @@
 //! `shh ingest`, `shh synth snds`, `shh optout …` and `shh datasets risk`: the producer's and
 //! the privacy officer's commands.
 
+use crate::task::{self, Style};
 use crate::{human_bytes, open, print_json};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use shh_hub::ingest::{IngestReport, IngestRequest, OptOutKind};
-use shh_hub::shh_ingest::Format;
-use shh_hub::shh_pseudo::RiskReport;
+use shh_hub::ingest::{Format, IngestReport, IngestRequest, OptOutKind, RiskReport};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Args)]
@@ -97,20 +94,6 @@ fn parse_kind(s: &str) -> Result<OptOutKind, String> {
         "fhir-id" => Ok(OptOutKind::FhirId),
         _ => Err("nir or fhir-id".into()),
     }
-}
-
-fn bar(json: bool, what: &str) -> ProgressBar {
-    if json {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new_spinner();
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec}) {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    pb.set_message(what.to_owned());
-    pb.enable_steady_tick(std::time::Duration::from_millis(200));
-    pb
 }
 
 pub fn print_report(r: &IngestReport) -> Result<()> {
@@ -209,7 +192,7 @@ pub async fn ingest(a: IngestArgs, hub: &Path, json: bool) -> Result<ExitCode> {
         ),
         None => None,
     };
-    let hub = open(hub).await?;
+    let (hub, s) = open(hub).await?;
     let req = IngestRequest {
         dataset: a.dataset,
         files: a.files,
@@ -223,11 +206,14 @@ pub async fn ingest(a: IngestArgs, hub: &Path, json: bool) -> Result<ExitCode> {
         lenient: a.lenient,
         allow_empty: a.allow_empty,
     };
-    let pb = bar(json, &format!("ingesting into {}", req.dataset));
-    let p = pb.clone();
+    let task = task::long(
+        json,
+        Style::Rows,
+        &format!("ingesting into {}", req.dataset),
+    );
     let start = Instant::now();
-    let r = hub.ingest(&req, Arc::new(move |n| p.set_position(n))).await;
-    pb.finish_and_clear();
+    let r = hub.ingest(&s, &task, &req).await;
+    task.finish();
     let r = r?;
     if json {
         print_json(&r)?;
@@ -248,23 +234,11 @@ pub fn synth(c: SynthCmd, json: bool) -> Result<ExitCode> {
         seed,
         out,
     } = c;
-    let pb = if json {
-        ProgressBar::hidden()
-    } else {
-        let pb = ProgressBar::new(patients);
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {human_pos}/{human_len} patients ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb
-    };
+    let task = task::long(json, Style::Count("patients"), "synthesizing");
     let start = Instant::now();
-    let p = pb.clone();
-    let r = shh_hub::shh_ingest::synth::generate(&out, patients, seed, &move |n| p.set_position(n))
-        .with_context(|| format!("writing into {}", out.display()))?;
-    pb.finish_and_clear();
+    let r = shh_hub::synth::generate(&out, patients, seed, &task);
+    task.finish();
+    let r = r.with_context(|| format!("writing into {}", out.display()))?;
     let secs = start.elapsed().as_secs_f64();
     if json {
         print_json(&r)?;
@@ -291,10 +265,10 @@ pub fn synth(c: SynthCmd, json: bool) -> Result<ExitCode> {
 }
 
 pub async fn optout(c: OptoutCmd, hub: &Path, json: bool) -> Result<ExitCode> {
-    let hub = open(hub).await?;
+    let (hub, s) = open(hub).await?;
     match c {
         OptoutCmd::Add { ids, id_type } => {
-            report_added(hub.optout_add(&ids, id_type).await?, json)?
+            report_added(hub.optout_add(&s, &ids, id_type).await?, json)?
         }
         OptoutCmd::Import { file, id_type } => {
             let text = std::fs::read_to_string(&file)
@@ -305,13 +279,13 @@ pub async fn optout(c: OptoutCmd, hub: &Path, json: bool) -> Result<ExitCode> {
                 bail!("{}: no identifier", file.display());
             }
             let added = hub
-                .optout_add(&ids, id_type)
+                .optout_add(&s, &ids, id_type)
                 .await
                 .with_context(|| format!("{} (entry #N is line N)", file.display()))?;
             report_added(added, json)?;
         }
         OptoutCmd::List => {
-            let l = hub.optout_list().await?;
+            let l = hub.optout_list(&s).await?;
             if json {
                 print_json(&l)?;
             } else {
@@ -343,9 +317,9 @@ fn report_added((submitted, added): (u64, u64), json: bool) -> Result<()> {
 }
 
 pub async fn risk(reference: &str, hub: &Path, json: bool) -> Result<ExitCode> {
-    let hub = open(hub).await?;
+    let (hub, s) = open(hub).await?;
     let v = hub
-        .show(&shh_hub::ops::DatasetRef::parse(reference)?)
+        .show(&s, &shh_hub::ops::DatasetRef::parse(reference)?)
         .await?;
     let Some(risk) = v.params.get("risk") else {
         bail!(

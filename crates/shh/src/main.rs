@@ -8,16 +8,21 @@ mod out;
 mod audit;
 mod ingest;
 mod migrate;
+mod operator;
+mod task;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use shh_hub::dataset::{VersionWriter, WriteOptions, sample};
 use shh_hub::ops::{DatasetRef, short_ref};
-use shh_hub::{Hub, InitOptions, KdfParams, ResidencyRule, StoreUrl};
+use shh_hub::{
+    Authenticator, ErrorKind, Hub, HubError, InitOptions, KdfParams, LocalAuthenticator,
+    ResidencyRule, Session, StoreUrl,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
+use task::Style;
 
 #[derive(Parser)]
 #[command(
@@ -92,9 +97,6 @@ enum Cmd {
     /// Move the hub to another cloud: plan, run, sync, verify, cut over, roll back.
     #[command(subcommand)]
     Migrate(migrate::MigrateCmd),
-    /// Developer tools (tests, benchmarks).
-    #[command(subcommand, hide = true)]
-    Debug(DebugCmd),
 }
 
 #[derive(Args)]
@@ -155,30 +157,6 @@ enum StoreCmd {
     Ls,
 }
 
-#[derive(Subcommand)]
-enum DebugCmd {
-    /// Write a sample dataset version (used by tests and benchmarks).
-    WriteSample {
-        #[arg(long)]
-        dataset: String,
-        #[arg(long)]
-        rows: u64,
-        #[arg(long, default_value_t = 1_000_000)]
-        rows_per_file: u64,
-        #[arg(long)]
-        marker: Option<String>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
-    /// Append a burst of events from concurrent writers (crash tests, load).
-    AuditBurst {
-        #[arg(long)]
-        count: u64,
-        #[arg(long, default_value_t = 64)]
-        writers: u64,
-    },
-}
-
 fn passphrase(prompt: &str, confirm: bool, var: &str) -> Result<String> {
     if let Ok(p) = std::env::var(var) {
         return Ok(p);
@@ -194,31 +172,22 @@ fn passphrase(prompt: &str, confirm: bool, var: &str) -> Result<String> {
     Ok(p)
 }
 
-fn spinner(json: bool) -> ProgressBar {
-    if json {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new_spinner();
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
-}
-
 pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     out::json(v)
 }
 
-pub(crate) async fn open(hub: &Path) -> Result<Hub> {
+/// Opens the hub with its passphrase and authenticates the local operator: the hub shared as
+/// one `Arc<Hub>`, and the session every operation of this command runs in.
+pub(crate) async fn open(hub: &Path) -> Result<(Arc<Hub>, Session)> {
     Hub::read_config(hub)?;
     let p = passphrase(
         &format!("Passphrase for hub {}: ", hub.display()),
         false,
         "SHH_PASSPHRASE",
     )?;
-    Ok(Hub::open(hub, &p).await?)
+    let hub = Arc::new(Hub::open(hub, &p).await?);
+    let session = LocalAuthenticator.authenticate(&hub, &operator::from_env())?;
+    Ok((hub, session))
 }
 
 pub(crate) fn human_bytes(n: u64) -> String {
@@ -265,22 +234,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     kdf,
                     proxy,
                 },
+                &operator::from_env(),
             )
             .await?;
+            let config = hub.config().await;
             if json {
-                print_json(hub.config())?;
+                print_json(&config)?;
             } else {
-                outln!(
-                    "created hub {} in {}",
-                    hub.config().hub_id,
-                    hub.dir().display()
-                );
-                outln!("  store:   {}", hub.config().store);
-                outln!("  catalog: {}", hub.config().catalog);
-                for r in &hub.config().residency.allow {
+                outln!("created hub {} in {}", config.hub_id, hub.dir().display());
+                outln!("  store:   {}", config.store);
+                outln!("  catalog: {}", config.catalog);
+                for r in &config.residency.allow {
                     outln!("  allowed: {r}");
                 }
-                if let Some(p) = &hub.config().residency.proxy {
+                if let Some(p) = &config.residency.proxy {
                     outln!("  proxy:   {p} (every request to a remote store)");
                 }
             }
@@ -290,14 +257,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(p) => (p, false),
                 Err(_) => (shh_hub::demo::random_passphrase(), true),
             };
-            let pb = spinner(json);
-            let mut step = |s: &str| {
-                pb.println(format!("• {s}"));
-                pb.set_message(s.to_owned());
-            };
+            let task = task::long(json, Style::Steps, "");
             let start = std::time::Instant::now();
-            let r = shh_hub::demo::run(&dir, &pass, patients, &mut step).await?;
-            pb.finish_and_clear();
+            let r = shh_hub::demo::run(&dir, &pass, patients, &operator::from_env(), &task).await;
+            task.finish();
+            let r = r?;
             if json {
                 print_json(&r)?;
             } else {
@@ -318,8 +282,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Keys(KeysCmd::List) => {
-            let hub = open(&cli.hub).await?;
-            let keys = hub.keystore().keys();
+            let (hub, s) = open(&cli.hub).await?;
+            let keys = hub.keys(&s).await;
             if json {
                 print_json(&keys)?;
             } else {
@@ -335,16 +299,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Keys(KeysCmd::Passwd) => {
-            let mut hub = open(&cli.hub).await?;
+            let (hub, s) = open(&cli.hub).await?;
             let new = passphrase("New passphrase: ", true, "SHH_NEW_PASSPHRASE")?;
-            hub.change_passphrase(&new).await?;
+            hub.change_passphrase(&s, &new).await?;
             if !json {
                 outln!("passphrase changed; master keys re-wrapped, no data object touched");
             }
         }
         Cmd::Datasets(DatasetsCmd::List) => {
-            let hub = open(&cli.hub).await?;
-            let ds = hub.catalog().datasets().await?;
+            let (hub, s) = open(&cli.hub).await?;
+            let ds = hub.datasets(&s).await?;
             if json {
                 print_json(&ds)?;
             } else if ds.is_empty() {
@@ -361,8 +325,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Datasets(DatasetsCmd::Versions { name }) => {
-            let hub = open(&cli.hub).await?;
-            let vs = hub.catalog().versions(&name).await?;
+            let (hub, s) = open(&cli.hub).await?;
+            let vs = hub.versions(&s, &name).await?;
             if json {
                 print_json(&vs)?;
             } else {
@@ -378,8 +342,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Datasets(DatasetsCmd::Show { reference }) => {
-            let hub = open(&cli.hub).await?;
-            let v = hub.show(&DatasetRef::parse(&reference)?).await?;
+            let (hub, s) = open(&cli.hub).await?;
+            let v = hub.show(&s, &DatasetRef::parse(&reference)?).await?;
             if json {
                 print_json(&v)?;
             } else {
@@ -410,12 +374,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Datasets(DatasetsCmd::Verify { reference }) => {
-            let hub = open(&cli.hub).await?;
+            let (hub, s) = open(&cli.hub).await?;
             let r = DatasetRef::parse(&reference)?;
-            let pb = spinner(json);
-            pb.set_message(format!("verifying {reference}"));
-            let report = hub.verify(&r).await?;
-            pb.finish_and_clear();
+            let task = task::long(json, Style::Spinner, &format!("verifying {reference}"));
+            let report = hub.verify(&s, &task, &r).await;
+            task.finish();
+            let report = report?;
             if json {
                 print_json(&report)?;
             }
@@ -440,9 +404,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Datasets(DatasetsCmd::Export { reference, out }) => {
-            let hub = open(&cli.hub).await?;
+            let (hub, s) = open(&cli.hub).await?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let r = hub.export(&DatasetRef::parse(&reference)?, &out).await?;
+            let task = task::long(json, Style::Spinner, &format!("exporting {reference}"));
+            let r = hub
+                .export(&s, &task, &DatasetRef::parse(&reference)?, &out)
+                .await;
+            task.finish();
+            let r = r?;
             if json {
                 print_json(&r)?;
             } else {
@@ -459,8 +428,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Store(StoreCmd::Ls) => {
-            let hub = open(&cli.hub).await?;
-            let objs = hub.raw_objects().await?;
+            let (hub, s) = open(&cli.hub).await?;
+            let objs = hub.raw_objects(&s).await?;
             if json {
                 print_json(&objs)?;
             } else {
@@ -468,63 +437,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     outln!("{:>10}  {p}", human_bytes(s));
                 }
             }
-        }
-        Cmd::Debug(DebugCmd::WriteSample {
-            dataset,
-            rows,
-            rows_per_file,
-            marker,
-            seed,
-        }) => {
-            let hub = open(&cli.hub).await?;
-            let opts = WriteOptions {
-                max_rows_per_file: rows_per_file,
-                ..Default::default()
-            };
-            let mut w = VersionWriter::new(
-                hub.store().clone(),
-                hub.catalog().clone(),
-                &dataset,
-                sample::schema(),
-                opts,
-            )
-            .await?;
-            let mut n = 0usize;
-            w.on_file(move |f| {
-                n += 1;
-                errln!("file {n} written: {} ({} rows)", f.path, f.rows);
-            });
-            for b in sample::batches(rows, 8192, seed, marker.as_deref()) {
-                w.write(&b).await?;
-            }
-            let v = hub.commit_version(w).await?;
-            outln!("{}", short_ref(&dataset, &v.id));
-        }
-        Cmd::Debug(DebugCmd::AuditBurst { count, writers }) => {
-            let hub = std::sync::Arc::new(open(&cli.hub).await?);
-            let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let per = count.div_ceil(writers.max(1));
-            let mut tasks = Vec::new();
-            for w in 0..writers.max(1) {
-                let (hub, done) = (hub.clone(), done.clone());
-                tasks.push(tokio::spawn(async move {
-                    for i in 0..per {
-                        let d = shh_hub::Draft::new("debug.burst")
-                            .detail("writer", w)
-                            .detail("i", i);
-                        hub.record(d).await?;
-                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        if n % 1000 == 0 {
-                            errln!("appended {n}");
-                        }
-                    }
-                    Ok::<_, shh_hub::HubError>(())
-                }));
-            }
-            for t in tasks {
-                t.await??;
-            }
-            outln!("{}", hub.audit_log().await?.size().await);
         }
         Cmd::Audit(a) => return audit::run(a, &cli.hub, json).await,
         Cmd::Migrate(c) => return migrate::migrate(c, &cli.hub, json).await,
@@ -647,16 +559,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let code = match rt.block_on(run(cli)) {
         Ok(code) => code,
         // The reader of our output stopped reading: not an error of ours.
         Err(e) if out::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // The last net: an inner error quoting part of a file shows no direct identifier.
-            errln!("error: {}", shh_hub::shh_pseudo::guard::redact(&chain(&e)));
-            ExitCode::FAILURE
+            // The local detail (this is the user's own machine), through the last net: an inner
+            // error quoting part of a file shows no direct identifier.
+            errln!("error: {}", shh_hub::redact(&chain(&e)));
+            ExitCode::from(kind_of(&e).exit_code())
         }
-    }
+    };
+    // A cancelled command may leave a spawned step (a part upload) behind: do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+/// The kind of a failed command: its hub error's, or invalid input for what the CLI itself
+/// refused (a flag, a file it could not read).
+fn kind_of(e: &anyhow::Error) -> ErrorKind {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<HubError>())
+        .map_or(ErrorKind::InvalidInput, HubError::kind)
 }
 
 fn chain(e: &anyhow::Error) -> String {

@@ -1,16 +1,17 @@
 //! `shh migrate …`: the operator's commands to move a hub between clouds, and the auditor's
 //! `check-report`.
 
+use crate::task::{self, Style};
 use crate::{human_bytes, open, print_json};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
-use shh_hub::migrate::{Progress, RunReport, RunRequest, SwitchReport};
-use shh_hub::shh_migrate::report::{AcceptanceReport, check_report};
-use shh_hub::shh_migrate::{Options, PlanHeader, VerifyMode};
+use shh_hub::migrate::{
+    AcceptanceReport, CompareRequest, CutoverRequest, Options, PlanHeader, PlanRequest,
+    RollbackRequest, RunReport, RunRequest, SwitchReport, VerifyMode, VerifyRequest, check_report,
+};
+use shh_hub::{Hub, Session};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Subcommand)]
@@ -250,28 +251,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((v * mult as f64) as u64)
 }
 
-fn bar(json: bool) -> ProgressBar {
-    if json {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(0);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    pb.enable_steady_tick(Duration::from_millis(200));
-    pb
-}
-
-fn progress(pb: &ProgressBar) -> Progress {
-    let pb = pb.clone();
-    Arc::new(move |n| pb.inc(n))
-}
-
-fn default_report_dir(hub: &shh_hub::Hub) -> PathBuf {
+fn default_report_dir(hub: &Hub) -> PathBuf {
     hub.migrate_dir()
         .join("reports")
         .join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string())
@@ -453,15 +433,19 @@ fn print_switch(r: &SwitchReport, what: &str) -> Result<()> {
 }
 
 /// `run` and `sync`: a progress bar sized once the plan is known, the report, the exit code.
-async fn run_and_print(hub: &shh_hub::Hub, req: RunRequest, json: bool) -> Result<ExitCode> {
-    let pb = bar(json);
-    let pb2 = pb.clone();
+async fn run_and_print(hub: &Hub, s: &Session, req: RunRequest, json: bool) -> Result<ExitCode> {
+    let task = task::long(json, Style::Bytes, "");
+    let t = task.clone();
     let r = hub
-        .migrate_run(req, progress(&pb), move |h| {
-            pb2.set_length(h.summary.bytes_to_send())
+        .migrate_run(s, &task, req, move |h| {
+            t.phase(
+                "sending",
+                Some(h.summary.bytes_to_send()),
+                shh_hub::Unit::Bytes,
+            )
         })
         .await;
-    pb.finish_and_clear();
+    task.finish();
     let r = r?;
     if json {
         print_json(&r)?;
@@ -475,7 +459,7 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
     if let MigrateCmd::CheckReport { dir, pubkey } = &cmd {
         let text = std::fs::read_to_string(pubkey)
             .with_context(|| format!("cannot read {}", pubkey.display()))?;
-        let keys = shh_hub::audit_log::PublicKey::parse_all(&text)?;
+        let keys = shh_hub::audit::PublicKey::parse_all(&text)?;
         let c = check_report(dir, &keys)?;
         if json {
             print_json(&c)?;
@@ -494,7 +478,8 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             ExitCode::FAILURE
         });
     }
-    let hub = open(hub_dir).await?;
+    let (hub, s) = open(hub_dir).await?;
+    let s = &s;
     match cmd {
         MigrateCmd::CheckReport { .. } => Ok(ExitCode::SUCCESS),
         MigrateCmd::Plan {
@@ -505,16 +490,15 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             transfers,
             out,
         } => {
-            let h = hub
-                .migrate_plan(
-                    from.as_deref(),
-                    &to,
-                    prefix.as_deref(),
-                    checksum,
-                    transfers,
-                    &out,
-                )
-                .await?;
+            let req = PlanRequest {
+                from,
+                to,
+                prefix,
+                checksum,
+                transfers,
+                out: out.clone(),
+            };
+            let h = hub.migrate_plan(s, &req).await?;
             if json {
                 print_json(&h)?;
             } else {
@@ -539,7 +523,7 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
                 max_delete: 0,
                 sync: false,
             };
-            run_and_print(&hub, req, json).await
+            run_and_print(&hub, s, req, json).await
         }
         MigrateCmd::Sync {
             from,
@@ -559,7 +543,7 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
                 max_delete,
                 sync: true,
             };
-            run_and_print(&hub, req, json).await
+            run_and_print(&hub, s, req, json).await
         }
         MigrateCmd::Verify {
             to,
@@ -568,15 +552,19 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             transfers,
         } => {
             let dir = out.unwrap_or_else(|| default_report_dir(&hub));
-            let pb = crate::spinner(json);
-            pb.set_message(format!(
+            let what = format!(
                 "checking every manifest-referenced object{}",
                 if deep { " (decrypting)" } else { "" }
-            ));
-            let r = hub
-                .migrate_verify(to.as_deref(), deep, transfers, &dir)
-                .await;
-            pb.finish_and_clear();
+            );
+            let task = task::long(json, Style::Count("objects"), &what);
+            let req = VerifyRequest {
+                to,
+                deep,
+                concurrency: transfers,
+                out: dir.clone(),
+            };
+            let r = hub.migrate_verify(s, &task, &req).await;
+            task.finish();
             let r = r?;
             if json {
                 print_json(&r)?;
@@ -597,19 +585,17 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             t,
         } => {
             let dir = out.unwrap_or_else(|| default_report_dir(&hub));
-            let pb = bar(json);
-            let r = hub
-                .migrate_cutover(
-                    &to,
-                    t.options(false),
-                    Duration::from_secs(wait),
-                    !no_mirror,
-                    &dir,
-                    progress(&pb),
-                )
-                .await;
-            pb.finish_and_clear();
-            let (_hub, r) = r?;
+            let task = task::long(json, Style::Bytes, "final sync");
+            let req = CutoverRequest {
+                to,
+                options: t.options(false),
+                wait: Duration::from_secs(wait),
+                mirror_source: !no_mirror,
+                report_dir: dir.clone(),
+            };
+            let r = hub.migrate_cutover(s, &task, &req).await;
+            task.finish();
+            let r = r?;
             if json {
                 print_json(&r)?;
             } else {
@@ -619,12 +605,14 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         MigrateCmd::Rollback { wait, t } => {
-            let pb = bar(json);
-            let r = hub
-                .migrate_rollback(t.options(false), Duration::from_secs(wait), progress(&pb))
-                .await;
-            pb.finish_and_clear();
-            let (_hub, r) = r?;
+            let task = task::long(json, Style::Bytes, "copying back");
+            let req = RollbackRequest {
+                options: t.options(false),
+                wait: Duration::from_secs(wait),
+            };
+            let r = hub.migrate_rollback(s, &task, &req).await;
+            task.finish();
+            let r = r?;
             if json {
                 print_json(&r)?;
             } else {
@@ -633,14 +621,14 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         MigrateCmd::Finalize { wait } => {
-            let (_hub, s) = hub.migrate_finalize(Duration::from_secs(wait)).await?;
+            let m = hub.migrate_finalize(s, Duration::from_secs(wait)).await?;
             if json {
-                print_json(&s)?;
+                print_json(&m)?;
             } else {
                 outln!(
                     "finalized: the hub runs on {}; {} is no longer used or kept current.",
-                    s.target,
-                    s.source
+                    m.target,
+                    m.source
                 );
                 outln!(
                     "  nothing was deleted there: remove it with the provider's tools when your retention rules allow."
@@ -652,10 +640,9 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             if off && to.is_some() {
                 bail!("--to and --off exclude each other");
             }
-            let hub = hub
-                .migrate_mirror(to.as_deref(), Duration::from_secs(wait))
+            hub.migrate_mirror(s, to.as_deref(), Duration::from_secs(wait))
                 .await?;
-            match &hub.config().mirror {
+            match &hub.config().await.mirror {
                 Some(m) => outln!("every new write now also goes to {m}"),
                 None => outln!("mirroring stopped"),
             }
@@ -666,9 +653,12 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             sample,
             transfers,
         } => {
-            let r = hub
-                .migrate_compare(with.as_deref(), sample, transfers)
-                .await?;
+            let req = CompareRequest {
+                with,
+                pct: sample,
+                concurrency: transfers,
+            };
+            let r = hub.migrate_compare(s, &req).await?;
             if json {
                 print_json(&r)?;
             } else {

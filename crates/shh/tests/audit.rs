@@ -220,7 +220,7 @@ fn inclusion_proof_is_checkable_by_any_rfc6962_verifier() {
     assert_eq!(p["leaf_index"], 3);
     assert_eq!(p["tree_size"], 7);
     let event = p["event"].as_str().expect("event");
-    let leaf = shh_hub::audit_log::merkle::leaf_hash(event.as_bytes());
+    let leaf = shh_hub::audit::merkle::leaf_hash(event.as_bytes());
     assert_eq!(hex::encode(leaf), p["leaf_hash"]);
     let path: Vec<[u8; 32]> = p["audit_path"]
         .as_array()
@@ -238,7 +238,7 @@ fn inclusion_proof_is_checkable_by_any_rfc6962_verifier() {
         .try_into()
         .expect("32");
     assert_eq!(p["head"]["root"], p["root"]);
-    assert!(shh_hub::audit_log::merkle::verify_inclusion(
+    assert!(shh_hub::audit::merkle::verify_inclusion(
         3, 7, &leaf, &path, &root
     ));
     assert!(!shh(&hub, PASS, &["audit", "proof", "99"]).status.success());

@@ -598,19 +598,9 @@ fn decrypted_objects(hub: &Path) -> Vec<(String, Vec<u8>)> {
         .build()
         .expect("rt");
     rt.block_on(async {
-        use object_store::ObjectStoreExt;
         let h = shh_hub::Hub::open(hub, PASS).await.expect("open");
         let mut out = Vec::new();
-        for (path, _) in h.raw_objects().await.expect("ls") {
-            let p = object_store::path::Path::parse(&path).expect("path");
-            let bytes = h
-                .store()
-                .get(&p)
-                .await
-                .expect("get")
-                .bytes()
-                .await
-                .expect("bytes");
+        for (path, bytes) in h.testkit_decrypted_objects().await.expect("read") {
             if path.ends_with(".parquet") {
                 for v in parquet_bytes_values(bytes.clone()) {
                     out.push((format!("a value of object {path}"), v.into_bytes()));

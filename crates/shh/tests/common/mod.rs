@@ -5,9 +5,17 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+/// `shh`, or for `debug …` the test-only `shh-testkit` (the user's CLI has no such commands).
+fn binary<'a, 'b>(args: &'a [&'b str]) -> (Command, &'a [&'b str]) {
+    match args.split_first() {
+        Some((&"debug", rest)) => (Command::new(env!("CARGO_BIN_EXE_shh-testkit")), rest),
+        _ => (Command::new(env!("CARGO_BIN_EXE_shh")), args),
+    }
+}
+
 /// Runs `shh --hub HUB ARGS…` with `SHH_PASSPHRASE=pass` and extra environment variables.
 pub fn shh_env(hub: &Path, pass: &str, envs: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shh"));
+    let (mut c, args) = binary(args);
     c.arg("--hub")
         .arg(hub)
         .args(args)
@@ -69,8 +77,8 @@ pub fn kill_after_progress(
 
 /// Starts `shh --hub HUB ARGS…` with `SHH_PASSPHRASE=pass`, stderr piped, nothing else read.
 pub fn spawn(hub: &Path, pass: &str, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_shh"))
-        .arg("--hub")
+    let (mut c, args) = binary(args);
+    c.arg("--hub")
         .arg(hub)
         .args(args)
         .env("SHH_PASSPHRASE", pass)

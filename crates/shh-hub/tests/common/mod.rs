@@ -1,0 +1,85 @@
+//! The in-process fixture: a hub in a temporary directory, opened once and shared as
+//! `Arc<Hub>`, with sessions for whoever a test needs.
+
+#![allow(dead_code)]
+
+use shh_hub::{
+    Authenticator, Hub, InitOptions, KdfParams, LocalAuthenticator, LocalOperator, Session,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const PASS: &str = "in-process hub tests";
+
+/// A hub in a temporary directory (removed with the fixture).
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub hub: Arc<Hub>,
+    /// The operator who created it.
+    pub operator: Session,
+}
+
+pub fn operator(name: &str, role: &str) -> LocalOperator {
+    LocalOperator {
+        name: name.into(),
+        role: role.into(),
+    }
+}
+
+impl Fixture {
+    /// A fresh hub (fast key derivation), created by `alice`.
+    pub async fn new() -> Fixture {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let who = operator("alice@test", "operator");
+        let hub = Hub::init(
+            &tmp.path().join("hub"),
+            PASS,
+            InitOptions {
+                kdf: KdfParams::INSECURE_FAST,
+                ..InitOptions::default()
+            },
+            &who,
+        )
+        .await
+        .expect("init");
+        let hub = Arc::new(hub);
+        let operator = LocalAuthenticator
+            .authenticate(&hub, &who)
+            .expect("session");
+        Fixture { tmp, hub, operator }
+    }
+
+    /// The hub directory.
+    pub fn dir(&self) -> PathBuf {
+        self.hub.dir().to_owned()
+    }
+
+    /// A session of `name` in `role`.
+    pub fn session(&self, name: &str, role: &str) -> Session {
+        LocalAuthenticator
+            .authenticate(&self.hub, &operator(name, role))
+            .expect("session")
+    }
+
+    /// A file under the temporary directory with `text`.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.tmp.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    /// Closes the hub and opens it again (a new process would).
+    pub async fn reopen(&mut self) {
+        let dir = self.dir();
+        self.hub = Arc::new(Hub::open(&dir, PASS).await.expect("reopen"));
+    }
+}
+
+/// Opens the hub in `dir` with a session of its operator.
+pub async fn open(dir: &Path) -> (Hub, Session) {
+    let hub = Hub::open(dir, PASS).await.expect("open");
+    let s = LocalAuthenticator
+        .authenticate(&hub, &operator("alice@test", "operator"))
+        .expect("session");
+    (hub, s)
+}
