@@ -96,12 +96,11 @@ pub(crate) fn open_keystore(dir: &Path, passphrase: &str) -> Result<Keystore> {
     }
 }
 
+/// What a configuration names: the raw store, the encrypted store over it, the catalog.
+type Backends = (Arc<dyn ObjectStore>, Arc<HubStore>, Arc<dyn Catalog>);
+
 /// The stores and catalog a configuration names.
-fn backends(
-    dir: &Path,
-    config: &HubConfig,
-    keystore: &Keystore,
-) -> Result<(Arc<dyn ObjectStore>, Arc<HubStore>, Arc<dyn Catalog>)> {
+fn backends(dir: &Path, config: &HubConfig, keystore: &Keystore) -> Result<Backends> {
     let url = StoreUrl::parse(&config.store).map_err(shh_store::StoreError::from)?;
     let mut raw = shh_store::open_store(&url, &config.residency)?;
     if let Some(m) = &config.mirror {

@@ -364,6 +364,10 @@ fn store_kind(e: &shh_store::StoreError) -> ErrorKind {
 
 fn object_kind(e: &object_store::Error) -> ErrorKind {
     use object_store::Error as O;
+    // Ciphertext that fails authentication is tampering or corruption, not an outage.
+    if shh_crypt::integrity_error(e).is_some() {
+        return ErrorKind::Integrity;
+    }
     match e {
         O::NotFound { .. } => ErrorKind::NotFound,
         O::AlreadyExists { .. } | O::Precondition { .. } | O::NotModified { .. } => {

@@ -537,7 +537,8 @@ impl Hub {
         req: &IngestRequest,
     ) -> Result<IngestReport> {
         let core = self.core.read().await;
-        Call::new(&core, s, task).ingest(req).await
+        // Boxed: an ingest's state is large, and a caller may poll it on a small stack.
+        Box::pin(Call::new(&core, s, task).ingest(req)).await
     }
 }
 

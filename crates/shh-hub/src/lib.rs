@@ -28,15 +28,12 @@ pub mod synth;
 pub mod testkit;
 
 pub use config::{CONFIG_FILE, CONFIG_FORMAT, HubConfig, KEYSTORE_FILE, MigrationState};
-pub use shh_audit as audit_log;
-pub use shh_audit::{Actor, Draft};
-pub use shh_catalog::{Catalog, CatalogError, DatasetRecord, VersionRecord};
-pub use shh_dataset as dataset;
-pub use shh_ingest;
-pub use shh_keys::{KdfParams, KeyInfo, KeyPurpose, Keystore, KeystoreError};
-pub use shh_migrate;
-pub use shh_pseudo;
+pub use shh_audit::Actor;
+pub use shh_catalog::{DatasetRecord, OptOutRecord, VersionRecord};
+pub use shh_keys::{KdfParams, KeyInfo, KeyPurpose};
 pub use shh_store::{ResidencyPolicy, ResidencyRule, StoreUrl};
+
+use shh_audit::Draft;
 
 pub use error::{ErrorBody, ErrorKind, HubError, Result};
 pub use session::{Authenticator, LocalAuthenticator, LocalOperator, Session};
@@ -99,9 +96,7 @@ impl Hub {
         let mut core = Core::from_parts(dir, config, keystore, lock)?;
         if core.config.switch.is_some() {
             let (session, task) = (Session::hub(), Task::silent());
-            CallMut::new(&mut core, &session, &task)
-                .recover_switch()
-                .await?;
+            Box::pin(CallMut::new(&mut core, &session, &task).recover_switch()).await?;
         }
         Ok(Hub::from_core(core))
     }

@@ -1085,7 +1085,8 @@ impl Hub {
         on_plan: impl FnOnce(&PlanHeader),
     ) -> Result<RunReport> {
         let core = self.core.read().await;
-        Call::new(&core, s, task).migrate_run(req, on_plan).await
+        // Boxed, like every long operation: its state is large.
+        Box::pin(Call::new(&core, s, task).migrate_run(req, on_plan)).await
     }
 
     /// Checks every object every dataset version's manifest references at `req.to` (default:
@@ -1099,9 +1100,13 @@ impl Hub {
         req: &VerifyRequest,
     ) -> Result<AcceptanceReport> {
         let core = self.core.read().await;
-        Call::new(&core, s, task)
-            .migrate_verify(req.to.as_deref(), req.deep, req.concurrency, &req.out)
-            .await
+        Box::pin(Call::new(&core, s, task).migrate_verify(
+            req.to.as_deref(),
+            req.deep,
+            req.concurrency,
+            &req.out,
+        ))
+        .await
     }
 
     /// Sends every new write to `to` as well (or, with `None`, stops doing so): other
@@ -1133,15 +1138,14 @@ impl Hub {
         req: &CutoverRequest,
     ) -> Result<SwitchReport> {
         let mut core = self.exclusive(req.wait).await?;
-        CallMut::new(&mut core, s, task)
-            .migrate_cutover(
-                &req.to,
-                req.options.clone(),
-                req.wait,
-                req.mirror_source,
-                &req.report_dir,
-            )
-            .await
+        Box::pin(CallMut::new(&mut core, s, task).migrate_cutover(
+            &req.to,
+            req.options.clone(),
+            req.wait,
+            req.mirror_source,
+            &req.report_dir,
+        ))
+        .await
     }
 
     /// Rollback: back to the cut-over's source. Objects written to the target since the
@@ -1154,8 +1158,7 @@ impl Hub {
         req: &RollbackRequest,
     ) -> Result<SwitchReport> {
         let mut core = self.exclusive(req.wait).await?;
-        CallMut::new(&mut core, s, task)
-            .migrate_rollback(req.options.clone(), req.wait)
+        Box::pin(CallMut::new(&mut core, s, task).migrate_rollback(req.options.clone(), req.wait))
             .await
     }
 

@@ -928,3 +928,65 @@ fn a_waived_guard_is_recorded_in_the_manifest_and_the_event() {
     .expect("p");
     assert!(!shh(&hub, PASS, &args).status.success());
 }
+
+/// Ctrl-C in the middle of an ingest: the command says it stopped and exits 130, no version
+/// is published and no data object of it is left in the store, the attempt is in the audit
+/// log, and running the same command again completes.
+#[test]
+fn ctrl_c_mid_ingest_leaves_no_version_and_a_rerun_completes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = init(dir.path());
+    let data = synth(dir.path(), 100_000);
+    let s = |x: &str| data.join(x).display().to_string();
+    let (schema, policy, csv) = (
+        s("ER_PRS_F.json"),
+        s("ER_PRS_F.policy.toml"),
+        s("ER_PRS_F.csv"),
+    );
+    let args = [
+        "ingest",
+        "--dataset",
+        "ER_PRS_F",
+        "--schema",
+        &schema,
+        "--policy",
+        &policy,
+        &csv,
+    ];
+    let mut child = common::spawn(&hub, PASS, &args);
+    let started = std::time::Instant::now();
+    // 1.1 M rows take several seconds even in an optimized build: one second in, it is
+    // reading (and `interrupt_when` fails the test if it had finished).
+    let code = common::interrupt_when(&mut child, "one second in", || {
+        started.elapsed() > std::time::Duration::from_secs(1)
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("cancelled"), "{err}");
+    let list = json(&shh(&hub, PASS, &["--json", "datasets", "list"]));
+    assert_eq!(list, serde_json::json!([]), "no version published");
+    let data_objects: Vec<_> = files(&hub.join("store"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("datasets/"))
+        .collect();
+    assert!(data_objects.is_empty(), "{data_objects:?}");
+    let events = json(&shh(
+        &hub,
+        PASS,
+        &["--json", "audit", "log", "--action", "dataset.ingest"],
+    ));
+    assert!(
+        events
+            .as_array()
+            .is_some_and(|e| e.len() == 1 && e[0]["outcome"].to_string().contains("cancelled")),
+        "{events}"
+    );
+
+    let mut again = vec!["--json"];
+    again.extend(args);
+    let r = json(&shh(&hub, PASS, &again));
+    assert!(r["rows_written"].as_u64() > Some(1_000_000), "{r}");
+    ok(&shh(&hub, PASS, &["datasets", "verify", "ER_PRS_F"]));
+}

@@ -1103,3 +1103,50 @@ fn the_environments_proxies_are_ignored_and_the_configured_one_is_used() {
     );
     assert!(!o.status.success());
 }
+
+/// Ctrl-C in the middle of a migration: exit 130 once the objects in flight are finished
+/// and journaled, and the re-run resumes from the journal (nothing done is sent again) and
+/// completes; the destination then verifies.
+#[test]
+fn ctrl_c_mid_migration_exits_130_and_a_rerun_resumes_and_completes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = hub_with_data(dir.path(), &[], 4, 8, 100);
+    let target = dir.path().join("target");
+    let to = format!("file://{}", target.display());
+    let args = [
+        "migrate",
+        "run",
+        "--to",
+        &to,
+        "--bwlimit",
+        "4M",
+        "--transfers",
+        "2",
+    ];
+    let mut child = common::spawn(&hub, PASS, &args);
+    let code = common::interrupt_when(&mut child, "a few objects copied", || {
+        target.exists() && common::files_under(&target).len() >= 3
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("cancelled"), "{err}");
+
+    let r = json(&shh(&hub, &["--json", "migrate", "run", "--to", &to]));
+    assert!(r["journal_done_before"].as_u64() > Some(0), "resumed: {r}");
+    assert_eq!(r["stats"]["failures"], serde_json::json!([]), "{r}");
+    let v = json(&shh(
+        &hub,
+        &[
+            "--json",
+            "migrate",
+            "verify",
+            "--to",
+            &to,
+            "--out",
+            dir.path().join("rep").to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(v["summary"]["failed"], 0, "{v}");
+}

@@ -83,3 +83,26 @@ pub async fn open(dir: &Path) -> (Hub, Session) {
         .expect("session");
     (hub, s)
 }
+
+impl Fixture {
+    /// The synthetic SNDS tables of `patients` patients, written once per fixture.
+    pub fn synth(&self, patients: u64) -> PathBuf {
+        let out = self.tmp.path().join(format!("synth-{patients}"));
+        if !out.exists() {
+            shh_hub::synth::generate(&out, patients, 7, &shh_hub::Task::silent()).expect("synth");
+        }
+        out
+    }
+
+    /// An ingest of synthetic table `table` into a dataset of the same name.
+    pub fn ingest_request(&self, patients: u64, table: &str) -> shh_hub::ingest::IngestRequest {
+        let data = self.synth(patients);
+        shh_hub::ingest::IngestRequest {
+            dataset: table.into(),
+            files: vec![data.join(format!("{table}.csv"))],
+            schema: Some(data.join(format!("{table}.json"))),
+            policy: Some(data.join(format!("{table}.policy.toml"))),
+            ..Default::default()
+        }
+    }
+}

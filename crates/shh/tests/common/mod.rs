@@ -154,3 +154,39 @@ pub fn fresh(url: &str, tag: &str) -> String {
         None => format!("{url}{sub}"),
     }
 }
+
+/// Waits (up to 120 s) until `ready` holds, then sends `child` SIGINT (as Ctrl-C would) and
+/// returns its exit code; fails the test if the child ends first or does not end within 60 s.
+pub fn interrupt_when(
+    child: &mut std::process::Child,
+    what: &str,
+    ready: impl Fn() -> bool,
+) -> Option<i32> {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "never {what}"
+        );
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("ended ({s}) before {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success(), "kill -INT failed");
+    let stopped = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s.code();
+        }
+        assert!(
+            stopped.elapsed() < std::time::Duration::from_secs(60),
+            "still running 60 s after SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
