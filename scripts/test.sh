@@ -6,6 +6,15 @@ cd "$(dirname "$0")/.."
 
 export SHH_REQUIRE_SERVERS=1   # a missing server fails the run; it is never silently skipped
 
+# Compiled dependencies are kept outside the checkout, keyed by Cargo.lock and the toolchain,
+# so a fresh clone does not rebuild them (DataFusion, axum and tonic are on their way). The
+# cache is only a cache: delete it to rebuild; set CARGO_TARGET_DIR to use another directory.
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  key=$( { rustc -Vv; cat Cargo.lock; } | sha256sum | cut -c1-16)
+  export CARGO_TARGET_DIR="${SHH_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shh-build}/$key"
+  printf 'build cache: %s\n' "$CARGO_TARGET_DIR"
+fi
+
 step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"

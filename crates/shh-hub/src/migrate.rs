@@ -24,6 +24,7 @@ use shh_store::StoreUrl;
 
 pub use shh_migrate::report::{AcceptanceReport, ReportCheck};
 pub use shh_migrate::{Options, PlanHeader, VerifyMode};
+pub use shh_store::retry::BackoffConfig;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

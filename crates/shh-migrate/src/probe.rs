@@ -7,11 +7,13 @@
 //! the part count with `?max_parts=N` for other providers.
 
 use crate::is_internal;
+use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
-use shh_store::{Backend, StoreKind, StoreUrl};
-use std::time::Instant;
+use sha2::{Digest, Sha256};
+use shh_store::{Backend, Put, RawError, S3Raw, StoreKind, StoreUrl};
+use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -228,16 +230,115 @@ async fn probe_create(store: &dyn ObjectStore) -> (Option<bool>, Option<String>)
 /// chunk-signed uploads, both probed at once.
 async fn probe_hashes(
     backend: &Backend,
-) -> Option<(
-    Result<bool, String>,
-    Result<shh_store::ChunkedSupport, String>,
-)> {
+) -> Option<(Result<bool, String>, Result<ChunkedSupport, String>)> {
     let raw = backend.s3.as_ref()?;
     let store = backend.store.as_ref();
     Some(futures::join!(
-        raw.checks_payload_hash(store),
-        raw.probe_chunked(store)
+        checks_payload_hash(raw, store),
+        probe_chunked(raw, store)
     ))
+}
+
+/// What a service does with chunk-signed uploads (probed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkedSupport {
+    /// It stores what the chunks carry, byte for byte.
+    pub decoded: bool,
+    /// It refuses a chunk that differs from what was signed, and stores nothing then.
+    pub checked: bool,
+}
+
+/// How long a probe request may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// True when `sent` failed with a status from the service and nothing is stored at `key`
+/// (which is removed either way).
+async fn refused_and_absent(
+    store: &dyn ObjectStore,
+    key: &str,
+    sent: Result<(), RawError>,
+) -> Result<bool, String> {
+    let p = Path::from(key);
+    let held = store.head(&p).await;
+    let _ = store.delete(&p).await;
+    match sent {
+        Ok(()) => Ok(false),
+        Err(RawError::Status { .. }) => {
+            Ok(matches!(held, Err(object_store::Error::NotFound { .. })))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether the service refuses a body whose SHA-256 differs from the signed one. The same small
+/// PUT is sent twice, signed once with the body's SHA-256 and once with another hash: a service
+/// that stores the first and refuses the second (holding nothing for it afterwards) checks
+/// payload hashes (AWS answers `XAmzContentSHA256Mismatch`; s3s answers 500 but stores
+/// nothing). `store` is the same store, used to look and clean up.
+async fn checks_payload_hash(raw: &S3Raw, store: &dyn ObjectStore) -> Result<bool, String> {
+    const BODY: &[u8] = b"shh capability probe: is the signed SHA-256 of this body checked?";
+    let body = Bytes::from_static(BODY);
+    let ok = format!(".shh-migrate/payload-ok-{}", uuid::Uuid::new_v4());
+    let sha = |b: &[u8]| -> Vec<u8> { Sha256::digest(b).to_vec() };
+    let right = raw
+        .put_claiming(&ok, body.clone(), &sha(BODY), PROBE_TIMEOUT)
+        .await;
+    let _ = store.delete(&Path::from(ok)).await;
+    right.map_err(|e| format!("a correctly signed request failed: {e}"))?;
+    let bad = format!(".shh-migrate/payload-bad-{}", uuid::Uuid::new_v4());
+    let wrong = raw
+        .put_claiming(&bad, body, &sha(b"other"), PROBE_TIMEOUT)
+        .await;
+    refused_and_absent(store, &bad, wrong).await
+}
+
+/// What the service does with chunk-signed uploads. One upload of two chunks must be stored
+/// byte for byte (`decoded`); the same upload with one byte of its second chunk changed after
+/// signing must then be refused and leave nothing behind (`checked`).
+async fn probe_chunked(raw: &S3Raw, store: &dyn ObjectStore) -> Result<ChunkedSupport, String> {
+    const CHUNK: usize = 8192; // the smallest chunk AWS accepts
+    let data: Bytes = (0..CHUNK + 100)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    let ok = format!(".shh-migrate/chunked-ok-{}", uuid::Uuid::new_v4());
+    let source = futures::stream::iter([Ok(data.clone())]);
+    let put = raw
+        .put_chunked(
+            &ok,
+            Put::Object { create: false },
+            data.len() as u64,
+            CHUNK,
+            source,
+            PROBE_TIMEOUT,
+        )
+        .await;
+    let stored = match put {
+        Ok(_) => store.get(&Path::from(ok.as_str())).await,
+        Err(e) => {
+            let _ = store.delete(&Path::from(ok)).await;
+            return Err(format!("a correctly signed chunked upload failed: {e}"));
+        }
+    };
+    let stored = match stored {
+        Ok(r) => r.bytes().await,
+        Err(e) => Err(e),
+    };
+    let _ = store.delete(&Path::from(ok)).await;
+    if stored.map_err(|e| e.to_string())? != data {
+        return Ok(ChunkedSupport {
+            decoded: false,
+            checked: false,
+        });
+    }
+    let bad = format!(".shh-migrate/chunked-bad-{}", uuid::Uuid::new_v4());
+    let sent = raw
+        .put_chunked_tampered(&bad, data, CHUNK, PROBE_TIMEOUT)
+        .await;
+    Ok(ChunkedSupport {
+        decoded: true,
+        checked: refused_and_absent(store, &bad, sent).await?,
+    })
 }
 
 #[cfg(test)]

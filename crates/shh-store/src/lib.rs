@@ -20,6 +20,7 @@ mod http;
 mod local;
 mod mirror;
 mod residency;
+pub mod retry;
 mod s3raw;
 mod stream;
 mod url;
@@ -29,7 +30,7 @@ pub use mirror::MirrorStore;
 pub use residency::{
     Destination, ProxyError, ResidencyError, ResidencyPolicy, ResidencyRule, check_proxy,
 };
-pub use s3raw::{ChunkedSupport, Put, RawError, S3Raw, chunked_len};
+pub use s3raw::{Put, RawError, S3Raw, chunked_len};
 pub use stream::{READ_PIECE, byte_stream};
 pub use url::{StoreKind, StoreUrl, UrlError};
 
@@ -174,6 +175,7 @@ fn credential(url: &StoreUrl, var: &str, required: bool) -> Result<Option<String
 
 /// The client options of a remote store: the configured proxy, or none (never the
 /// environment's: [`http::Connector`]).
+/// (Their retries are set with `with_retry(retry::request_retry())`, never the defaults.)
 fn client_options(proxy: Option<&str>) -> object_store::ClientOptions {
     let o = object_store::ClientOptions::new();
     match proxy {
@@ -207,6 +209,7 @@ fn build_unchecked(url: &StoreUrl, proxy: Option<&str>) -> Result<Backend, Store
                 .with_endpoint(dest.endpoint.clone())
                 .with_allow_http(http::is_plain(&dest.endpoint))
                 .with_virtual_hosted_style_request(false)
+                .with_retry(retry::request_retry())
                 .with_client_options(
                     client_options(proxy).with_allow_http(http::is_plain(&dest.endpoint)),
                 )
@@ -266,6 +269,7 @@ fn build_unchecked(url: &StoreUrl, proxy: Option<&str>) -> Result<Backend, Store
                     .with_allow_http(http::is_plain(&dest.endpoint));
             }
             b = b
+                .with_retry(retry::request_retry())
                 .with_client_options(
                     client_options(proxy).with_allow_http(http::is_plain(&dest.endpoint)),
                 )

@@ -213,7 +213,10 @@ impl TransferArgs {
                 VerifyArg::Readback => VerifyMode::ReadBack,
                 VerifyArg::Size => VerifyMode::Size,
             },
-            max_attempts: self.retries.max(1),
+            retry: shh_hub::migrate::BackoffConfig {
+                max_attempts: self.retries.max(1),
+                ..Default::default()
+            },
             delete,
             ..Options::default()
         }
