@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod sqlite;
 
 pub use sqlite::SqliteCatalog;

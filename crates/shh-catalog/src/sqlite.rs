@@ -441,4 +441,11 @@ mod tests {
             Err(CatalogError::Ambiguous { count: 2, .. })
         ));
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite_passes_the_catalog_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cat = SqliteCatalog::open(&dir.path().join("c.db")).expect("open");
+        crate::conformance::run(std::sync::Arc::new(cat)).await;
+    }
 }

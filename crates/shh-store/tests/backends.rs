@@ -17,6 +17,24 @@ async fn memory_backend() {
     run(open("memory://").as_ref(), Capabilities::FULL).await;
 }
 
+/// The mirror (dual writes during a migration) is a wrapper like any other: it passes the
+/// suite over two local disks, and over local disk and S3.
+#[tokio::test(flavor = "multi_thread")]
+async fn mirror_store() {
+    let (a, b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let primary = open(&format!("file://{}", a.path().display()));
+    let second = open(&format!("file://{}", b.path().display()));
+    let m = shh_store::MirrorStore::new(primary.clone(), second.clone());
+    run(&m, Capabilities::FULL).await;
+    if let Some(url) = servers::s3_url() {
+        let m = shh_store::MirrorStore::new(primary, open(&url));
+        run(&m, Capabilities::FULL).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_backend_moto() {
     let Some(url) = servers::s3_url() else { return };
