@@ -5,13 +5,15 @@
 #                             check of signed bodies and chunks where the probe finds one, read
 #                             back and compared elsewhere)
 #   rclone copy --checksum   (Debian's rclone; MD5 from the S3 ETag where the backend has one)
-# for file → S3 and Azurite → S3, on s3s-fs and on moto. Prints wall time, client CPU seconds per
+# for file → file (local disk to local disk), file → S3 and Azurite → S3, on s3s-fs and on moto. Prints wall time, client CPU seconds per
 # GiB and peak RSS for both, and the ratios; and the CPU seconds the servers spent during each
 # client's runs (they share the machine: on a small VM they, not the clients, can be the bound).
 #
 #   bench/migrate.sh                          # 2,000 small objects + 4 × 64 MiB
 #   SHH_BENCH_SMALL=500 SHH_BENCH_LARGE_MIB=16 bench/migrate.sh
-#   SHH_BENCH_ROUTES=s3s bench/migrate.sh       # only the s3s-fs target (moto, s3s or both)
+#   SHH_BENCH_ROUTES=s3s bench/migrate.sh       # only the s3s-fs target (file, moto, s3s)
+#   SHH_BENCH_ROUTES=file SHH_BENCH_SMALL_KIB=16 bench/migrate.sh  # the hand-measured tree:
+#                                               # 2,000 × 16 KiB + 4 × 64 MiB, file → file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SMALL=${SHH_BENCH_SMALL:-2000}
@@ -23,7 +25,7 @@ trap '[ -n "${SHH_BENCH_KEEP_SERVERS:-}" ] || scripts/test-servers.sh stop >/dev
 
 command -v rclone >/dev/null || { sudo -n true 2>/dev/null && SUDO=sudo || SUDO=; $SUDO apt-get install -y -qq rclone >/dev/null; }
 cargo build --release -q -p shh
-SHH=${CARGO_TARGET_DIR:-$PWD/target}/release/shh
+SHH=${SHH_BENCH_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/shh} # SHH_BENCH_BIN: another build (a baseline)
 export SHH_PASSPHRASE=bench SHH_ACTOR=bench
 scripts/test-servers.sh start >/dev/null
 # shellcheck disable=SC1091
@@ -34,14 +36,16 @@ TOOLS=${SHH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/shh-test-tools}
 SAS=$(NODE_PATH="$TOOLS/node/node_modules" node scripts/azurite-sas.js "$AZ_PORT" shh-test)
 
 # Data: many small objects (1-64 KiB) and a few large ones, incompressible.
-python3 - "$WORK/data" "$SMALL" "$LARGE" "$LARGE_MIB" <<'PY'
+# SHH_BENCH_SMALL_KIB fixes the small objects' size (else 1-64 KiB).
+python3 - "$WORK/data" "$SMALL" "$LARGE" "$LARGE_MIB" "${SHH_BENCH_SMALL_KIB:-0}" <<'PY'
 import os, random, sys
-root, small, large, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+root, small, large, mib, kib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 rnd = random.Random(7)
 for i in range(small):
     d = os.path.join(root, "small", f"{i % 20:02d}")
     os.makedirs(d, exist_ok=True)
-    open(os.path.join(d, f"obj-{i:06d}.bin"), "wb").write(os.urandom(rnd.randint(1024, 65536)))
+    size = kib * 1024 if kib else rnd.randint(1024, 65536)
+    open(os.path.join(d, f"obj-{i:06d}.bin"), "wb").write(os.urandom(size))
 os.makedirs(os.path.join(root, "large"), exist_ok=True)
 for i in range(large):
     with open(os.path.join(root, "large", f"big-{i}.bin"), "wb") as f:
@@ -96,7 +100,8 @@ print(f"  throughput shh/rclone: {rw/sw:.2f}x   CPU per GiB shh/rclone: {sc/rc:.
 PY
 }
 
-ROUTES=${SHH_BENCH_ROUTES:-moto,s3s} # which S3 servers to run against
+ROUTES=${SHH_BENCH_ROUTES:-file,moto,s3s} # which routes to run
+RCLONE_FLAGS=() # extra rclone flags of the scenario running
 CLEAN=() # run after each copy is measured, with @ for its prefix (keeps memory flat)
 scenario() { # name shh_hub shh_from shh_to_base rclone_from rclone_to_base
   local name=$1 hub=$2 from=$3 to=$4 rfrom=$5 rto=$6 shh_r="" rcl_r="" i
@@ -104,15 +109,31 @@ scenario() { # name shh_hub shh_from shh_to_base rclone_from rclone_to_base
     # Who goes first alternates too, so neither always meets the servers as the other left them.
     if (( i % 2 )); then
       shh_r="$shh_r $(run "$SHH" --hub "$hub" migrate run --from "$from" --to "${to/@/$i}")"
-      rcl_r="$rcl_r $(run env -u AWS_CA_BUNDLE rclone copy --checksum "$rfrom" "${rto/@/$i}")"
+      rcl_r="$rcl_r $(run env -u AWS_CA_BUNDLE rclone copy --checksum "${RCLONE_FLAGS[@]}" "$rfrom" "${rto/@/$i}")"
     else
-      rcl_r="$rcl_r $(run env -u AWS_CA_BUNDLE rclone copy --checksum "$rfrom" "${rto/@/$i}")"
+      rcl_r="$rcl_r $(run env -u AWS_CA_BUNDLE rclone copy --checksum "${RCLONE_FLAGS[@]}" "$rfrom" "${rto/@/$i}")"
       shh_r="$shh_r $(run "$SHH" --hub "$hub" migrate run --from "$from" --to "${to/@/$i}")"
     fi
     if [ ${#CLEAN[@]} -gt 0 ]; then "${CLEAN[@]/@/*-$i}" 2>/dev/null || true; fi
   done
   report "$name" "$shh_r" "$rcl_r"
 }
+
+# Local disk to local disk, as measured by hand: rclone with 8 transfers (its local backend
+# never fsyncs; shh hashes every byte, checks each file's size after its rename and fsyncs
+# every file and directory together before it reports success). The page cache is not
+# dropped between runs (that needs root): both read warm sources alike.
+if [[ ,$ROUTES, == *,file,* ]]; then
+  DST=$WORK/dst
+  mkdir -p "$DST"
+  CLEAN=(bash -c "rm -rf $DST/@")
+  RCLONE_FLAGS=(--transfers 8)
+  SERVERS=()
+  scenario "file → file (local disk)" "$WORK/hub" "file://$WORK/data" "file://$DST/shh-@" \
+    "$WORK/data" "$DST/rclone-@"
+  RCLONE_FLAGS=()
+  CLEAN=()
+fi
 
 # s3s-fs first: a Rust S3 server that checks SigV4 signatures, the SHA-256 of every signed body
 # and the signature of every chunk (as AWS and the sovereign S3 services do), so shh's probe

@@ -97,6 +97,8 @@ pub struct Backend {
     pub multipart: Option<Arc<dyn MultipartStore>>,
     /// For an S3 store with credentials: what it takes to sign a request by hand.
     pub s3: Option<S3Raw>,
+    /// For local disk: the store itself, whose syncs a bulk copy may group.
+    pub local: Option<Arc<DurableLocal>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -129,6 +131,7 @@ fn with_prefix<T: ObjectStore + MultipartStore>(store: T, prefix: &str) -> Backe
             store: store.clone(),
             multipart: Some(store),
             s3: None,
+            local: None,
         }
     } else {
         let store = Arc::new(PrefixStore::new(store, prefix));
@@ -136,6 +139,7 @@ fn with_prefix<T: ObjectStore + MultipartStore>(store: T, prefix: &str) -> Backe
             store: store.clone(),
             multipart: Some(store),
             s3: None,
+            local: None,
         }
     }
 }
@@ -145,6 +149,7 @@ fn plain(store: Arc<dyn ObjectStore>) -> Backend {
         store,
         multipart: None,
         s3: None,
+        local: None,
     }
 }
 
@@ -196,7 +201,10 @@ fn build_unchecked(url: &StoreUrl, proxy: Option<&str>) -> Result<Backend, Store
             let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
                 .map_err(backend(url))?
                 .with_automatic_cleanup(true);
-            Ok(plain(Arc::new(DurableLocal::new(fs))))
+            let local = Arc::new(DurableLocal::new(fs));
+            let mut b = plain(local.clone());
+            b.local = Some(local);
+            Ok(b)
         }
         StoreKind::S3 => {
             let dest = url.destination();

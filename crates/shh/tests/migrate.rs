@@ -1150,3 +1150,57 @@ fn ctrl_c_mid_migration_exits_130_and_a_rerun_resumes_and_completes() {
     ));
     assert_eq!(v["summary"]["failed"], 0, "{v}");
 }
+
+/// What verification means for a local target: the bytes are hashed as they are handed to the
+/// file system and each file's size is checked after its rename; nothing is read back (a
+/// read-back would come from the page cache), and the files are synced together before the
+/// run reports success. What is already there is compared by content when asked
+/// (`--checksum`), and `migrate verify` re-reads everything against the manifests.
+#[test]
+fn a_local_target_is_not_read_back_and_a_changed_file_is_found_by_checksum() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = hub_with_data(dir.path(), &[], 1, 7, 20);
+    let target = dir.path().join("target");
+    let to = format!("file://{}", target.display());
+    let mut args = vec!["--json", "migrate", "run", "--to", &to];
+    args.extend(PARTS);
+    let r = json(&shh(&hub, &args));
+    let s = &r["stats"];
+    assert!(
+        s["verification"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("local disk")),
+        "{r}"
+    );
+    assert_eq!(s["bytes_read_back"], 0, "{r}");
+    assert_eq!(s["failures"], serde_json::json!([]), "{r}");
+    assert!(s["copied"]["objects"].as_u64() > Some(20), "{r}");
+
+    // One byte of one copied file changed behind the hub's back, its size kept.
+    let victim = common::files_under(&target)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("blobs"))
+        .expect("a blob");
+    let mut bytes = std::fs::read(&victim).expect("read");
+    bytes[0] ^= 1;
+    std::fs::write(&victim, bytes).expect("write");
+    let r = json(&shh(
+        &hub,
+        &["--json", "migrate", "run", "--to", &to, "--checksum"],
+    ));
+    assert_eq!(r["stats"]["replaced"]["objects"], 1, "{r}");
+    let v = json(&shh(
+        &hub,
+        &[
+            "--json",
+            "migrate",
+            "verify",
+            "--to",
+            &to,
+            "--deep",
+            "--out",
+            dir.path().join("rep").to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(v["summary"]["failed"], 0, "{v}");
+}

@@ -11,6 +11,7 @@ fn side(store: Arc<InMemory>) -> Side {
         url,
         backend: Backend {
             s3: None,
+            local: None,
             store: store.clone(),
             multipart: Some(store),
         },
