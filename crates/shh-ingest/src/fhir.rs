@@ -11,7 +11,9 @@
 use crate::convert::RawChunk;
 use crate::policy::{Class, ColumnPolicy, Rule};
 use crate::schema::{Field, TableSchema};
-use crate::source::{Format, HashState, Hashing, Source, SourceInfo, info_of, open_hashing};
+use crate::source::{
+    Format, HashState, Hashing, Input, Source, SourceInfo, hashing, info_of, open_file,
+};
 use crate::{CellError, IngestError};
 use serde_json::Value;
 use shh_pseudo::Generalization;
@@ -384,7 +386,7 @@ pub fn sniff_resource_type(path: &Path) -> Result<String, IngestError> {
 /// NDJSON lines of one resource type.
 pub struct FhirSource {
     file: Arc<str>,
-    reader: std::io::BufReader<Hashing<std::fs::File>>,
+    reader: std::io::BufReader<Hashing<Input>>,
     buf: Vec<u8>,
     state: HashState,
     resource: String,
@@ -404,13 +406,26 @@ impl FhirSource {
         mapping: &[MapColumn],
         plan: &crate::plan::Plan,
     ) -> Result<Self, IngestError> {
-        let (r, state) = open_hashing(path)?;
+        let name = path.display().to_string();
+        Self::from_reader(&name, open_file(path)?, resource, mapping, plan)
+    }
+
+    /// Reads NDJSON from `input` (named `name` in messages and the manifest): an upload as it
+    /// arrives, without a temporary file.
+    pub fn from_reader(
+        name: &str,
+        input: Input,
+        resource: &str,
+        mapping: &[MapColumn],
+        plan: &crate::plan::Plan,
+    ) -> Result<Self, IngestError> {
+        let (r, state) = hashing(input);
         let cols = plan
             .read_columns()
             .filter_map(|n| mapping.iter().find(|m| m.name == n).copied())
             .collect();
         Ok(Self {
-            file: path.display().to_string().into(),
+            file: name.into(),
             reader: std::io::BufReader::with_capacity(1 << 20, r),
             buf: Vec::new(),
             state,

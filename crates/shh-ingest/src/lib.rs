@@ -37,7 +37,7 @@ pub use pipeline::{ForeignKeyReport, IngestStats, PipelineOptions};
 pub use plan::Plan;
 pub use policy::{Class, ColumnPolicy, Rule};
 pub use schema::TableSchema;
-pub use source::{Format, Source, SourceInfo};
+pub use source::{Format, Input, Source, SourceInfo};
 
 /// A bad cell or row: where, which field, why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -91,21 +91,27 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-pub(crate) fn open_hashing(
-    path: &Path,
-) -> Result<(Hashing<std::fs::File>, HashState), IngestError> {
+/// Any byte stream a CSV or NDJSON source reads: a local file, or an upload as it arrives
+/// (no temporary file). Parquet needs its footer first, so it reads a seekable file.
+pub type Input = Box<dyn Read + Send>;
+
+pub(crate) fn open_file(path: &Path) -> Result<Input, IngestError> {
     let f = std::fs::File::open(path).map_err(|e| IngestError::Source {
         file: path.display().to_string(),
         reason: e.to_string(),
     })?;
+    Ok(Box::new(f))
+}
+
+pub(crate) fn hashing<R>(inner: R) -> (Hashing<R>, HashState) {
     let state = Arc::new(Mutex::new((blake3::Hasher::new(), 0)));
-    Ok((
+    (
         Hashing {
-            inner: f,
+            inner,
             state: state.clone(),
         },
         state,
-    ))
+    )
 }
 
 pub(crate) fn info_of(path: &str, format: Format, s: &HashState) -> SourceInfo {
@@ -161,7 +167,7 @@ fn map_header(
 /// CSV with a header row (RFC 4180 quoting, checked by [`crate::quotes`]).
 pub struct CsvSource {
     file: Arc<str>,
-    rdr: csv::Reader<Checked<Hashing<std::fs::File>>>,
+    rdr: csv::Reader<Checked<Hashing<Input>>>,
     state: HashState,
     /// Record position of each chunk cell; the last `hidden` ones are hashed.
     map: Vec<usize>,
@@ -175,8 +181,19 @@ pub struct CsvSource {
 impl CsvSource {
     /// Opens a CSV file and checks its header against the schema.
     pub fn open(path: &Path, schema: &TableSchema, plan: &Plan) -> Result<Self, IngestError> {
-        let file: Arc<str> = path.display().to_string().into();
-        let (r, state) = open_hashing(path)?;
+        Self::from_reader(&path.display().to_string(), open_file(path)?, schema, plan)
+    }
+
+    /// Reads CSV from `input` (named `name` in messages and the manifest) and checks its
+    /// header against the schema.
+    pub fn from_reader(
+        name: &str,
+        input: Input,
+        schema: &TableSchema,
+        plan: &Plan,
+    ) -> Result<Self, IngestError> {
+        let file: Arc<str> = name.into();
+        let (r, state) = hashing(input);
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
@@ -353,7 +370,7 @@ impl ParquetSource {
             reason,
         };
         // Hash first: the reader seeks, and the file's identity is its bytes.
-        let (mut r, state) = open_hashing(path)?;
+        let (mut r, state) = hashing(open_file(path)?);
         std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| bad(e.to_string()))?;
         let info = info_of(&file, Format::Parquet, &state);
         let f = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;

@@ -618,3 +618,51 @@ fn a_file_with_no_row_left_is_refused_unless_allowed() {
         .expect("empty file refused");
     assert!(e.to_string().contains("empty"), "{e}");
 }
+
+/// A CSV read from any reader (an upload as it arrives, here a reader that hands out a few
+/// bytes at a time) gives what the same bytes in a file give: the rows, the refusals at their
+/// line, and the source's size and BLAKE3.
+#[test]
+fn a_csv_from_a_stream_reads_like_the_same_file() {
+    /// Hands out at most 7 bytes per read, as a network stream might.
+    struct Trickle(std::io::Cursor<Vec<u8>>);
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.read(&mut buf[..n])
+        }
+    }
+    let s = Setup::new();
+    let schema = s.schema(SCHEMA3);
+    let conv = converter(&schema, "[columns]\nID = \"identifier\"", 5);
+    for body in [
+        &b"ID,AGE,CITY\na1,30,Paris\na2,40,\"Lyon, Rh\xc3\xb4ne\"\na3,50,Nice\n"[..],
+        b"ID,AGE,CITY\na1,30,Paris\na2,x,Lyon\na3,50,\"Nice\n",
+    ] {
+        let from_file = csv(&s, &conv, &schema, body, 5);
+        let streamed = opened(
+            &conv,
+            CsvSource::from_reader(
+                "upload.csv",
+                Box::new(Trickle(std::io::Cursor::new(body.to_vec()))),
+                &schema,
+                &conv.plan,
+            ),
+            5,
+        );
+        assert_eq!(strings(&from_file.batches), strings(&streamed.batches));
+        match (&from_file.result, &streamed.result) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!((a.rows_read, a.rows_written), (b.rows_read, b.rows_written));
+                assert_eq!(a.sources[0].blake3, b.sources[0].blake3);
+                assert_eq!(a.sources[0].bytes, body.len() as u64);
+                assert_eq!(b.sources[0].path, "upload.csv");
+            }
+            (Err(IngestError::Cell(a)), Err(IngestError::Cell(b))) => {
+                assert_eq!((a.line, &a.field), (b.line, &b.field));
+                assert_eq!(b.file, "upload.csv");
+            }
+            (a, b) => panic!("file {a:?} but stream {b:?}"),
+        }
+    }
+}
