@@ -12,14 +12,13 @@ use shh_audit::Draft;
 use shh_catalog::OptOutRecord;
 use shh_dataset::{VersionWriter, WriteOptions};
 pub use shh_ingest::Format;
-use shh_ingest::fhir;
+pub use shh_ingest::job::IngestParams;
 use shh_ingest::pipeline::{self, PipelineOptions};
-use shh_ingest::source::{CsvSource, ParquetSource, Source};
-use shh_ingest::{ColumnPolicy, Converter, IngestError, IngestStats, Plan, TableSchema};
+use shh_ingest::{Converter, IngestError, IngestStats};
 use shh_keys::KeyPurpose;
 use shh_pseudo::Pseudonymizer;
 pub use shh_pseudo::RiskReport;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -181,54 +180,17 @@ impl Call<'_> {
     }
 
     async fn ingest_inner(&self, req: &IngestRequest) -> Result<IngestReport> {
-        let first = req.files.first().ok_or_else(|| {
-            ingest_err(IngestError::Plan {
-                reason: "no input file".into(),
-            })
-        })?;
-        let format = match req.format {
-            Some(f) => f,
-            None => Format::from_path(first).ok_or_else(|| {
-                ingest_err(IngestError::Plan {
-                    reason: format!(
-                        "{}: cannot tell the format from the extension; use --format csv|parquet|fhir-ndjson",
-                        first.display()
-                    ),
-                })
-            })?,
-        };
-        let (schema, policy, fhir_map, resource) = if format == Format::FhirNdjson {
-            if req.schema.is_some() || req.policy.is_some() {
-                return Err(ingest_err(IngestError::Plan {
-                    reason: "FHIR NDJSON uses the built-in mapping (docs/ingest.md); --schema and --policy do not apply".into(),
-                }));
-            }
-            let rt = fhir::sniff_resource_type(first).map_err(ingest_err)?;
-            let map = fhir::mapping(&rt, req.fhir_generic).ok_or_else(|| {
-                ingest_err(IngestError::Plan {
-                    reason: format!(
-                        "{}: FHIR resource type {rt} has no mapping (mapped: {}); pass --fhir-generic to keep only id, subject, status, code and date",
-                        first.display(),
-                        fhir::MAPPED_TYPES.join(", ")
-                    ),
-                })
-            })?;
-            let (s, p) = fhir::schema_and_policy(&rt, map);
-            (s, p, Some(map), Some(rt))
-        } else {
-            let path = req.schema.as_ref().ok_or_else(|| {
-                ingest_err(IngestError::Plan {
-                    reason: "--schema SCHEMA.json is required for CSV and Parquet".into(),
-                })
-            })?;
-            let s = TableSchema::from_file(path).map_err(|e| ingest_err(e.into()))?;
-            let p = match &req.policy {
-                Some(p) => ColumnPolicy::from_file(p).map_err(|e| ingest_err(e.into()))?,
-                None => ColumnPolicy::defaults(),
-            };
-            (s, p, None, None)
-        };
-        let plan = Plan::with_mode(&schema, &policy, req.lenient).map_err(ingest_err)?;
+        // Format, schema and policy, plan and sources: ingest's; keys, opt-outs, the
+        // writer and the event: the hub's.
+        let prepared = shh_ingest::job::prepare(&shh_ingest::job::Inputs {
+            files: &req.files,
+            format: req.format,
+            schema: req.schema.as_deref(),
+            policy: req.policy.as_deref(),
+            fhir_generic: req.fhir_generic,
+            lenient: req.lenient,
+        })
+        .map_err(ingest_err)?;
         let pseudonymizer = self.pseudonymizer()?;
         let optout: HashSet<String> = self
             .catalog
@@ -239,52 +201,13 @@ impl Call<'_> {
             .map(|o| o.pseudonym)
             .collect();
         let mut fk_sets = Vec::new();
-        for fk in &plan.foreign_keys {
+        for fk in &prepared.plan.foreign_keys {
             fk_sets.push(self.reference_keys(&fk.resource, &fk.ref_fields).await?);
         }
-        let mut sources: Vec<Box<dyn Source>> = Vec::new();
-        for f in &req.files {
-            if Format::from_path(f).is_some_and(|x| x != format) && req.format.is_none() {
-                return Err(ingest_err(IngestError::Plan {
-                    reason: format!("{}: all files of one ingest have one format", f.display()),
-                }));
-            }
-            sources.push(match format {
-                Format::Csv => Box::new(CsvSource::open(f, &schema, &plan).map_err(ingest_err)?),
-                Format::Parquet => {
-                    Box::new(ParquetSource::open(f, &schema, &plan).map_err(ingest_err)?)
-                }
-                Format::FhirNdjson => {
-                    let rt = resource.as_deref().unwrap_or_default();
-                    let got = fhir::sniff_resource_type(f).map_err(ingest_err)?;
-                    if got != rt {
-                        return Err(ingest_err(IngestError::Plan {
-                            reason: format!(
-                                "{}: holds {got}, the first file {rt}; ingest one resource type per dataset",
-                                f.display()
-                            ),
-                        }));
-                    }
-                    Box::new(
-                        fhir::FhirSource::open(f, rt, fhir_map.unwrap_or_default(), &plan)
-                            .map_err(ingest_err)?,
-                    )
-                }
-            });
-        }
+        let plan = prepared.plan.clone();
         let identifiers: Vec<String> = plan.identifiers().iter().map(|s| s.to_string()).collect();
-        // Columns whose guard the operator waived: said in the manifest and the audit event.
-        let waived: Vec<serde_json::Value> = plan
-            .columns
-            .iter()
-            .filter(|c| !c.rule.waived().is_empty())
-            .map(|c| serde_json::json!({"column": c.name, "waived": c.rule.waived()}))
-            .collect();
-        let dropped: Vec<(String, String)> = plan
-            .dropped
-            .iter()
-            .map(|(n, c)| (n.clone(), c.as_str().to_owned()))
-            .collect();
+        let mut prepared = prepared;
+        let sources = std::mem::take(&mut prepared.sources);
         let conv = Converter {
             plan,
             pseudonymizer,
@@ -368,69 +291,21 @@ impl Call<'_> {
             }
             (None, Ok(s)) => s,
         };
-        let mut params = BTreeMap::new();
-        params.insert("source".to_owned(), serde_json::json!("shh ingest"));
-        params.insert(
-            "format".to_owned(),
-            serde_json::to_value(format).unwrap_or_default(),
+        let params = shh_ingest::job::IngestParams::new(
+            &prepared,
+            req.schema.as_deref(),
+            key_version,
+            &stats,
+            req.lenient,
         );
-        params.insert(
-            "sources".to_owned(),
-            serde_json::to_value(&stats.sources).unwrap_or_default(),
-        );
-        if let Some(s) = &req.schema {
-            params.insert(
-                "schema".to_owned(),
-                serde_json::json!(s.display().to_string()),
-            );
-        }
-        if let Some(rt) = &resource {
-            params.insert("fhir_resource".to_owned(), serde_json::json!(rt));
-        }
-        params.insert("policy".to_owned(), serde_json::json!(policy.source));
-        params.insert(
-            "pseudonym_key_version".to_owned(),
-            serde_json::json!(key_version),
-        );
-        params.insert(
-            "dropped_columns".to_owned(),
-            serde_json::to_value(&dropped).unwrap_or_default(),
-        );
-        params.insert("rows_read".to_owned(), serde_json::json!(stats.rows_read));
-        params.insert(
-            "rows_rejected".to_owned(),
-            serde_json::json!(stats.rows_rejected),
-        );
-        params.insert(
-            "rows_opted_out".to_owned(),
-            serde_json::json!(stats.opted_out),
-        );
-        if req.lenient {
-            params.insert("lenient".to_owned(), serde_json::json!(true));
-            params.insert(
-                "violations".to_owned(),
-                serde_json::to_value(&stats.violations).unwrap_or_default(),
-            );
-            params.insert(
-                "duplicates".to_owned(),
-                serde_json::to_value(&stats.duplicates).unwrap_or_default(),
-            );
-        }
-        params.insert(
-            "foreign_keys".to_owned(),
-            serde_json::to_value(&stats.foreign_keys).unwrap_or_default(),
-        );
-        params.insert(
-            "risk".to_owned(),
-            serde_json::to_value(&stats.risk).unwrap_or_default(),
-        );
-        if !waived.is_empty() {
-            params.insert("guard_waived".to_owned(), serde_json::json!(waived));
-        }
-        for v in params.values_mut() {
+        let waived = params.guard_waived.clone().unwrap_or_default();
+        let dropped = params.dropped_columns.clone();
+        let format = prepared.format;
+        let mut map = params.to_map();
+        for v in map.values_mut() {
             shh_audit::map_json_strings(v, &crate::guard::redact);
         }
-        writer.set_params(params);
+        writer.set_params(map);
         let fk_violations: u64 = stats.foreign_keys.iter().map(|f| f.violations).sum();
         let event = Draft::new("dataset.ingest")
             .detail("format", serde_json::to_value(format).unwrap_or_default())

@@ -69,6 +69,14 @@ pub struct VersionView {
     pub params: BTreeMap<String, serde_json::Value>,
 }
 
+impl VersionView {
+    /// How the version was made, if an ingest wrote it (typed: the risk report, sources,
+    /// counts).
+    pub fn ingest_params(&self) -> Option<crate::ingest::IngestParams> {
+        crate::ingest::IngestParams::from_map(&self.params)
+    }
+}
+
 /// `name@<first 12 hex of id>`.
 pub fn short_ref(dataset: &str, id: &str) -> String {
     format!("{dataset}@{}", &id[..SHORT_ID.min(id.len())])

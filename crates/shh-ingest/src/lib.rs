@@ -20,6 +20,7 @@
 
 pub mod convert;
 pub mod fhir;
+pub mod job;
 pub mod keys;
 pub mod pipeline;
 pub mod plan;

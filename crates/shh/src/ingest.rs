@@ -321,13 +321,13 @@ pub async fn risk(reference: &str, hub: &Path, json: bool) -> Result<ExitCode> {
     let v = hub
         .show(&s, &shh_hub::ops::DatasetRef::parse(reference)?)
         .await?;
-    let Some(risk) = v.params.get("risk") else {
+    let Some(params) = v.ingest_params() else {
         bail!(
             "{}: no risk report (the version was not written by `shh ingest`)",
             v.reference
         );
     };
-    let r: RiskReport = serde_json::from_value(risk.clone()).context("reading the risk report")?;
+    let r = params.risk;
     if json {
         print_json(&r)?;
     } else {
