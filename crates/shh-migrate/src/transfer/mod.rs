@@ -45,6 +45,8 @@ const MIB: u64 = 1024 * 1024;
 /// Objects at least this large stream in signed chunks where the destination checks them,
 /// instead of being held whole.
 const STREAM_MIN: u64 = 8 * MIB;
+/// Objects at least this large are streamed to local disk.
+const LOCAL_STREAM_MIN: u64 = 16 * MIB;
 /// Chunk of a chunk-signed upload.
 const STREAM_CHUNK: usize = MIB as usize;
 /// Piece in which streamed reads take a local file.
@@ -152,6 +154,17 @@ impl Ctx {
             VerifyMode::Auto if local => Check::Size,
             VerifyMode::Auto | VerifyMode::ReadBack => Check::ReadBack,
             VerifyMode::Size => Check::Size,
+        }
+    }
+
+    /// Objects at least this large go part by part. To local disk that is also how they
+    /// stream (held whole, four 64 MiB objects in flight doubled the peak RSS), so it is at
+    /// most 16 MiB there.
+    fn multipart_threshold(&self) -> u64 {
+        if self.dst.backend.local.is_some() {
+            self.opts.multipart_threshold.min(LOCAL_STREAM_MIN)
+        } else {
+            self.opts.multipart_threshold
         }
     }
 

@@ -68,7 +68,7 @@ pub(super) async fn copy(
         // A kill from here to `done` may leave staging files: the next run removes them.
         ctx.journal.started(&item.path).map_err(ObjErr::Journal)?;
     }
-    if item.size >= ctx.opts.multipart_threshold {
+    if item.size >= ctx.multipart_threshold() {
         let digest = match ctx.dst.backend.multipart.clone() {
             Some(mp) => copy_resumable(ctx, item, p, mp.as_ref()).await?,
             None => copy_streamed(ctx, item, p).await?,
