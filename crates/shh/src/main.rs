@@ -521,7 +521,7 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) -> Result<()> {
     }
     let m = &r.migration;
     outln!(
-        "\nmigration to {}: {} objects ({}) copied, each read back and compared (BLAKE3);",
+        "\nmigration to {}: {} objects ({}) copied, every byte hashed (BLAKE3) as written, synced to disk;",
         m.to,
         m.objects,
         human_bytes(m.bytes)
