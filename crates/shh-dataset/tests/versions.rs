@@ -34,8 +34,9 @@ fn setup() -> Setup {
     }
 }
 
-async fn write(s: &Setup, rows: u64, per_file: u64, seed: u64) -> shh_dataset::CommittedVersion {
-    let mut w = VersionWriter::new(
+/// A writer of a version of `claims` rolling files every `per_file` rows.
+async fn writer(s: &Setup, per_file: u64) -> VersionWriter {
+    VersionWriter::new(
         s.store.clone(),
         s.catalog.clone(),
         "claims",
@@ -46,7 +47,11 @@ async fn write(s: &Setup, rows: u64, per_file: u64, seed: u64) -> shh_dataset::C
         },
     )
     .await
-    .expect("writer");
+    .expect("writer")
+}
+
+async fn write(s: &Setup, rows: u64, per_file: u64, seed: u64) -> shh_dataset::CommittedVersion {
+    let mut w = writer(s, per_file).await;
     for b in sample::batches(rows, 1000, seed, Some("MARKER-IN-EVERY-ROW")) {
         w.write(&b).await.expect("write");
     }
@@ -121,18 +126,7 @@ async fn versions_chain_verify_and_export_as_plain_parquet() {
 #[tokio::test]
 async fn an_aborted_or_uncommitted_writer_leaves_nothing_visible() {
     let s = setup();
-    let mut w = VersionWriter::new(
-        s.store.clone(),
-        s.catalog.clone(),
-        "claims",
-        sample::schema(),
-        WriteOptions {
-            max_rows_per_file: 500,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("writer");
+    let mut w = writer(&s, 500).await;
     for b in sample::batches(2_000, 500, 3, None) {
         w.write(&b).await.expect("write");
     }

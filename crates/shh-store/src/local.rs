@@ -129,16 +129,17 @@ async fn sync_all(paths: Vec<std::path::PathBuf>) -> object_store::Result<()> {
         .collect()
         .await;
     for r in results {
-        r.map_err(|e| object_store::Error::Generic {
-            store: "DurableLocal",
-            source: Box::new(e),
-        })?
-        .map_err(|e| object_store::Error::Generic {
-            store: "DurableLocal",
-            source: Box::new(e),
-        })?;
+        r.map_err(failed)?.map_err(failed)?;
     }
     Ok(())
+}
+
+/// A failed sync (or its blocking task), as the store reports it.
+fn failed(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "DurableLocal",
+        source: Box::new(e),
+    }
 }
 
 impl fmt::Display for DurableLocal {
@@ -159,14 +160,8 @@ async fn sync(fs: Arc<LocalFileSystem>, location: Path) -> object_store::Result<
         Ok::<_, std::io::Error>(())
     })
     .await
-    .map_err(|e| object_store::Error::Generic {
-        store: "DurableLocal",
-        source: Box::new(e),
-    })?
-    .map_err(|e| object_store::Error::Generic {
-        store: "DurableLocal",
-        source: Box::new(e),
-    })
+    .map_err(failed)?
+    .map_err(failed)
 }
 
 #[async_trait]

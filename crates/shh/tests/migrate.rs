@@ -212,6 +212,17 @@ fn store_bytes(hub: &Path) -> u64 {
 
 const PARTS: [&str; 4] = ["--multipart-threshold", "6M", "--part-size", "5M"];
 
+/// `shh migrate verify --to URL [--deep] --out DIR`, as JSON.
+fn verified(hub: &Path, to: &str, deep: bool, out: &Path) -> serde_json::Value {
+    let out = out.to_str().expect("utf8");
+    let mut args = vec!["--json", "migrate", "verify", "--to", to];
+    if deep {
+        args.push("--deep");
+    }
+    args.extend(["--out", out]);
+    json(&shh(hub, &args))
+}
+
 /// `shh migrate plan --to URL --out PLAN`, as JSON.
 fn plan_to(hub: &Path, to: &str, plan: &Path) -> serde_json::Value {
     json(&shh(
@@ -405,19 +416,7 @@ fn file_to_s3_and_back_verified_end_to_end_and_damage_is_named() {
     assert_eq!(again["stats"]["copied"]["objects"], 2, "{again}");
 
     let rep = dir.path().join("report-s3");
-    let v = json(&shh(
-        &hub,
-        &[
-            "--json",
-            "migrate",
-            "verify",
-            "--to",
-            &to,
-            "--deep",
-            "--out",
-            rep.to_str().expect("utf8"),
-        ],
-    ));
+    let v = verified(&hub, &to, true, &rep);
     assert_eq!(v["summary"]["failed"], 0, "{v}");
     assert!(
         v["summary"]["objects"].as_u64() >= Some(3),
@@ -547,19 +546,7 @@ fn azurite_to_s3() {
         Some(0),
         "{r}"
     );
-    let v = json(&shh(
-        &hub,
-        &[
-            "--json",
-            "migrate",
-            "verify",
-            "--to",
-            &to,
-            "--deep",
-            "--out",
-            dir.path().join("rep").to_str().expect("utf8"),
-        ],
-    ));
+    let v = verified(&hub, &to, true, &dir.path().join("rep"));
     assert_eq!(v["summary"]["failed"], 0, "{v}");
 
     // Cut over to S3, write there (dual-written to Azure), roll back, nothing lost.
@@ -666,18 +653,7 @@ fn kill_nine_half_way_then_rerun_sends_little_again() {
         resent * 10 <= total,
         "re-sent {resent} of {total} bytes (first run {first}, second {second}): {r}"
     );
-    let v = json(&shh(
-        &hub,
-        &[
-            "--json",
-            "migrate",
-            "verify",
-            "--to",
-            &to,
-            "--out",
-            dir.path().join("rep").to_str().expect("utf8"),
-        ],
-    ));
+    let v = verified(&hub, &to, false, &dir.path().join("rep"));
     assert_eq!(v["summary"]["failed"], 0, "{v}");
 }
 
@@ -718,19 +694,7 @@ fn dropped_connections_are_retried_and_a_refused_destination_gets_no_byte() {
         px.cuts.load(Ordering::SeqCst) > 0,
         "connections were cut mid-transfer"
     );
-    let v = json(&shh(
-        &hub,
-        &[
-            "--json",
-            "migrate",
-            "verify",
-            "--to",
-            &to,
-            "--deep",
-            "--out",
-            dir.path().join("rep").to_str().expect("utf8"),
-        ],
-    ));
+    let v = verified(&hub, &to, true, &dir.path().join("rep"));
     assert_eq!(v["summary"]["failed"], 0, "{v}");
     let v = json(&shh(
         &hub,
@@ -1136,18 +1100,7 @@ fn ctrl_c_mid_migration_exits_130_and_a_rerun_resumes_and_completes() {
     let r = json(&shh(&hub, &["--json", "migrate", "run", "--to", &to]));
     assert!(r["journal_done_before"].as_u64() > Some(0), "resumed: {r}");
     assert_eq!(r["stats"]["failures"], serde_json::json!([]), "{r}");
-    let v = json(&shh(
-        &hub,
-        &[
-            "--json",
-            "migrate",
-            "verify",
-            "--to",
-            &to,
-            "--out",
-            dir.path().join("rep").to_str().expect("utf8"),
-        ],
-    ));
+    let v = verified(&hub, &to, false, &dir.path().join("rep"));
     assert_eq!(v["summary"]["failed"], 0, "{v}");
 }
 
@@ -1189,18 +1142,6 @@ fn a_local_target_is_not_read_back_and_a_changed_file_is_found_by_checksum() {
         &["--json", "migrate", "run", "--to", &to, "--checksum"],
     ));
     assert_eq!(r["stats"]["replaced"]["objects"], 1, "{r}");
-    let v = json(&shh(
-        &hub,
-        &[
-            "--json",
-            "migrate",
-            "verify",
-            "--to",
-            &to,
-            "--deep",
-            "--out",
-            dir.path().join("rep").to_str().expect("utf8"),
-        ],
-    ));
+    let v = verified(&hub, &to, true, &dir.path().join("rep"));
     assert_eq!(v["summary"]["failed"], 0, "{v}");
 }

@@ -90,9 +90,8 @@ pub fn spawn(hub: &Path, pass: &str, args: &[&str]) -> std::process::Child {
         .expect("spawn")
 }
 
-/// Waits (up to 120 s) until `ready` holds, then kills `child` with SIGKILL; fails the test if
-/// the child ends first.
-pub fn kill_when(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bool) {
+/// Waits (up to 120 s) until `ready` holds; fails the test if `child` ends first.
+fn wait_until(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bool) {
     let started = std::time::Instant::now();
     while !ready() {
         assert!(
@@ -104,6 +103,12 @@ pub fn kill_when(child: &mut std::process::Child, what: &str, ready: impl Fn() -
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+/// Waits (up to 120 s) until `ready` holds, then kills `child` with SIGKILL; fails the test if
+/// the child ends first.
+pub fn kill_when(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bool) {
+    wait_until(child, what, ready);
     child.kill().expect("kill -9");
     child.wait().expect("wait");
 }
@@ -162,17 +167,7 @@ pub fn interrupt_when(
     what: &str,
     ready: impl Fn() -> bool,
 ) -> Option<i32> {
-    let started = std::time::Instant::now();
-    while !ready() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
-            "never {what}"
-        );
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!("ended ({s}) before {what}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_until(child, what, ready);
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
