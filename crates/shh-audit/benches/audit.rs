@@ -98,7 +98,9 @@ fn main() {
         println!("verify stored log (decrypt+hash+signatures): {stored:>10.0} events/s");
 
         let out = dir.path().join("export");
-        log.export(&out).await.expect("export");
+        log.export(&shh_sink::DirSink::new(dir.path()), "export")
+            .await
+            .expect("export");
         let t = Instant::now();
         let report = verify_export(&out, &[log.public_key()], Vec::new()).expect("verify export");
         let exported = report.events as f64 / t.elapsed().as_secs_f64();

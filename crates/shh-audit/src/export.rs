@@ -6,13 +6,14 @@
 //!   key obtained out of band (`shh audit pubkey`), never with the one shipped beside the data;
 //! - `README.md`: what the files are and how to check them.
 //!
-//! The directory is written under a temporary name and renamed, so it is complete or absent.
+//! The caller chooses the sink (a local directory, memory); the copy is complete or absent.
 
 use crate::log::{AuditError, AuditLog, ExportSummary, Result, lines};
 use crate::sth::{PublicKey, SignedTreeHead};
 use crate::verify::{Verifier, VerifyReport};
 use futures::StreamExt;
-use std::io::{BufRead, BufReader, Write};
+use shh_sink::Sink;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 /// Events file in an export.
@@ -29,58 +30,30 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
     }
 }
 
-pub(crate) async fn write(log: &AuditLog, out: &Path) -> Result<ExportSummary> {
-    if out.exists() {
-        return Err(AuditError::Export(format!(
-            "{} already exists; choose a new directory",
-            out.display()
-        )));
-    }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .ok_or_else(|| AuditError::Export(format!("{} is not a directory name", out.display())))?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = parent.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4()));
-    let res = write_into(log, &tmp).await;
-    let res = match res {
-        Ok(s) => std::fs::rename(&tmp, out).map_err(io(out)).map(|_| s),
-        Err(e) => Err(e),
-    };
-    if res.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    res.map(|mut s| {
-        s.out = out.display().to_string();
-        s
-    })
-}
-
-async fn write_into(log: &AuditLog, dir: &Path) -> Result<ExportSummary> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+pub(crate) async fn write(log: &AuditLog, sink: &dyn Sink, name: &str) -> Result<ExportSummary> {
+    // Dropped on any error: the sink discards the half-written copy.
+    let staged = sink.stage(name).await?;
     let (signed, mut segs) = log.signed_segments().await?;
-    let ev_path = dir.join(EVENTS_FILE);
-    let mut ev = std::io::BufWriter::new(std::fs::File::create(&ev_path).map_err(io(&ev_path))?);
+    let mut ev = staged.create(EVENTS_FILE).await?;
     let mut events = 0u64;
+    let mut buf = Vec::with_capacity(1 << 20);
     while let Some((first, _, body)) = segs.next().await {
         if first >= signed {
             break;
         }
         let body = body?;
         for line in lines(&body) {
-            ev.write_all(line).map_err(io(&ev_path))?;
-            ev.write_all(b"\n").map_err(io(&ev_path))?;
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
             events += 1;
         }
+        if buf.len() >= 1 << 20 {
+            ev.write(&buf).await?;
+            buf.clear();
+        }
     }
-    ev.into_inner()
-        .map_err(|e| io(&ev_path)(e.into_error()))?
-        .sync_all()
-        .map_err(io(&ev_path))?;
+    ev.write(&buf).await?;
+    ev.finish().await?;
     let heads: Vec<SignedTreeHead> = log
         .heads()
         .await?
@@ -92,15 +65,17 @@ async fn write_into(log: &AuditLog, dir: &Path) -> Result<ExportSummary> {
         text.extend_from_slice(&h.canonical_bytes());
         text.push(b'\n');
     }
-    let hp = dir.join(HEADS_FILE);
-    std::fs::write(&hp, text).map_err(io(&hp))?;
+    staged.put(HEADS_FILE, text.into()).await?;
     let key = log.public_key();
-    let kp = dir.join(PUBKEY_FILE);
-    std::fs::write(&kp, key.to_pem()).map_err(io(&kp))?;
-    let rp = dir.join("README.md");
-    std::fs::write(&rp, readme(log.hub(), events, heads.len(), &key)).map_err(io(&rp))?;
+    staged.put(PUBKEY_FILE, key.to_pem().into()).await?;
+    staged
+        .put(
+            "README.md",
+            readme(log.hub(), events, heads.len(), &key).into(),
+        )
+        .await?;
     Ok(ExportSummary {
-        out: String::new(),
+        out: staged.commit().await?,
         events,
         heads: heads.len() as u64,
         key: key.fingerprint(),

@@ -75,7 +75,7 @@ pub enum AuditError {
     /// No signed head of that size.
     #[error("no signed head for size {0}")]
     NoSuchHead(u64),
-    /// Local files (exports).
+    /// Local files (an export being verified).
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -83,9 +83,9 @@ pub enum AuditError {
         /// The error.
         source: std::io::Error,
     },
-    /// An export directory is not usable.
-    #[error("{0}")]
-    Export(String),
+    /// The caller's sink (an export) refused or failed.
+    #[error(transparent)]
+    Sink(#[from] shh_sink::SinkError),
 }
 
 /// Result alias.
@@ -131,8 +131,9 @@ struct State {
     signed: u64,
 }
 
-/// Selects events for `shh audit log`.
-#[derive(Debug, Clone, Default)]
+/// Selects events for `shh audit log` (and the body of the server's query).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EventFilter {
     /// At or after.
     pub since: Option<DateTime<Utc>>,
@@ -182,7 +183,7 @@ pub struct InclusionProof {
 /// What an export wrote.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExportSummary {
-    /// Directory.
+    /// Where the copy is (for a local directory, its path).
     pub out: String,
     /// Events.
     pub events: u64,
@@ -689,10 +690,11 @@ impl AuditLog {
         })
     }
 
-    /// Writes the events, the signed heads and the public key as plaintext files in `out`
-    /// (created; must not exist), for an auditor who has neither the hub nor its keys.
-    pub async fn export(&self, out: &std::path::Path) -> Result<ExportSummary> {
-        crate::export::write(self, out).await
+    /// Writes the events, the signed heads and the public key as plaintext files, the result
+    /// `name` of `sink` (which must not hold one of that name), for an auditor who has
+    /// neither the hub nor its keys.
+    pub async fn export(&self, sink: &dyn shh_sink::Sink, name: &str) -> Result<ExportSummary> {
+        crate::export::write(self, sink, name).await
     }
 
     /// The size of the latest signed head (signing the tail first if needed) and the raw

@@ -258,7 +258,11 @@ async fn exported(n: u64) -> (tempfile::TempDir, std::path::PathBuf, AuditLog) {
     append_n(&log, 0, n).await;
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("export");
-    let s = log.export(&out).await.expect("export");
+    let s = log
+        .export(&shh_sink::DirSink::new(dir.path()), "export")
+        .await
+        .expect("export");
+    assert_eq!(s.out, out.display().to_string());
     assert_eq!((s.events, s.heads), (n, n));
     (dir, out, log)
 }
@@ -360,7 +364,10 @@ async fn a_rewritten_history_contradicts_a_head_the_auditor_kept() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     let fout = dir.path().join("forged");
-    forged.export(&fout).await.expect("export");
+    forged
+        .export(&shh_sink::DirSink::new(dir.path()), "forged")
+        .await
+        .expect("export");
     assert!(check(&fout, &forged).ok, "self-consistent on its own");
     let r = verify_export(&fout, &[forged.public_key()], vec![kept.clone()]).expect("v");
     assert!(!r.ok, "{r:?}");

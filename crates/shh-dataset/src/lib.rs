@@ -19,8 +19,8 @@ mod writer;
 
 pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest, SHORT_ID, data_path, manifest_path};
 pub use ops::{
-    ExportReport, FileCheck, StagedExport, VerifyReport, export_version, load_manifest,
-    read_columns, stage_export, verify_version,
+    EXPORT_MANIFEST, ExportReport, FileCheck, StagedExport, VerifyReport, export_version,
+    load_manifest, read_columns, stage_export, verify_version,
 };
 pub use shh_audit::canonical::to_canonical_vec;
 pub use writer::{CommittedVersion, SealedVersion, VersionWriter, WriteOptions};
@@ -75,14 +75,9 @@ pub enum DatasetError {
         /// What differs.
         what: String,
     },
-    /// Local I/O (export).
-    #[error("{path}: {source}")]
-    Io {
-        /// Local path.
-        path: String,
-        /// The error.
-        source: std::io::Error,
-    },
+    /// The caller's sink (an export) refused or failed.
+    #[error(transparent)]
+    Sink(#[from] shh_sink::SinkError),
 }
 
 /// Checks a dataset name. It becomes part of every object path, which the storage provider

@@ -7,9 +7,8 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::Serialize;
 use shh_catalog::{Catalog, VersionRecord};
-use std::path::PathBuf;
+use shh_sink::{Sink, Staged};
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 
 /// Reads and authenticates a version's manifest (its hash must be the version id).
 pub async fn load_manifest(
@@ -114,147 +113,124 @@ pub async fn verify_version(
 /// What an export wrote.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExportReport {
-    /// Directory holding the export.
-    pub dir: PathBuf,
+    /// The result's name in the sink: `<dataset>@<id12>`.
+    pub name: String,
+    /// Where it is (for a local directory, its path).
+    pub location: String,
     /// Version id.
     pub version: String,
-    /// Parquet files written.
-    pub files: Vec<PathBuf>,
+    /// Parquet files written, relative to the result.
+    pub files: Vec<String>,
     /// Rows.
     pub rows: u64,
     /// Plaintext bytes written.
     pub bytes: u64,
 }
 
-/// Writes a version as plain Parquet files plus its manifest, into `out/<dataset>@<id12>/`.
+/// The file an export's human-readable manifest is in.
+pub const EXPORT_MANIFEST: &str = "manifest.json";
+
+/// Writes a version as plain Parquet files plus its manifest, as the result
+/// `<dataset>@<id12>` of `sink`.
 ///
 /// `manifest.json` is for people; `manifest.canonical.json` holds the exact bytes whose BLAKE3
 /// is the version id, so a recipient can check the export against a cited version without shh.
-/// Each file's plaintext hash is checked while it is written. The export is assembled in a
-/// hidden directory and renamed into place: an interrupted export leaves nothing half-written.
+/// Each file's plaintext hash is checked while it is written. The sink shows the result only
+/// once it is complete: an interrupted export leaves nothing half-written.
 pub async fn export_version(
     store: &HubStore,
     catalog: &dyn Catalog,
     dataset: &str,
     version: Option<&str>,
-    out: &std::path::Path,
+    sink: &dyn Sink,
 ) -> Result<ExportReport, DatasetError> {
-    stage_export(store, catalog, dataset, version, out)
+    stage_export(store, catalog, dataset, version, sink)
         .await?
         .publish()
         .await
 }
 
-/// An export assembled in its hidden directory, not yet visible under its name. The hub
-/// records the audit event before [`StagedExport::publish`]: nothing leaves unrecorded.
+/// An export staged in its sink, not yet visible under its name. The hub records the audit
+/// event before [`StagedExport::publish`]: nothing leaves unrecorded. Dropping it discards it.
 #[derive(Debug)]
 pub struct StagedExport {
-    tmp: PathBuf,
+    staged: Box<dyn Staged>,
     report: ExportReport,
 }
 
 impl StagedExport {
-    /// What the export holds (paths as they will be once published).
+    /// What the export holds.
     pub fn report(&self) -> &ExportReport {
         &self.report
     }
 
-    /// Renames the export into place.
+    /// Makes the export visible under its name.
     pub async fn publish(self) -> Result<ExportReport, DatasetError> {
-        tokio::fs::rename(&self.tmp, &self.report.dir)
-            .await
-            .map_err(|source| DatasetError::Io {
-                path: self.report.dir.display().to_string(),
-                source,
-            })?;
-        Ok(self.report)
+        let mut report = self.report;
+        report.location = self.staged.commit().await?;
+        Ok(report)
     }
 
     /// Removes the staged files.
     pub async fn discard(self) {
-        let _ = tokio::fs::remove_dir_all(&self.tmp).await;
+        self.staged.abort().await;
     }
 }
 
-/// Builds an export in a hidden directory next to its final place; see [`export_version`].
+/// Builds an export staged in `sink`; see [`export_version`].
 pub async fn stage_export(
     store: &HubStore,
     catalog: &dyn Catalog,
     dataset: &str,
     version: Option<&str>,
-    out: &std::path::Path,
+    sink: &dyn Sink,
 ) -> Result<StagedExport, DatasetError> {
     let record = catalog.version(dataset, version).await?;
     let manifest = load_manifest(store, &record).await?;
     let name = format!("{dataset}@{}", &record.id[..SHORT_ID]);
-    let dir = out.join(&name);
-    let io = |p: &std::path::Path| {
-        let p = p.display().to_string();
-        move |source| DatasetError::Io { path: p, source }
-    };
-    if dir.exists() {
-        return Err(DatasetError::Io {
-            path: dir.display().to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "export directory already exists",
-            ),
-        });
-    }
-    let tmp = out.join(format!(".{name}.partial-{}", std::process::id()));
-    tokio::fs::create_dir_all(tmp.join("data"))
-        .await
-        .map_err(io(&tmp))?;
-    let result = async {
-        let mut files = Vec::new();
-        let mut bytes = 0;
-        for (i, f) in manifest.files.iter().enumerate() {
-            let rel = PathBuf::from("data").join(format!("part-{i:05}.parquet"));
-            let local = tmp.join(&rel);
-            let mut file = tokio::fs::File::create(&local).await.map_err(io(&local))?;
-            let mut hasher = blake3::Hasher::new();
-            let mut stream = store.get(&Path::from(f.path.as_str())).await?.into_stream();
-            while let Some(chunk) = stream.try_next().await? {
-                hasher.update(&chunk);
-                file.write_all(&chunk).await.map_err(io(&local))?;
-                bytes += chunk.len() as u64;
-            }
-            file.sync_all().await.map_err(io(&local))?;
-            if hasher.finalize().to_hex().as_str() != f.plain_blake3 {
-                return Err(DatasetError::FileMismatch {
-                    path: f.path.clone(),
-                    what: "plaintext BLAKE3 differs from the manifest".into(),
-                });
-            }
-            files.push(dir.join(rel));
+    // Dropped on any error below: the sink discards what was written.
+    let staged = sink.stage(&name).await?;
+    let mut files = Vec::new();
+    let mut bytes = 0;
+    for (i, f) in manifest.files.iter().enumerate() {
+        let rel = format!("data/part-{i:05}.parquet");
+        let mut file = staged.create(&rel).await?;
+        let mut hasher = blake3::Hasher::new();
+        let mut stream = store.get(&Path::from(f.path.as_str())).await?.into_stream();
+        while let Some(chunk) = stream.try_next().await? {
+            hasher.update(&chunk);
+            file.write(&chunk).await?;
+            bytes += chunk.len() as u64;
         }
-        let pretty = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| DatasetError::Manifest(e.to_string()))?;
-        let mp = tmp.join("manifest.json");
-        tokio::fs::write(&mp, pretty).await.map_err(io(&mp))?;
-        let cp = tmp.join("manifest.canonical.json");
-        tokio::fs::write(&cp, manifest.canonical_bytes()?)
-            .await
-            .map_err(io(&cp))?;
-        Ok::<_, DatasetError>((files, bytes))
-    }
-    .await;
-    match result {
-        Ok((files, bytes)) => Ok(StagedExport {
-            tmp,
-            report: ExportReport {
-                dir,
-                version: record.id,
-                files,
-                rows: manifest.rows,
-                bytes,
-            },
-        }),
-        Err(e) => {
-            let _ = tokio::fs::remove_dir_all(&tmp).await;
-            Err(e)
+        if hasher.finalize().to_hex().as_str() != f.plain_blake3 {
+            return Err(DatasetError::FileMismatch {
+                path: f.path.clone(),
+                what: "plaintext BLAKE3 differs from the manifest".into(),
+            });
         }
+        file.finish().await?;
+        files.push(rel);
     }
+    let pretty =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| DatasetError::Manifest(e.to_string()))?;
+    staged.put(EXPORT_MANIFEST, pretty.into()).await?;
+    staged
+        .put(
+            "manifest.canonical.json",
+            manifest.canonical_bytes()?.into(),
+        )
+        .await?;
+    Ok(StagedExport {
+        report: ExportReport {
+            name,
+            location: staged.location(),
+            version: record.id,
+            files,
+            rows: manifest.rows,
+            bytes,
+        },
+        staged,
+    })
 }
 
 /// Streams the named columns of every file of a version (integrity is checked by the

@@ -98,14 +98,15 @@ async fn versions_chain_verify_and_export_as_plain_parquet() {
         assert!(!b.windows(6).any(|w| w == b"MARKER"), "{p} holds plaintext");
     }
 
-    let out = tempfile::tempdir().expect("out");
-    let e = shh_dataset::export_version(&s.store, s.catalog.as_ref(), "claims", None, out.path())
+    let out = shh_sink::MemorySink::new();
+    let e = shh_dataset::export_version(&s.store, s.catalog.as_ref(), "claims", None, &out)
         .await
         .expect("export");
     assert_eq!((e.version.as_str(), e.rows), (v2.id.as_str(), 1_200));
+    let files = out.result(&e.name).expect("committed");
     let mut rows = 0;
     for f in &e.files {
-        let file = std::fs::File::open(f).expect("open");
+        let file = files.get(f).expect("listed file is in the result").clone();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .expect("plain parquet")
             .build()
@@ -117,7 +118,7 @@ async fn versions_chain_verify_and_export_as_plain_parquet() {
     assert_eq!(rows, 1_200);
     // Exporting the same version again refuses to overwrite it.
     assert!(
-        shh_dataset::export_version(&s.store, s.catalog.as_ref(), "claims", None, out.path())
+        shh_dataset::export_version(&s.store, s.catalog.as_ref(), "claims", None, &out)
             .await
             .is_err()
     );

@@ -4,7 +4,9 @@
 
 use crate::core::{Call, Core};
 use crate::{Hub, Result, Session, Task};
+use serde::{Deserialize, Serialize};
 use shh_audit::{Actor, AuditLog, Draft, Signer};
+use shh_sink::Sink;
 
 pub use shh_audit::{
     Event, EventFilter, ExportSummary, InclusionProof, PublicKey, SignedTreeHead, VerifyReport,
@@ -12,6 +14,32 @@ pub use shh_audit::{
 use shh_keys::KeyPurpose;
 
 pub use shh_audit::{Outcome, merkle};
+
+/// A verification of the stored log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditVerifyRequest {
+    /// Signed heads the auditor kept: the log must still agree with each.
+    pub known_heads: Vec<SignedTreeHead>,
+}
+
+/// The auditor's copy of the log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditExportRequest {
+    /// The copy's name in the caller's sink (a directory name for a local one).
+    pub name: String,
+}
+
+/// An inclusion proof.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditProofRequest {
+    /// The event.
+    pub seq: u64,
+    /// The tree the proof is for (default: the latest signed head's).
+    pub size: Option<u64>,
+}
 
 /// Verifies an exported copy of the log in `dir` against the hub's public keys (and heads the
 /// auditor kept), without the hub: what an auditor runs.
@@ -108,17 +136,19 @@ impl Call<'_> {
 
     /// Exports the log for an auditor; the export itself is recorded (after it, so the copy
     /// ends at a signed head).
-    async fn audit_export(&self, out: &std::path::Path) -> Result<ExportSummary> {
-        crate::guard::check_path("the export directory's path", out)?;
-        let failed = Draft::new("audit.export").object(out.display().to_string());
+    async fn audit_export(&self, name: &str, sink: &dyn Sink) -> Result<ExportSummary> {
+        crate::guard::check("the export's name", name)?;
+        let where_ = format!("{}/{name}", sink.location());
+        crate::guard::check("the export's location", &where_)?;
+        let failed = Draft::new("audit.export").object(where_.clone());
         let s = self
             .audited(failed, async {
-                Ok(self.audit_log().await?.export(out).await?)
+                Ok(self.audit_log().await?.export(sink, name).await?)
             })
             .await?;
         self.record(
             Draft::new("audit.export")
-                .object(out.display().to_string())
+                .object(s.out.clone())
                 .detail("events", s.events)
                 .detail("heads", s.heads),
         )
@@ -151,31 +181,38 @@ impl Hub {
     pub async fn audit_verify(
         &self,
         s: &Session,
-        known: Vec<SignedTreeHead>,
+        req: &AuditVerifyRequest,
     ) -> Result<VerifyReport> {
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent())
-            .audit_verify(known)
+            .audit_verify(req.known_heads.clone())
             .await
     }
 
-    /// Exports the log for an auditor into the directory `out`; the export itself is recorded
-    /// (after it, so the copy ends at a signed head).
-    pub async fn audit_export(&self, s: &Session, out: &std::path::Path) -> Result<ExportSummary> {
+    /// Exports the log for an auditor as the result `req.name` of the caller's `sink`; the
+    /// export itself is recorded (after it, so the copy ends at a signed head).
+    pub async fn audit_export(
+        &self,
+        s: &Session,
+        req: &AuditExportRequest,
+        sink: &dyn Sink,
+    ) -> Result<ExportSummary> {
         let core = self.core.read().await;
-        Call::new(&core, s, &Task::silent()).audit_export(out).await
+        Call::new(&core, s, &Task::silent())
+            .audit_export(&req.name, sink)
+            .await
     }
 
-    /// An inclusion proof for event `seq` (in the tree of `size` events, default the latest).
+    /// An inclusion proof for event `req.seq` (in the tree of `req.size` events, default the
+    /// latest).
     pub async fn audit_proof(
         &self,
         s: &Session,
-        seq: u64,
-        size: Option<u64>,
+        req: &AuditProofRequest,
     ) -> Result<InclusionProof> {
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent())
-            .audit_proof(seq, size)
+            .audit_proof(req.seq, req.size)
             .await
     }
 

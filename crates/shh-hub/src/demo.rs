@@ -275,8 +275,9 @@ pub async fn run(
                 to: Some(target.clone()),
                 deep: true,
                 concurrency: 8,
-                out: report_dir.clone(),
+                report: "migration-report".into(),
             },
+            &shh_sink::DirSink::new(dir),
         )
         .await?;
     let migration = DemoMigration {
@@ -290,7 +291,9 @@ pub async fn run(
     };
 
     step("verifying the audit log: recomputing the Merkle tree, checking every signed head")?;
-    let audit = hub.audit_verify(s, Vec::new()).await?;
+    let audit = hub
+        .audit_verify(s, &crate::audit::AuditVerifyRequest::default())
+        .await?;
     let audit_events = hub
         .audit_events(s, &shh_audit::EventFilter::default())
         .await?

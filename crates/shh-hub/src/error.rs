@@ -221,6 +221,9 @@ pub enum HubError {
     /// half-done and may be run again.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// The caller's sink refused or failed (a result of that name exists, a local disk full).
+    #[error(transparent)]
+    Sink(#[from] shh_sink::SinkError),
 }
 
 /// Result alias.
@@ -257,6 +260,7 @@ impl HubError {
             HubError::Unauthenticated(_) => K::Unauthenticated,
             HubError::Forbidden(_) => K::Forbidden,
             HubError::Cancelled(_) => K::Cancelled,
+            HubError::Sink(e) => sink_kind(e),
         }
     }
 
@@ -292,6 +296,10 @@ impl HubError {
                 Some(self.to_string())
             }
             HubError::NotAHub(_) => Some("no hub there".into()),
+            HubError::Sink(e) => sink_public(e),
+            HubError::Dataset(shh_dataset::DatasetError::Sink(e))
+            | HubError::Audit(shh_audit::AuditError::Sink(e))
+            | HubError::Migrate(shh_migrate::MigrateError::Sink(e)) => sink_public(e),
             _ => None,
         };
         let mut text = own.unwrap_or_else(|| kind.generic().to_owned());
@@ -336,6 +344,25 @@ fn io_kind(e: &std::io::Error) -> ErrorKind {
         Io::InvalidData | Io::InvalidInput | Io::UnexpectedEof => ErrorKind::InvalidInput,
         Io::Interrupted => ErrorKind::Cancelled,
         _ => ErrorKind::Internal,
+    }
+}
+
+fn sink_kind(e: &shh_sink::SinkError) -> ErrorKind {
+    use shh_sink::SinkError as S;
+    match e {
+        S::Exists { .. } => ErrorKind::Conflict,
+        S::BadName { .. } => ErrorKind::InvalidInput,
+        S::Io { source, .. } => io_kind(source),
+    }
+}
+
+/// A sink's error as a remote client may see it: the name it chose, never the local location.
+fn sink_public(e: &shh_sink::SinkError) -> Option<String> {
+    use shh_sink::SinkError as S;
+    match e {
+        S::Exists { name, .. } => Some(format!("a result named {name:?} already exists")),
+        S::BadName { .. } => Some(e.to_string()),
+        S::Io { .. } => None,
     }
 }
 
@@ -402,7 +429,7 @@ fn dataset_kind(e: &shh_dataset::DatasetError) -> ErrorKind {
             ErrorKind::Integrity
         }
         D::Arrow(_) => ErrorKind::Internal,
-        D::Io { source, .. } => io_kind(source),
+        D::Sink(e) => sink_kind(e),
     }
 }
 
@@ -416,6 +443,7 @@ fn migrate_kind(e: &shh_migrate::MigrateError) -> ErrorKind {
         M::Refused(_) => ErrorKind::Conflict,
         M::Failed { .. } => ErrorKind::Unavailable,
         M::Cancelled => ErrorKind::Cancelled,
+        M::Sink(e) => sink_kind(e),
     }
 }
 
@@ -428,7 +456,7 @@ fn audit_kind(e: &shh_audit::AuditError) -> ErrorKind {
         A::Append(_) => ErrorKind::Unavailable,
         A::NoSuchEvent { .. } | A::NoSuchHead(_) => ErrorKind::NotFound,
         A::Io { source, .. } => io_kind(source),
-        A::Export(_) => ErrorKind::InvalidInput,
+        A::Sink(e) => sink_kind(e),
     }
 }
 

@@ -37,6 +37,7 @@ use shh_audit::Draft;
 
 pub use error::{ErrorBody, ErrorKind, HubError, Result};
 pub use session::{Authenticator, LocalAuthenticator, LocalOperator, Session};
+pub use shh_sink::{DirSink, MemorySink, Sink, SinkError};
 pub use shh_task::{Cancelled, ProgressSink, Task, Unit};
 
 pub(crate) use error::io;

@@ -8,8 +8,10 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use shh_audit::Draft;
 use shh_catalog::{DatasetRecord, VersionRecord};
+pub use shh_dataset::EXPORT_MANIFEST;
 use shh_dataset::{ExportReport, FileEntry, SHORT_ID, VerifyReport};
 use shh_keys::KeyInfo;
+use shh_sink::Sink;
 use std::collections::BTreeMap;
 
 /// `NAME` or `NAME@VERSION-PREFIX`.
@@ -42,6 +44,20 @@ impl DatasetRef {
             version,
         })
     }
+}
+
+/// The versions of one dataset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionsRequest {
+    /// Dataset name.
+    pub dataset: String,
+}
+
+/// An export of one version, as plain Parquet and its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRequest {
+    /// The version (default: current).
+    pub dataset: DatasetRef,
 }
 
 /// A version as shown to people and machines.
@@ -138,11 +154,12 @@ impl Call<'_> {
         Ok(report)
     }
 
-    async fn export(&self, r: &DatasetRef, out: &std::path::Path) -> Result<ExportReport> {
-        crate::guard::check_path("the export directory's path", out)?;
+    async fn export(&self, r: &DatasetRef, sink: &dyn Sink) -> Result<ExportReport> {
+        // The location is recorded: it must not carry an identifier into the log.
+        crate::guard::check("the export's location", &sink.location())?;
         let failed = Draft::new("dataset.export")
             .dataset(r.shown())
-            .object(out.display().to_string());
+            .object(sink.location());
         let staged = self
             .audited(failed.clone(), async {
                 Ok(shh_dataset::stage_export(
@@ -150,7 +167,7 @@ impl Call<'_> {
                     self.catalog.as_ref(),
                     &r.name,
                     r.version.as_deref(),
-                    out,
+                    sink,
                 )
                 .await?)
             })
@@ -164,7 +181,7 @@ impl Call<'_> {
         let rep = staged.report();
         let event = Draft::new("dataset.export")
             .dataset(short_ref(&r.name, &rep.version))
-            .object(rep.dir.display().to_string())
+            .object(rep.location.clone())
             .detail("rows_out", rep.rows)
             .detail("bytes_out", rep.bytes)
             .detail("files", rep.files.len() as u64);
@@ -196,9 +213,19 @@ impl Hub {
         Ok(self.core.read().await.catalog.datasets().await?)
     }
 
-    /// The versions of dataset `name`, oldest first.
-    pub async fn versions(&self, _s: &Session, name: &str) -> Result<Vec<VersionRecord>> {
-        Ok(self.core.read().await.catalog.versions(name).await?)
+    /// The versions of a dataset, oldest first.
+    pub async fn versions(
+        &self,
+        _s: &Session,
+        req: &VersionsRequest,
+    ) -> Result<Vec<VersionRecord>> {
+        Ok(self
+            .core
+            .read()
+            .await
+            .catalog
+            .versions(&req.dataset)
+            .await?)
     }
 
     /// Shows one version (its manifest is authenticated on the way).
@@ -214,18 +241,18 @@ impl Hub {
         Call::new(&core, s, task).verify(r).await
     }
 
-    /// Exports one version to the directory `out`. The event (rows and bytes out, the version
-    /// exported) is durable before the files appear under their name; a failed export is
-    /// recorded too.
+    /// Exports one version as the result `<dataset>@<id12>` of the caller's `sink`. The event
+    /// (rows and bytes out, the version exported) is durable before the result appears under
+    /// its name; a failed export is recorded too.
     pub async fn export(
         &self,
         s: &Session,
         task: &Task,
-        r: &DatasetRef,
-        out: &std::path::Path,
+        req: &ExportRequest,
+        sink: &dyn Sink,
     ) -> Result<ExportReport> {
         let core = self.core.read().await;
-        Call::new(&core, s, task).export(r, out).await
+        Call::new(&core, s, task).export(&req.dataset, sink).await
     }
 
     /// Every object in the backend, as the cloud provider sees it: path and stored size.

@@ -90,19 +90,33 @@ async fn a_cancelled_migration_keeps_its_journal_and_the_rerun_completes() {
         r.journal_done_before >= 1,
         "resumed from the journal: {r:?}"
     );
+    let sink = shh_hub::MemorySink::new();
+    let verify = VerifyRequest {
+        to: Some(to.clone()),
+        deep: true,
+        concurrency: 4,
+        report: "report".into(),
+    };
+    // A verification cancelled before its report is signed leaves no report behind.
+    let e = f
+        .hub
+        .migrate_verify(s, &cancelling(), &verify, &sink)
+        .await
+        .expect_err("cancelled");
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+    assert!(sink.names().is_empty(), "{:?}", sink.names());
     let v = f
         .hub
-        .migrate_verify(
-            s,
-            &Task::silent(),
-            &VerifyRequest {
-                to: Some(to.clone()),
-                deep: true,
-                concurrency: 4,
-                out: f.tmp.path().join("report"),
-            },
-        )
+        .migrate_verify(s, &Task::silent(), &verify, &sink)
         .await
         .expect("verify");
     assert_eq!(v.summary.failed, 0, "{v:?}");
+    let report = sink
+        .result("report")
+        .expect("the report is in the caller's sink");
+    let names: Vec<&str> = report.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["objects.jsonl", "report.html", "report.json", "report.md"]
+    );
 }

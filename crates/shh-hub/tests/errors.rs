@@ -112,9 +112,10 @@ async fn each_failure_has_its_kind_and_a_public_message_without_local_paths() {
             &Task::silent(),
             &shh_hub::migrate::CutoverRequest {
                 to: store,
-                report_dir: f.tmp.path().join("rep"),
+                report: "rep".into(),
                 ..Default::default()
             },
+            &shh_hub::DirSink::new(f.tmp.path()),
         )
         .await
         .expect_err("same store");

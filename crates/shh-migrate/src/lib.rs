@@ -96,6 +96,9 @@ pub enum MigrateError {
     /// The caller cancelled the run; the journal holds every object finished before.
     #[error("cancelled; the journal holds every object finished before, and a re-run resumes")]
     Cancelled,
+    /// The caller's sink (an acceptance report) refused or failed.
+    #[error(transparent)]
+    Sink(#[from] shh_sink::SinkError),
 }
 
 /// Result alias.

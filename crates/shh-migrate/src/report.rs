@@ -1,6 +1,6 @@
 //! The acceptance report: what a regulator keeps after a migration.
 //!
-//! A report directory holds:
+//! A report (a directory, or whatever result the caller's sink holds) has:
 //! - `objects.jsonl`: one JSON line per checked object (path, what it belongs to, the expected
 //!   and the found size and BLAKE3, ok or the error);
 //! - `report.json`: the summary, the RFC 6962 Merkle root over the lines of `objects.jsonl`
@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use shh_audit::canonical::to_canonical_vec;
 use shh_audit::merkle::{Frontier, leaf_hash};
 use shh_audit::{PublicKey, Signer};
+use shh_sink::{SinkFile, Staged};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// Report format marker (also the signature's domain).
@@ -130,26 +131,30 @@ fn signed_bytes_of(text: &[u8]) -> Result<Vec<u8>> {
     Ok(to_canonical_vec(&v))
 }
 
-/// Writes a report directory object by object (constant memory).
+/// Writes a report, object by object (constant memory), as a result staged in the caller's
+/// sink: it appears, signed and complete, when [`ReportWriter::finish`] commits it.
 #[derive(Debug)]
 pub struct ReportWriter {
-    dir: PathBuf,
-    out: BufWriter<File>,
+    staged: Box<dyn Staged>,
+    out: Box<dyn SinkFile>,
+    buf: Vec<u8>,
     tree: Frontier,
     summary: ReportSummary,
     first_failure: Option<String>,
     failures: Vec<ObjectCheck>,
 }
 
+/// Lines are handed to the sink in pieces of this size.
+const FLUSH_AT: usize = 1 << 20;
+
 impl ReportWriter {
-    /// Creates `dir` (if needed) and starts `objects.jsonl`.
-    pub fn create(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let p = dir.join(OBJECTS_FILE);
-        let f = File::create(&p).map_err(io_err(&p))?;
+    /// Starts `objects.jsonl` in `staged`.
+    pub async fn create(staged: Box<dyn Staged>) -> Result<Self> {
+        let out = staged.create(OBJECTS_FILE).await?;
         Ok(Self {
-            dir: dir.to_owned(),
-            out: BufWriter::new(f),
+            staged,
+            out,
+            buf: Vec::with_capacity(FLUSH_AT),
             tree: Frontier::new(),
             summary: ReportSummary::default(),
             first_failure: None,
@@ -158,15 +163,18 @@ impl ReportWriter {
     }
 
     /// Appends one object's line.
-    pub fn push(&mut self, check: &ObjectCheck) -> Result<()> {
-        let p = self.dir.join(OBJECTS_FILE);
+    pub async fn push(&mut self, check: &ObjectCheck) -> Result<()> {
         let line = serde_json::to_vec(check).map_err(|e| MigrateError::Format {
-            path: p.clone(),
+            path: PathBuf::from(OBJECTS_FILE),
             reason: e.to_string(),
         })?;
         self.tree.push(leaf_hash(&line));
-        self.out.write_all(&line).map_err(io_err(&p))?;
-        self.out.write_all(b"\n").map_err(io_err(&p))?;
+        self.buf.extend_from_slice(&line);
+        self.buf.push(b'\n');
+        if self.buf.len() >= FLUSH_AT {
+            self.out.write(&self.buf).await?;
+            self.buf.clear();
+        }
         self.summary.objects += 1;
         self.summary.bytes += check.size.unwrap_or(0);
         if check.ok {
@@ -192,9 +200,10 @@ impl ReportWriter {
         self.summary.failed
     }
 
-    /// Signs and writes `report.json`, `report.md` and `report.html`.
+    /// Signs `report.json`, writes it with `report.md` and `report.html`, and commits the
+    /// report. Returns it and where it is.
     #[allow(clippy::too_many_arguments)]
-    pub fn finish(
+    pub async fn finish(
         mut self,
         hub: &str,
         target: &str,
@@ -203,10 +212,9 @@ impl ReportWriter {
         versions: u64,
         capabilities: Option<Capabilities>,
         signer: &Signer,
-    ) -> Result<AcceptanceReport> {
-        let p = self.dir.join(OBJECTS_FILE);
-        self.out.flush().map_err(io_err(&p))?;
-        self.out.get_ref().sync_all().map_err(io_err(&p))?;
+    ) -> Result<(AcceptanceReport, String)> {
+        self.out.write(&self.buf).await?;
+        self.out.finish().await?;
         self.summary.datasets = datasets;
         self.summary.versions = versions;
         let mut report = AcceptanceReport {
@@ -224,16 +232,17 @@ impl ReportWriter {
             signature: String::new(),
         };
         report.signature = signer.sign_document(REPORT_FORMAT.as_bytes(), &report.signed_bytes()?);
-        let write = |name: &str, bytes: &[u8]| -> Result<()> {
-            let p = self.dir.join(name);
-            std::fs::write(&p, bytes).map_err(io_err(&p))
-        };
         let json =
             serde_json::to_vec_pretty(&report).map_err(|e| MigrateError::Refused(e.to_string()))?;
-        write("report.json", &json)?;
-        write("report.md", markdown(&report, &self.failures).as_bytes())?;
-        write("report.html", html(&report, &self.failures).as_bytes())?;
-        Ok(report)
+        self.staged.put("report.json", json.into()).await?;
+        self.staged
+            .put("report.md", markdown(&report, &self.failures).into())
+            .await?;
+        self.staged
+            .put("report.html", html(&report, &self.failures).into())
+            .await?;
+        let location = self.staged.commit().await?;
+        Ok((report, location))
     }
 }
 
@@ -472,45 +481,54 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_report_checks_with_the_public_key_and_any_edit_is_caught() {
-        let dir = tempfile::tempdir().expect("tmp");
+    #[tokio::test]
+    async fn a_report_checks_with_the_public_key_and_any_edit_is_caught() {
+        use shh_sink::Sink as _;
+        let tmp = tempfile::tempdir().expect("tmp");
         let signer = Signer::from_seed(&[3; 32]).expect("key");
-        let mut w = ReportWriter::create(dir.path()).expect("create");
+        let sink = shh_sink::DirSink::new(tmp.path());
+        let mut w = ReportWriter::create(sink.stage("report").await.expect("stage"))
+            .await
+            .expect("create");
         for i in 0..5 {
-            w.push(&check(&format!("o{i}"), i != 3)).expect("push");
+            w.push(&check(&format!("o{i}"), i != 3))
+                .await
+                .expect("push");
         }
-        let r = w
+        let (r, location) = w
             .finish("hub", "s3://b", false, 1, 1, None, &signer)
+            .await
             .expect("finish");
+        let dir = tmp.path().join("report");
+        assert_eq!(location, dir.display().to_string());
         assert_eq!(r.summary.failed, 1);
         assert!(r.first_failure.as_deref().unwrap_or("").starts_with("o3:"));
         let keys = [signer.public()];
-        check_report(dir.path(), &keys).expect("valid report");
+        check_report(dir.as_path(), &keys).expect("valid report");
         assert!(
-            std::fs::read_to_string(dir.path().join("report.md"))
+            std::fs::read_to_string(dir.as_path().join("report.md"))
                 .expect("md")
                 .contains("REJECTED")
         );
 
         // Flip a failure into a success: the Merkle root no longer matches.
-        let op = dir.path().join(OBJECTS_FILE);
+        let op = dir.as_path().join(OBJECTS_FILE);
         let text = std::fs::read_to_string(&op).expect("objects");
         let forged = text.replacen("\"bb\"", "\"aa\"", 1);
         std::fs::write(&op, &forged).expect("forge");
-        assert!(check_report(dir.path(), &keys).is_err());
+        assert!(check_report(dir.as_path(), &keys).is_err());
         std::fs::write(&op, &text).expect("restore");
 
         // Edit the summary: the signature no longer matches.
-        let rp = dir.path().join("report.json");
+        let rp = dir.as_path().join("report.json");
         let json = std::fs::read_to_string(&rp).expect("report");
         std::fs::write(&rp, json.replace("\"failed\": 1", "\"failed\": 0")).expect("edit");
-        let err = check_report(dir.path(), &keys).expect_err("edited summary");
+        let err = check_report(dir.as_path(), &keys).expect_err("edited summary");
         assert!(err.to_string().contains("signature"), "{err}");
 
         // Another key is not trusted.
         std::fs::write(&rp, &json).expect("restore");
         let other = Signer::from_seed(&[4; 32]).expect("key");
-        assert!(check_report(dir.path(), &[other.public()]).is_err());
+        assert!(check_report(dir.as_path(), &[other.public()]).is_err());
     }
 }

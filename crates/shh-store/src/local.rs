@@ -9,7 +9,10 @@
 //! ([`DurableLocal::defer_syncs`]): writes return once renamed into place, and
 //! [`DurableLocal::sync_deferred`] makes every one of them durable at once before the run
 //! reports success: one `syncfs(2)` per file system on Linux, elsewhere each file and then
-//! each distinct directory. Two fsyncs per object become one call per run.
+//! each distinct directory. Two fsyncs per object become one call per run. So that the call
+//! at the end does not wait for the whole run's bytes to reach the disk, writeback starts
+//! early: after every [`EARLY_WRITEBACK`] bytes written, a `syncfs` runs in the background
+//! while the copy goes on, and the last one waits only for what was written since.
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -22,26 +25,101 @@ use object_store::{
 use std::fmt;
 use std::sync::Arc;
 
+/// Bytes written under group durability after which writeback starts in the background.
+pub const EARLY_WRITEBACK: u64 = 32 * 1024 * 1024;
+
 /// A `LocalFileSystem` whose completed writes are on stable storage.
 #[derive(Debug, Clone)]
 pub struct DurableLocal {
     inner: Arc<LocalFileSystem>,
+    group: Arc<Group>,
+}
+
+/// Group durability's state, shared with the uploads in flight.
+#[derive(Debug, Default)]
+struct Group {
     /// With group durability: the files written and not yet synced.
-    deferred: Arc<std::sync::Mutex<Option<Vec<std::path::PathBuf>>>>,
+    files: std::sync::Mutex<Option<Vec<std::path::PathBuf>>>,
+    /// The store's root (its file system is the one synced early).
+    root: Option<std::path::PathBuf>,
+    /// Bytes written since writeback last started.
+    dirty: std::sync::atomic::AtomicU64,
+    /// The early writeback in flight.
+    early: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Group {
+    fn deferring(&self) -> bool {
+        self.files.lock().map(|f| f.is_some()).unwrap_or(false)
+    }
+
+    /// `n` more bytes are on their way to the disk: past [`EARLY_WRITEBACK`], and unless
+    /// one is still running, start a background `syncfs` so the final one has less to wait
+    /// for. Only a head start: durability is still the final sync's.
+    fn wrote(&self, n: u64) {
+        use std::sync::atomic::Ordering;
+        if !cfg!(target_os = "linux") || n == 0 || !self.deferring() {
+            return;
+        }
+        if self.dirty.fetch_add(n, Ordering::Relaxed) + n < EARLY_WRITEBACK {
+            return;
+        }
+        let (Some(root), Ok(mut early)) = (self.root.clone(), self.early.lock()) else {
+            return;
+        };
+        if early.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.dirty.store(0, Ordering::Relaxed);
+        *early = Some(rt.spawn_blocking(move || {
+            let _ = syncfs_of(&root);
+        }));
+    }
+
+    /// Waits for the early writeback in flight, if any.
+    async fn settle_early(&self) {
+        let h = self.early.lock().ok().and_then(|mut e| e.take());
+        if let Some(h) = h {
+            let _ = h.await;
+        }
+    }
+}
+
+/// `syncfs(2)` of the file system holding `dir`.
+#[cfg(target_os = "linux")]
+fn syncfs_of(dir: &std::path::Path) -> std::io::Result<()> {
+    let f = std::fs::File::open(dir)?;
+    rustix::fs::syncfs(&f).map_err(std::io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn syncfs_of(_: &std::path::Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 impl DurableLocal {
     /// Wraps `inner`.
     pub fn new(inner: LocalFileSystem) -> Self {
+        // `LocalFileSystem` shows its root only as the directory of a top-level object.
+        let root = inner
+            .path_to_filesystem(&Path::from("root"))
+            .ok()
+            .and_then(|f| f.parent().map(Into::into));
         Self {
             inner: Arc::new(inner),
-            deferred: Arc::default(),
+            group: Arc::new(Group {
+                root,
+                ..Group::default()
+            }),
         }
     }
 
     /// From now on, writes are made durable by [`Self::sync_deferred`], not one by one.
     pub fn defer_syncs(&self) {
-        if let Ok(mut d) = self.deferred.lock() {
+        if let Ok(mut d) = self.group.files.lock() {
             d.get_or_insert_with(Vec::new);
         }
     }
@@ -49,7 +127,8 @@ impl DurableLocal {
     /// Syncs every file written since [`Self::defer_syncs`] (or the last call), then their
     /// directories; returns how many files. Writes go on being deferred.
     pub async fn sync_deferred(&self) -> object_store::Result<u64> {
-        let files = match self.deferred.lock() {
+        self.group.settle_early().await;
+        let files = match self.group.files.lock() {
             Ok(mut d) => d.as_mut().map(std::mem::take).unwrap_or_default(),
             Err(_) => Vec::new(),
         };
@@ -69,16 +148,16 @@ impl DurableLocal {
 
     /// Makes `location` durable now, or later when syncs are deferred.
     async fn settle(&self, location: &Path) -> object_store::Result<()> {
-        settle(&self.inner, &self.deferred, location).await
+        settle(&self.inner, &self.group, location).await
     }
 }
 
 async fn settle(
     fs: &Arc<LocalFileSystem>,
-    deferred: &std::sync::Mutex<Option<Vec<std::path::PathBuf>>>,
+    group: &Group,
     location: &Path,
 ) -> object_store::Result<()> {
-    if let Ok(mut d) = deferred.lock()
+    if let Ok(mut d) = group.files.lock()
         && let Some(pending) = d.as_mut()
     {
         pending.push(fs.path_to_filesystem(location)?);
@@ -101,15 +180,9 @@ async fn syncfs_each(dirs: &[std::path::PathBuf]) -> bool {
             }
         }
         let one: Vec<std::path::PathBuf> = seen.into_values().collect();
-        tokio::task::spawn_blocking(move || {
-            one.iter().all(|d| {
-                std::fs::File::open(d)
-                    .and_then(|f| rustix::fs::syncfs(&f).map_err(std::io::Error::from))
-                    .is_ok()
-            })
-        })
-        .await
-        .unwrap_or(false)
+        tokio::task::spawn_blocking(move || one.iter().all(|d| syncfs_of(d).is_ok()))
+            .await
+            .unwrap_or(false)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -172,8 +245,10 @@ impl ObjectStore for DurableLocal {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        let n = payload.content_length() as u64;
         let r = self.inner.put_opts(location, payload, opts).await?;
         self.settle(location).await?;
+        self.group.wrote(n);
         Ok(r)
     }
 
@@ -186,7 +261,7 @@ impl ObjectStore for DurableLocal {
         Ok(Box::new(DurableUpload {
             inner,
             fs: self.inner.clone(),
-            deferred: self.deferred.clone(),
+            group: self.group.clone(),
             location: location.clone(),
         }))
     }
@@ -278,19 +353,26 @@ pub fn remove_staged(root: &std::path::Path, name: &str) -> object_store::Result
 struct DurableUpload {
     inner: Box<dyn MultipartUpload>,
     fs: Arc<LocalFileSystem>,
-    deferred: Arc<std::sync::Mutex<Option<Vec<std::path::PathBuf>>>>,
+    group: Arc<Group>,
     location: Path,
 }
 
 #[async_trait]
 impl MultipartUpload for DurableUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        self.inner.put_part(data)
+        let n = data.content_length() as u64;
+        let part = self.inner.put_part(data);
+        let group = self.group.clone();
+        Box::pin(async move {
+            part.await?;
+            group.wrote(n);
+            Ok(())
+        })
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
         let r = self.inner.complete().await?;
-        settle(&self.fs, &self.deferred, &self.location).await?;
+        settle(&self.fs, &self.group, &self.location).await?;
         Ok(r)
     }
 
@@ -357,5 +439,43 @@ mod tests {
                 .expect("b"),
             &b"y"[..]
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn past_the_threshold_writeback_starts_before_the_final_sync() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = DurableLocal::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs"));
+        let piece = vec![7u8; (EARLY_WRITEBACK / 4) as usize];
+        d.put(&Path::from("undeferred"), piece.clone().into())
+            .await
+            .expect("put");
+        d.put(&Path::from("again"), piece.clone().into())
+            .await
+            .expect("put");
+        assert!(
+            d.group.early.lock().expect("lock").is_none(),
+            "synced one by one: nothing to start early"
+        );
+        d.defer_syncs();
+        for i in 0..3 {
+            d.put(&Path::from(format!("d/{i}")), piece.clone().into())
+                .await
+                .expect("put");
+        }
+        assert!(
+            d.group.early.lock().expect("lock").is_none(),
+            "below the threshold"
+        );
+        d.put(&Path::from("d/3"), piece.clone().into())
+            .await
+            .expect("put");
+        assert!(
+            d.group.early.lock().expect("lock").is_some(),
+            "past it: a background writeback runs"
+        );
+        assert_eq!(d.sync_deferred().await.expect("sync"), 4);
+        assert!(d.group.early.lock().expect("lock").is_none(), "waited for");
     }
 }

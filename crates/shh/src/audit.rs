@@ -155,11 +155,16 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
             }
         }
         AuditCmd::Verify { known_head, .. } => {
-            let r = hub.audit_verify(s, read_known(&known_head)?).await?;
+            let req = shh_hub::audit::AuditVerifyRequest {
+                known_heads: read_known(&known_head)?,
+            };
+            let r = hub.audit_verify(s, &req).await?;
             return report(&r, json, "audit log");
         }
         AuditCmd::Export { out } => {
-            let s = hub.audit_export(s, &out).await?;
+            let (sink, name) = shh_hub::DirSink::for_path(&out).map_err(shh_hub::HubError::from)?;
+            let req = shh_hub::audit::AuditExportRequest { name };
+            let s = hub.audit_export(s, &req, &sink).await?;
             if json {
                 crate::print_json(&s)?;
             } else {
@@ -176,7 +181,10 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
                 );
             }
         }
-        AuditCmd::Proof { seq, size } => crate::print_json(&hub.audit_proof(s, seq, size).await?)?,
+        AuditCmd::Proof { seq, size } => {
+            let req = shh_hub::audit::AuditProofRequest { seq, size };
+            crate::print_json(&hub.audit_proof(s, &req).await?)?
+        }
         AuditCmd::Pubkey => {
             let k = hub.audit_public_key().await?;
             if json {

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use shh_hub::ops::{DatasetRef, short_ref};
 use shh_hub::{
-    Authenticator, ErrorKind, Hub, HubError, InitOptions, KdfParams, LocalAuthenticator,
+    Authenticator, DirSink, ErrorKind, Hub, HubError, InitOptions, KdfParams, LocalAuthenticator,
     ResidencyRule, Session, StoreUrl,
 };
 use std::path::{Path, PathBuf};
@@ -331,7 +331,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Datasets(DatasetsCmd::Versions { name }) => {
             let (hub, s) = open(&cli.hub).await?;
-            let vs = hub.versions(&s, &name).await?;
+            let vs = hub
+                .versions(&s, &shh_hub::ops::VersionsRequest { dataset: name })
+                .await?;
             if json {
                 print_json(&vs)?;
             } else {
@@ -410,26 +412,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Datasets(DatasetsCmd::Export { reference, out }) => {
             let (hub, s) = open(&cli.hub).await?;
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let task = task::long(json, Style::Spinner, &format!("exporting {reference}"));
-            let r = hub
-                .export(&s, &task, &DatasetRef::parse(&reference)?, &out)
-                .await;
+            let req = shh_hub::ops::ExportRequest {
+                dataset: DatasetRef::parse(&reference)?,
+            };
+            let r = hub.export(&s, &task, &req, &DirSink::new(&out)).await;
             task.finish();
             let r = r?;
+            // On this machine the result is a directory: show its files by their paths.
+            let dir = PathBuf::from(&r.location);
+            let files: Vec<PathBuf> = r.files.iter().map(|f| dir.join(f)).collect();
             if json {
-                print_json(&r)?;
+                print_json(&serde_json::json!({
+                    "dir": dir,
+                    "version": r.version,
+                    "files": files,
+                    "rows": r.rows,
+                    "bytes": r.bytes,
+                }))?;
             } else {
                 outln!(
                     "exported {} rows ({}) to {}",
                     r.rows,
                     human_bytes(r.bytes),
-                    r.dir.display()
+                    dir.display()
                 );
-                for f in &r.files {
+                for f in &files {
                     outln!("  {}", f.display());
                 }
-                outln!("  {}", r.dir.join("manifest.json").display());
+                outln!("  {}", dir.join(shh_hub::ops::EXPORT_MANIFEST).display());
             }
         }
         Cmd::Store(StoreCmd::Ls) => {

@@ -260,6 +260,12 @@ fn default_report_dir(hub: &Hub) -> PathBuf {
         .join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string())
 }
 
+/// An acceptance report given as a directory path: its parent is the sink, its name the
+/// report's.
+fn report_sink(dir: &Path) -> Result<(shh_hub::DirSink, String)> {
+    Ok(shh_hub::DirSink::for_path(dir).map_err(shh_hub::HubError::from)?)
+}
+
 fn print_plan(h: &PlanHeader, path: &Path) -> Result<()> {
     let s = &h.summary;
     outln!("plan {} ({})", path.display(), &h.plan_hash[..16]);
@@ -560,13 +566,14 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
                 if deep { " (decrypting)" } else { "" }
             );
             let task = task::long(json, Style::Count("objects"), &what);
+            let (sink, report) = report_sink(&dir)?;
             let req = VerifyRequest {
                 to,
                 deep,
                 concurrency: transfers,
-                out: dir.clone(),
+                report,
             };
-            let r = hub.migrate_verify(s, &task, &req).await;
+            let r = hub.migrate_verify(s, &task, &req, &sink).await;
             task.finish();
             let r = r?;
             if json {
@@ -588,15 +595,16 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             t,
         } => {
             let dir = out.unwrap_or_else(|| default_report_dir(&hub));
+            let (sink, report) = report_sink(&dir)?;
             let task = task::long(json, Style::Bytes, "final sync");
             let req = CutoverRequest {
                 to,
                 options: t.options(false),
                 wait: Duration::from_secs(wait),
                 mirror_source: !no_mirror,
-                report_dir: dir.clone(),
+                report,
             };
-            let r = hub.migrate_cutover(s, &task, &req).await;
+            let r = hub.migrate_cutover(s, &task, &req, &sink).await;
             task.finish();
             let r = r?;
             if json {

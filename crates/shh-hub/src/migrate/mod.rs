@@ -20,6 +20,7 @@ use shh_migrate::transfer::execute;
 use shh_migrate::{
     Capabilities, Journal, MigrateError, PlanReader, RunStats, Side, Summary, probe,
 };
+use shh_sink::Sink;
 use shh_store::StoreUrl;
 
 pub use shh_migrate::report::{AcceptanceReport, ReportCheck};
@@ -37,6 +38,21 @@ mod verify;
 
 pub use requests::*;
 pub use verify::check_report;
+
+/// Where an acceptance report goes: the caller's sink and the report's name in it.
+#[derive(Clone, Copy)]
+pub(super) struct Report<'a> {
+    sink: &'a dyn Sink,
+    name: &'a str,
+}
+
+impl Report<'_> {
+    async fn writer(&self) -> Result<ReportWriter> {
+        crate::guard::check("the report's name", self.name)?;
+        let staged = self.sink.stage(self.name).await?;
+        ReportWriter::create(staged).await.map_err(migrate_err)
+    }
+}
 
 fn refused(msg: impl Into<String>) -> HubError {
     HubError::Migrate(MigrateError::Refused(msg.into()))
@@ -95,19 +111,23 @@ impl Hub {
     /// Checks every object every dataset version's manifest references at `req.to` (default:
     /// the primary store) against the ciphertext BLAKE3 in the manifest (with `deep`, decrypts
     /// and checks the plaintext too), and the audit log stored there. Writes the signed
-    /// acceptance report into `req.out`.
+    /// acceptance report as the result `req.report` of the caller's `sink`.
     pub async fn migrate_verify(
         &self,
         s: &Session,
         task: &Task,
         req: &VerifyRequest,
+        sink: &dyn Sink,
     ) -> Result<AcceptanceReport> {
         let core = self.core.read().await;
         Box::pin(Call::new(&core, s, task).migrate_verify(
             req.to.as_deref(),
             req.deep,
             req.concurrency,
-            &req.out,
+            Report {
+                sink,
+                name: &req.report,
+            },
         ))
         .await
     }
@@ -133,12 +153,14 @@ impl Hub {
     /// store, audit event. The source is kept (and, with `mirror_source`, kept current by dual
     /// writes) until [`Hub::migrate_finalize`]; any failure, a cancelled `task` included,
     /// leaves the hub on the source, writable, and so does a process killed before the switch
-    /// (the next open undoes it, [`crate::switch`]).
+    /// (the next open undoes it, [`crate::switch`]). The acceptance report is the result
+    /// `req.report` of the caller's `sink`.
     pub async fn migrate_cutover(
         &self,
         s: &Session,
         task: &Task,
         req: &CutoverRequest,
+        sink: &dyn Sink,
     ) -> Result<SwitchReport> {
         let mut core = self.exclusive(req.wait).await?;
         Box::pin(CallMut::new(&mut core, s, task).migrate_cutover(
@@ -146,7 +168,10 @@ impl Hub {
             req.options.clone(),
             req.wait,
             req.mirror_source,
-            &req.report_dir,
+            Report {
+                sink,
+                name: &req.report,
+            },
         ))
         .await
     }

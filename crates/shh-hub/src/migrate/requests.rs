@@ -115,8 +115,8 @@ pub struct VerifyRequest {
     pub deep: bool,
     /// Objects read at once.
     pub concurrency: usize,
-    /// The directory the signed report is written into.
-    pub out: PathBuf,
+    /// The signed report's name in the caller's sink (a directory name for a local one).
+    pub report: String,
 }
 
 /// A cut-over to another store.
@@ -131,8 +131,8 @@ pub struct CutoverRequest {
     pub wait: std::time::Duration,
     /// Keep the source current by dual writes until finalize.
     pub mirror_source: bool,
-    /// The directory the acceptance report is written into.
-    pub report_dir: PathBuf,
+    /// The acceptance report's name in the caller's sink.
+    pub report: String,
 }
 
 /// A rollback to the cut-over's source.

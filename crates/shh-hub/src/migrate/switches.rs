@@ -62,7 +62,7 @@ impl CallMut<'_> {
         options: Options,
         wait: std::time::Duration,
         mirror_source: bool,
-        report_dir: &Path,
+        report: Report<'_>,
     ) -> Result<SwitchReport> {
         if let Some(m) = &self.config.migration {
             return Err(refused(format!(
@@ -101,7 +101,7 @@ impl CallMut<'_> {
         };
         let result = self
             .call()
-            .cutover_steps(&source, &target, options, report_dir)
+            .cutover_steps(&source, &target, options, report)
             .await;
         let (sync, report) = match result {
             Ok(v) => v,
@@ -151,7 +151,7 @@ impl Call<'_> {
         source: &str,
         target: &str,
         options: Options,
-        report_dir: &Path,
+        report: Report<'_>,
     ) -> Result<(RunReport, AcceptanceReport)> {
         let concurrency = options.transfers;
         let sync = self
@@ -176,7 +176,7 @@ impl Call<'_> {
             )));
         }
         let report = self
-            .verify_inner(Some(target), false, concurrency, report_dir, true)
+            .verify_inner(Some(target), false, concurrency, report, true)
             .await?;
         if let Some(f) = &report.first_failure {
             return Err(refused(format!(

@@ -9,7 +9,7 @@ impl Call<'_> {
         to: Option<&str>,
         deep: bool,
         concurrency: usize,
-        out: &Path,
+        out: Report<'_>,
     ) -> Result<AcceptanceReport> {
         let failed = Draft::new("migrate.verify")
             .object(to.unwrap_or(&self.config.store).to_owned())
@@ -38,14 +38,14 @@ impl Call<'_> {
         to: Option<&str>,
         deep: bool,
         concurrency: usize,
-        out: &Path,
+        out: Report<'_>,
         complete_audit: bool,
     ) -> Result<AcceptanceReport> {
         let to = to.unwrap_or(&self.config.store).to_owned();
         let side = self.open_side(&to, false).await?;
         let raw = side.backend.store.clone();
         let enc = EncryptedStore::new(raw.clone(), self.keystore.storage_keys());
-        let mut w = ReportWriter::create(out).map_err(migrate_err)?;
+        let mut w = out.writer().await?;
         let datasets = self.catalog.datasets().await?;
         let mut versions = 0u64;
         self.task.phase("verifying", None, shh_task::Unit::Objects);
@@ -63,7 +63,8 @@ impl Call<'_> {
                         push(
                             &mut w,
                             manifest_check(&d.name, &v.id, &v.manifest_path, None),
-                        )?;
+                        )
+                        .await?;
                         m
                     }
                     Err(e) => {
@@ -71,7 +72,8 @@ impl Call<'_> {
                         push(
                             &mut w,
                             manifest_check(&d.name, &v.id, &v.manifest_path, Some(error)),
-                        )?;
+                        )
+                        .await?;
                         continue;
                     }
                 };
@@ -81,7 +83,7 @@ impl Call<'_> {
                     .buffered(concurrency.max(1));
                 while let Some(c) = checks.next().await {
                     self.task.advance(1);
-                    push(&mut w, c)?;
+                    push(&mut w, c).await?;
                 }
             }
         }
@@ -125,9 +127,16 @@ impl Call<'_> {
                 ok,
                 error,
             },
-        )?;
+        )
+        .await?;
+        if self.task.is_cancelled() {
+            // Dropping the writer discards the unsigned report.
+            return Err(HubError::Cancelled(
+                "the verification was stopped before its report was signed".into(),
+            ));
+        }
         let failed = w.failed();
-        let report = w
+        let (report, _location) = w
             .finish(
                 &self.config.hub_id,
                 &side.url.to_string(),
@@ -137,14 +146,15 @@ impl Call<'_> {
                 Some(side.caps.clone()),
                 &self.audit_signer()?,
             )
+            .await
             .map_err(migrate_err)?;
         debug_assert_eq!(failed, report.summary.failed);
         Ok(report)
     }
 }
 
-pub(super) fn push(w: &mut ReportWriter, c: ObjectCheck) -> Result<()> {
-    w.push(&c).map_err(migrate_err)
+pub(super) async fn push(w: &mut ReportWriter, c: ObjectCheck) -> Result<()> {
+    w.push(&c).await.map_err(migrate_err)
 }
 
 pub(super) fn manifest_check(
