@@ -6,6 +6,7 @@ mod common;
 
 use common::Fixture;
 use shh_hub::audit::EventFilter;
+use shh_hub::migrate::MirrorRequest;
 use shh_hub::{ErrorKind, ProgressSink, Task};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -146,7 +147,13 @@ async fn a_switch_drains_operations_in_flight_and_holds_new_ones_back() {
     let mirror = format!("file://{}", f.tmp.path().join("mirror").display());
     let e = f
         .hub
-        .migrate_mirror(&s, Some(&mirror), Duration::from_millis(300))
+        .migrate_mirror(
+            &s,
+            &MirrorRequest {
+                to: Some(mirror.clone()),
+                wait: Duration::from_millis(300),
+            },
+        )
         .await
         .expect_err("an ingest is in flight");
     assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
@@ -155,8 +162,14 @@ async fn a_switch_drains_operations_in_flight_and_holds_new_ones_back() {
     // A switch with time to wait waits; an operation started meanwhile waits behind it.
     let (hub, s2, m) = (f.hub.clone(), s.clone(), mirror.clone());
     let switch = tokio::spawn(async move {
-        hub.migrate_mirror(&s2, Some(&m), Duration::from_secs(30))
-            .await
+        hub.migrate_mirror(
+            &s2,
+            &MirrorRequest {
+                to: Some(m.clone()),
+                wait: Duration::from_secs(30),
+            },
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (hub, s3) = (f.hub.clone(), s.clone());

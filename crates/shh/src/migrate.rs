@@ -6,8 +6,9 @@ use crate::{human_bytes, open, print_json};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use shh_hub::migrate::{
-    AcceptanceReport, CompareRequest, CutoverRequest, Options, PlanHeader, PlanRequest,
-    RollbackRequest, RunReport, RunRequest, SwitchReport, VerifyMode, VerifyRequest, check_report,
+    AcceptanceReport, CompareRequest, CutoverRequest, FinalizeRequest, MirrorRequest, Options,
+    PlanHeader, PlanRequest, RollbackRequest, RunReport, RunRequest, SwitchReport, VerifyMode,
+    VerifyRequest, check_report,
 };
 use shh_hub::{Hub, Session};
 use std::path::{Path, PathBuf};
@@ -632,7 +633,14 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         MigrateCmd::Finalize { wait } => {
-            let m = hub.migrate_finalize(s, Duration::from_secs(wait)).await?;
+            let m = hub
+                .migrate_finalize(
+                    s,
+                    &FinalizeRequest {
+                        wait: Duration::from_secs(wait),
+                    },
+                )
+                .await?;
             if json {
                 print_json(&m)?;
             } else {
@@ -651,8 +659,14 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             if off && to.is_some() {
                 bail!("--to and --off exclude each other");
             }
-            hub.migrate_mirror(s, to.as_deref(), Duration::from_secs(wait))
-                .await?;
+            hub.migrate_mirror(
+                s,
+                &MirrorRequest {
+                    to: to.clone(),
+                    wait: Duration::from_secs(wait),
+                },
+            )
+            .await?;
             match &hub.config().await.mirror {
                 Some(m) => outln!("every new write now also goes to {m}"),
                 None => outln!("mirroring stopped"),

@@ -136,16 +136,11 @@ impl Hub {
     /// holders of the hub would go on writing to the primary only, and the mirror would
     /// silently miss their objects, so it waits for them. The event is recorded before the
     /// change is made.
-    pub async fn migrate_mirror(
-        &self,
-        s: &Session,
-        to: Option<&str>,
-        wait: std::time::Duration,
-    ) -> Result<()> {
+    pub async fn migrate_mirror(&self, s: &Session, req: &MirrorRequest) -> Result<()> {
         let task = Task::silent();
-        let mut core = self.exclusive(wait).await?;
+        let mut core = self.exclusive(req.wait).await?;
         CallMut::new(&mut core, s, &task)
-            .migrate_mirror(to, wait)
+            .migrate_mirror(req.to.as_deref(), req.wait)
             .await
     }
 
@@ -196,12 +191,12 @@ impl Hub {
     pub async fn migrate_finalize(
         &self,
         s: &Session,
-        wait: std::time::Duration,
+        req: &FinalizeRequest,
     ) -> Result<MigrationState> {
         let task = Task::silent();
-        let mut core = self.exclusive(wait).await?;
+        let mut core = self.exclusive(req.wait).await?;
         CallMut::new(&mut core, s, &task)
-            .migrate_finalize(wait)
+            .migrate_finalize(req.wait)
             .await
     }
 

@@ -156,3 +156,21 @@ pub struct CompareRequest {
     /// Objects read at once.
     pub concurrency: usize,
 }
+
+/// Dual writes to another store, or (with `to: None`) their end.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MirrorRequest {
+    /// The mirror; `None` stops mirroring.
+    pub to: Option<String>,
+    /// How long to wait for other operations and processes to let go of the hub.
+    pub wait: std::time::Duration,
+}
+
+/// The end of a cut-over's rollback window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FinalizeRequest {
+    /// How long to wait for other operations and processes to let go of the hub.
+    pub wait: std::time::Duration,
+}

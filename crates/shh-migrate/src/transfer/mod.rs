@@ -47,6 +47,8 @@ const MIB: u64 = 1024 * 1024;
 const STREAM_MIN: u64 = 8 * MIB;
 /// Objects at least this large are streamed to local disk.
 const LOCAL_STREAM_MIN: u64 = 16 * MIB;
+/// The pieces in which they stream.
+const LOCAL_PIECE: u64 = 2 * MIB;
 /// Chunk of a chunk-signed upload.
 const STREAM_CHUNK: usize = MIB as usize;
 /// Piece in which streamed reads take a local file.

@@ -190,7 +190,13 @@ pub(super) async fn copy_resumable(
 /// API, such as local disk).
 pub(super) async fn copy_streamed(ctx: &Ctx, item: &Item, p: &Path) -> Result<String, ObjErr> {
     let size = item.size;
-    let ps = ctx.dst.caps.part_size(size, ctx.opts.part_size);
+    // To local disk the parts are only the pieces the object streams in (nothing resumes
+    // them): small ones keep the memory of several large objects in flight low.
+    let ps = if ctx.dst.backend.local.is_some() {
+        LOCAL_PIECE
+    } else {
+        ctx.dst.caps.part_size(size, ctx.opts.part_size)
+    };
     let n = size.div_ceil(ps).max(1) as usize;
     let hashes = ctx
         .retry(|_| async {
