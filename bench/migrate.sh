@@ -64,6 +64,9 @@ ticks() { # CPU clock ticks used so far by the PIDs in SERVERS
 }
 run() { # command… → "wall cpu rss_kib servers_cpu"
   local before after
+  # What the previous copy left in the page cache unsynced (rclone never fsyncs) is written out
+  # now, untimed: else shh's final fsync of the file system would pay for it.
+  sync
   before=$(ticks)
   /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1 || { echo "failed: $*" >&2; cat "$WORK/out.txt" >&2; exit 1; }
   after=$(ticks)
@@ -80,10 +83,11 @@ AZ="az://shh-test/bench-src?emulator=true"
 # time to a fresh prefix), and reports medians: on a shared 2-core VM single runs move by 5-10 %
 # and the VM's speed drifts over minutes, which only the alternation cancels.
 REPS=${SHH_BENCH_REPS:-5}
-report() { # scenario "shh results…" "rclone results…" (each result: wall cpu rss_kib servers_cpu)
-  python3 - "$1" "$2" "$3" "$BYTES" "$OBJECTS" <<'PY'
+report() { # scenario "shh results…" "rclone results…" ["rclone+sync results…"] (each: wall cpu rss_kib servers_cpu)
+  python3 - "$1" "$2" "$3" "$BYTES" "$OBJECTS" "${4:-}" <<'PY'
 import statistics, sys
 name, shh, rcl, b, n = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+synced = sys.argv[6]
 def runs(text):
     v = list(map(float, text.split()))
     return [v[i:i + 4] for i in range(0, len(v), 4)]
@@ -97,6 +101,11 @@ print(f"  {'':8} {'wall s':>8} {'MiB/s':>8} {'CPU s/GiB':>10} {'peak RSS MiB':>1
 for who, w, c, r, sv, rs in (("shh", sw, sc, sr, ss, runs(shh)), ("rclone", rw, rc, rr, rs_, runs(rcl))):
     print(f"  {who:8} {w:8.2f} {b/2**20/w:8.1f} {c/gib:10.2f} {r/1024:13.0f} {sv:14.2f}   {walls(rs)}")
 print(f"  throughput shh/rclone: {rw/sw:.2f}x   CPU per GiB shh/rclone: {sc/rc:.2f}x   RSS shh/rclone: {sr/rr:.2f}x")
+if synced:
+    # The same durability as shh's: rclone, then `sync` (its local backend never fsyncs).
+    yw = med(runs(synced))[0]
+    print(f"  {'rclone+sync':11} {yw:5.2f} s {b/2**20/yw:8.1f} MiB/s   walls {walls(runs(synced))}")
+    print(f"  throughput shh/(rclone+sync): {yw/sw:.2f}x")
 PY
 }
 
@@ -104,7 +113,7 @@ ROUTES=${SHH_BENCH_ROUTES:-file,moto,s3s} # which routes to run
 RCLONE_FLAGS=() # extra rclone flags of the scenario running
 CLEAN=() # run after each copy is measured, with @ for its prefix (keeps memory flat)
 scenario() { # name shh_hub shh_from shh_to_base rclone_from rclone_to_base
-  local name=$1 hub=$2 from=$3 to=$4 rfrom=$5 rto=$6 shh_r="" rcl_r="" i
+  local name=$1 hub=$2 from=$3 to=$4 rfrom=$5 rto=$6 shh_r="" rcl_r="" syn_r="" i
   for i in $(seq 1 "$REPS"); do
     # Who goes first alternates too, so neither always meets the servers as the other left them.
     if (( i % 2 )); then
@@ -114,23 +123,31 @@ scenario() { # name shh_hub shh_from shh_to_base rclone_from rclone_to_base
       rcl_r="$rcl_r $(run env -u AWS_CA_BUNDLE rclone copy --checksum "${RCLONE_FLAGS[@]}" "$rfrom" "${rto/@/$i}")"
       shh_r="$shh_r $(run "$SHH" --hub "$hub" migrate run --from "$from" --to "${to/@/$i}")"
     fi
+    if [ -n "${PEER_SYNC:-}" ]; then
+      syn_r="$syn_r $(run sh -c 'rclone copy --checksum "$@" && sync' sh "${RCLONE_FLAGS[@]}" "$rfrom" "${rto/@/s$i}")"
+    fi
     if [ ${#CLEAN[@]} -gt 0 ]; then "${CLEAN[@]/@/*-$i}" 2>/dev/null || true; fi
   done
-  report "$name" "$shh_r" "$rcl_r"
+  report "$name" "$shh_r" "$rcl_r" "$syn_r"
 }
 
-# Local disk to local disk, as measured by hand: rclone with 8 transfers (its local backend
+# Local disk to local disk, as measured by hand: rclone with 8 transfers, and rclone followed by
+# `sync` for the same durability as shh's (its local backend
 # never fsyncs; shh hashes every byte, checks each file's size after its rename and fsyncs
 # every file and directory together before it reports success). The page cache is not
 # dropped between runs (that needs root): both read warm sources alike.
 if [[ ,$ROUTES, == *,file,* ]]; then
   DST=$WORK/dst
   mkdir -p "$DST"
-  CLEAN=(bash -c "rm -rf $DST/@")
+  # Copies are kept until the end: deleting thousands of files between runs makes ext4 scan
+  # its recently deleted inodes on every create that follows, for both tools alike.
+  CLEAN=()
   RCLONE_FLAGS=(--transfers 8)
   SERVERS=()
+  PEER_SYNC=1
   scenario "file → file (local disk)" "$WORK/hub" "file://$WORK/data" "file://$DST/shh-@" \
     "$WORK/data" "$DST/rclone-@"
+  PEER_SYNC=
   RCLONE_FLAGS=()
   CLEAN=()
 fi

@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +77,8 @@ pub struct OpenUpload {
 pub struct Journal {
     path: PathBuf,
     file: Mutex<(File, Instant)>,
+    /// A periodic sync is running.
+    syncing: Arc<AtomicBool>,
     open: Mutex<HashMap<String, OpenUpload>>,
     /// Local writes started and not verified when the journal was opened.
     started: Vec<String>,
@@ -162,6 +165,7 @@ impl Journal {
         Ok(Self {
             path: path.to_owned(),
             file: Mutex::new((file, Instant::now())),
+            syncing: Arc::default(),
             open: Mutex::new(open),
             started: started.into_iter().collect(),
             done,
@@ -222,9 +226,29 @@ impl Journal {
             reason: "journal lock poisoned".into(),
         })?;
         g.0.write_all(&line).map_err(io_err(&self.path))?;
-        if g.1.elapsed() >= Duration::from_secs(1) {
-            g.0.sync_data().map_err(io_err(&self.path))?;
-            g.1 = Instant::now();
+        if g.1.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        g.1 = Instant::now();
+        // Once a second the lines so far are made durable, on a thread of their own: an
+        // fdatasync can wait a second behind other writeback of the file system, and under
+        // the lock (on an async worker) it stalled every transfer with it. It only bounds
+        // what a crash forgets (the next run re-plans from listings anyway); `sync` at the
+        // end of a run is the one that reports failure.
+        let Ok(f) = g.0.try_clone() else {
+            return Ok(());
+        };
+        drop(g);
+        if !self.syncing.swap(true, Ordering::AcqRel) {
+            let syncing = self.syncing.clone();
+            let sync = move || {
+                let _ = f.sync_data();
+                syncing.store(false, Ordering::Release);
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(sync)),
+                Err(_) => sync(),
+            }
         }
         Ok(())
     }

@@ -254,6 +254,18 @@ async fn create_only(store: &dyn ObjectStore, root: &Path) {
         b"first",
         "create-only must keep the first object"
     );
+    // Racing writers of one new name: exactly one wins, and its bytes are what is read.
+    let race = root.clone().join("create-race");
+    let (a, b) = futures::join!(
+        store.put_opts(&race, PutPayload::from_static(b"from a"), create()),
+        store.put_opts(&race, PutPayload::from_static(b"from b"), create())
+    );
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "exactly one racing create-only put of {race} must win: {a:?} {b:?}"
+    );
+    let want: &[u8] = if a.is_ok() { b"from a" } else { b"from b" };
+    assert_eq!(read_all(store, &race).await.as_ref(), want);
     store
         .put(&p, PutPayload::from_static(b"third"))
         .await

@@ -10,6 +10,20 @@ async fn file_backend() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&format!("file://{}", dir.path().display()));
     run(store.as_ref(), Capabilities::FULL).await;
+    // Writes are staged beside their object and moved into place: none is left behind.
+    fn staged(d: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(d).expect("ls").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                staged(&p, out);
+            } else if p.to_string_lossy().contains('#') {
+                out.push(p);
+            }
+        }
+    }
+    let mut left = Vec::new();
+    staged(dir.path(), &mut left);
+    assert!(left.is_empty(), "staging files left: {left:?}");
 }
 
 #[tokio::test]
