@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 
 export SHH_REQUIRE_SERVERS=1   # a missing server fails the run; it is never silently skipped
 
-# Compiled dependencies are kept outside the checkout, keyed by Cargo.lock and the toolchain,
-# so a fresh clone does not rebuild them (DataFusion, axum and tonic are on their way). The
+# Compiled dependencies are kept outside the checkout, keyed by the registry packages of
+# Cargo.lock and the toolchain, so a fresh clone does not rebuild them (DataFusion, axum and
+# tonic are on their way); a new crate of our own changes Cargo.lock but not the key. The
 # cache is only a cache: delete it to rebuild; set CARGO_TARGET_DIR to use another directory.
 if [ -z "${CARGO_TARGET_DIR:-}" ]; then
-  key=$( { rustc -Vv; cat Cargo.lock; } | sha256sum | cut -c1-16)
+  key=$( { rustc -Vv; awk -v RS= '/source = "registry/' Cargo.lock; } | sha256sum | cut -c1-16)
   export CARGO_TARGET_DIR="${SHH_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shh-build}/$key"
   printf 'build cache: %s\n' "$CARGO_TARGET_DIR"
 fi
