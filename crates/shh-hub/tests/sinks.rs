@@ -16,14 +16,24 @@ fn export_of(name: &str) -> ExportRequest {
     }
 }
 
-#[tokio::test]
-async fn an_export_lands_whole_in_the_callers_sink_and_never_over_an_earlier_one() {
+/// A hub holding the synthetic beneficiaries of `patients` patients, as `IR_BEN_R`.
+async fn with_beneficiaries(patients: u64) -> Fixture {
     let f = Fixture::new().await;
-    let s = &f.operator;
     f.hub
-        .ingest(s, &Task::silent(), &f.ingest_request(300, "IR_BEN_R"))
+        .ingest(
+            &f.operator,
+            &Task::silent(),
+            &f.ingest_request(patients, "IR_BEN_R"),
+        )
         .await
         .expect("ingest");
+    f
+}
+
+#[tokio::test]
+async fn an_export_lands_whole_in_the_callers_sink_and_never_over_an_earlier_one() {
+    let f = with_beneficiaries(300).await;
+    let s = &f.operator;
 
     let sink = MemorySink::new();
     let r = f
@@ -93,12 +103,8 @@ async fn an_export_lands_whole_in_the_callers_sink_and_never_over_an_earlier_one
 
 #[tokio::test]
 async fn a_cancelled_export_leaves_nothing_in_the_sink() {
-    let f = Fixture::new().await;
+    let f = with_beneficiaries(100).await;
     let s = &f.operator;
-    f.hub
-        .ingest(s, &Task::silent(), &f.ingest_request(100, "IR_BEN_R"))
-        .await
-        .expect("ingest");
     let task = Task::silent();
     task.cancel();
     let sink = MemorySink::new();
