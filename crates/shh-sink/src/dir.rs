@@ -72,7 +72,8 @@ impl crate::Sink for DirSink {
             parent: self.dir.clone(),
             target,
             dirs: Mutex::new(BTreeSet::from([tmp.clone()])),
-            tmp: Some(tmp),
+            tmp,
+            settled: false,
         }))
     }
 }
@@ -82,23 +83,18 @@ struct DirStaged {
     name: String,
     parent: PathBuf,
     target: PathBuf,
-    /// `None` once committed or aborted.
-    tmp: Option<PathBuf>,
+    /// The hidden directory the result is assembled in.
+    tmp: PathBuf,
+    /// Committed or aborted: nothing is left to remove when dropped.
+    settled: bool,
     /// Directories made (each is synced before the rename, so its entries survive a crash).
     dirs: Mutex<BTreeSet<PathBuf>>,
 }
 
-impl DirStaged {
-    fn tmp(&self) -> &Path {
-        // Only commit and abort, which consume the box, take it.
-        self.tmp.as_deref().unwrap_or(&self.parent)
-    }
-}
-
 impl Drop for DirStaged {
     fn drop(&mut self) {
-        if let Some(tmp) = self.tmp.take() {
-            let _ = std::fs::remove_dir_all(tmp);
+        if !self.settled {
+            let _ = std::fs::remove_dir_all(&self.tmp);
         }
     }
 }
@@ -111,14 +107,14 @@ impl Staged for DirStaged {
 
     async fn create(&self, name: &str) -> Result<Box<dyn SinkFile>> {
         check_file_name(name)?;
-        let path = self.tmp().join(name);
-        if let Some(parent) = path.parent().filter(|p| *p != self.tmp()) {
+        let path = self.tmp.join(name);
+        if let Some(parent) = path.parent().filter(|p| *p != self.tmp) {
             tokio::fs::create_dir_all(parent)
                 .await
                 .map_err(io(parent))?;
             let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
             let mut p = parent;
-            while p != self.tmp() && dirs.insert(p.to_owned()) {
+            while p != self.tmp && dirs.insert(p.to_owned()) {
                 match p.parent() {
                     Some(up) => p = up,
                     None => break,
@@ -155,17 +151,15 @@ impl Staged for DirStaged {
         for d in dirs.iter().rev() {
             sync_dir(d).await?;
         }
-        let tmp = self.tmp.clone().unwrap_or_default();
-        rename_new(&tmp, &self.target, &self.name).await?;
-        self.tmp = None;
+        rename_new(&self.tmp, &self.target, &self.name).await?;
+        self.settled = true;
         sync_dir(&self.parent).await?;
         Ok(self.target.display().to_string())
     }
 
     async fn abort(mut self: Box<Self>) {
-        if let Some(tmp) = self.tmp.take() {
-            let _ = tokio::fs::remove_dir_all(tmp).await;
-        }
+        self.settled = true;
+        let _ = tokio::fs::remove_dir_all(&self.tmp).await;
     }
 }
 

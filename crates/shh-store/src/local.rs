@@ -76,24 +76,16 @@ impl DurableLocal {
         Ok(n)
     }
 
-    /// Makes `location` durable now, or later when syncs are deferred.
-    async fn settle(&self, location: &Path) -> object_store::Result<()> {
-        settle(&self.inner, &self.deferred, location).await
+    /// Makes `file` (an object's path on disk) durable now, or later when syncs are deferred.
+    async fn settle(&self, file: std::path::PathBuf) -> object_store::Result<()> {
+        if let Ok(mut d) = self.deferred.lock()
+            && let Some(pending) = d.as_mut()
+        {
+            pending.push(file);
+            return Ok(());
+        }
+        sync(file).await
     }
-}
-
-async fn settle(
-    fs: &Arc<LocalFileSystem>,
-    deferred: &Deferred,
-    location: &Path,
-) -> object_store::Result<()> {
-    if let Ok(mut d) = deferred.lock()
-        && let Some(pending) = d.as_mut()
-    {
-        pending.push(fs.path_to_filesystem(location)?);
-        return Ok(());
-    }
-    sync(fs.clone(), location.clone()).await
 }
 
 /// What [`create_new`] did.
@@ -403,8 +395,7 @@ impl fmt::Display for DurableLocal {
 }
 
 /// Syncs the object's file and then its directory (which makes the rename durable).
-async fn sync(fs: Arc<LocalFileSystem>, location: Path) -> object_store::Result<()> {
-    let file = fs.path_to_filesystem(&location)?;
+async fn sync(file: std::path::PathBuf) -> object_store::Result<()> {
     tokio::task::spawn_blocking(move || {
         let sync_one = |p: &std::path::Path| std::fs::File::open(p).and_then(|f| f.sync_all());
         sync_one(&file)?;
@@ -426,24 +417,24 @@ impl ObjectStore for DurableLocal {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        let file = self.inner.path_to_filesystem(location)?;
         let r = match opts.mode {
             // Nothing else set: the common case of a bulk copy, in two directory operations.
             PutMode::Create if cfg!(target_os = "linux") && opts.attributes.is_empty() => {
-                let path = self.inner.path_to_filesystem(location)?;
-                let inner = self.inner.clone();
+                let path = file.clone();
                 let done = tokio::task::spawn_blocking(move || create_new(&path, &payload))
                     .await
                     .map_err(failed)?;
                 match done {
                     Created::Done(r) => r?,
                     Created::Unsupported(payload) => {
-                        inner.put_opts(location, payload, opts).await?
+                        self.inner.put_opts(location, payload, opts).await?
                     }
                 }
             }
             _ => self.inner.put_opts(location, payload, opts).await?,
         };
-        self.settle(location).await?;
+        self.settle(file).await?;
         Ok(r)
     }
 
@@ -452,18 +443,17 @@ impl ObjectStore for DurableLocal {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let file = self.inner.path_to_filesystem(location)?;
         let inner: Box<dyn MultipartUpload> =
             if cfg!(target_os = "linux") && opts.attributes.is_empty() {
-                let dest = self.inner.path_to_filesystem(location)?;
-                Box::new(Pieces::start(dest).await?)
+                Box::new(Pieces::start(file.clone()).await?)
             } else {
                 self.inner.put_multipart_opts(location, opts).await?
             };
         Ok(Box::new(DurableUpload {
             inner,
-            fs: self.inner.clone(),
-            deferred: self.deferred.clone(),
-            location: location.clone(),
+            store: self.clone(),
+            file,
         }))
     }
 
@@ -505,7 +495,7 @@ impl ObjectStore for DurableLocal {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await?;
-        self.settle(to).await
+        self.settle(self.inner.path_to_filesystem(to)?).await
     }
 }
 
@@ -553,9 +543,10 @@ pub fn remove_staged(root: &std::path::Path, name: &str) -> object_store::Result
 #[derive(Debug)]
 struct DurableUpload {
     inner: Box<dyn MultipartUpload>,
-    fs: Arc<LocalFileSystem>,
-    deferred: Deferred,
-    location: Path,
+    /// The store it writes to (whose syncs may be deferred).
+    store: DurableLocal,
+    /// The object's path on disk.
+    file: std::path::PathBuf,
 }
 
 #[async_trait]
@@ -566,7 +557,7 @@ impl MultipartUpload for DurableUpload {
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
         let r = self.inner.complete().await?;
-        settle(&self.fs, &self.deferred, &self.location).await?;
+        self.store.settle(self.file.clone()).await?;
         Ok(r)
     }
 

@@ -162,7 +162,7 @@ pub async fn run(cmd: AuditCmd, hub_dir: &Path, json: bool) -> Result<ExitCode> 
             return report(&r, json, "audit log");
         }
         AuditCmd::Export { out } => {
-            let (sink, name) = shh_hub::DirSink::for_path(&out).map_err(shh_hub::HubError::from)?;
+            let (sink, name) = crate::result_sink(&out)?;
             let req = shh_hub::audit::AuditExportRequest { name };
             let s = hub.audit_export(s, &req, &sink).await?;
             if json {

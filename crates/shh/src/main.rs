@@ -181,6 +181,12 @@ pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     out::json(v)
 }
 
+/// A result given as the directory `--out DIR` names (an acceptance report, the auditor's
+/// copy): its parent is the sink, its file name the result's.
+pub(crate) fn result_sink(dir: &Path) -> Result<(DirSink, String)> {
+    Ok(DirSink::for_path(dir).map_err(HubError::from)?)
+}
+
 /// Opens the hub with its passphrase and authenticates the local operator: the hub shared as
 /// one `Arc<Hub>`, and the session every operation of this command runs in.
 pub(crate) async fn open(hub: &Path) -> Result<(Arc<Hub>, Session)> {

@@ -261,12 +261,6 @@ fn default_report_dir(hub: &Hub) -> PathBuf {
         .join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string())
 }
 
-/// An acceptance report given as a directory path: its parent is the sink, its name the
-/// report's.
-fn report_sink(dir: &Path) -> Result<(shh_hub::DirSink, String)> {
-    Ok(shh_hub::DirSink::for_path(dir).map_err(shh_hub::HubError::from)?)
-}
-
 fn print_plan(h: &PlanHeader, path: &Path) -> Result<()> {
     let s = &h.summary;
     outln!("plan {} ({})", path.display(), &h.plan_hash[..16]);
@@ -567,7 +561,7 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
                 if deep { " (decrypting)" } else { "" }
             );
             let task = task::long(json, Style::Count("objects"), &what);
-            let (sink, report) = report_sink(&dir)?;
+            let (sink, report) = crate::result_sink(&dir)?;
             let req = VerifyRequest {
                 to,
                 deep,
@@ -596,7 +590,7 @@ pub async fn migrate(cmd: MigrateCmd, hub_dir: &Path, json: bool) -> Result<Exit
             t,
         } => {
             let dir = out.unwrap_or_else(|| default_report_dir(&hub));
-            let (sink, report) = report_sink(&dir)?;
+            let (sink, report) = crate::result_sink(&dir)?;
             let task = task::long(json, Style::Bytes, "final sync");
             let req = CutoverRequest {
                 to,
