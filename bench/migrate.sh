@@ -133,7 +133,7 @@ scenario() { # name shh_hub shh_from shh_to_base rclone_from rclone_to_base
 
 # Local disk to local disk, as measured by hand: rclone with 8 transfers, and rclone followed by
 # `sync` for the same durability as shh's (its local backend
-# never fsyncs; shh hashes every byte, checks each file's size after its rename and fsyncs
+# never fsyncs; shh hashes every byte, checks each file's size before its rename and fsyncs
 # every file and directory together before it reports success). The page cache is not
 # dropped between runs (that needs root): both read warm sources alike.
 if [[ ,$ROUTES, == *,file,* ]]; then

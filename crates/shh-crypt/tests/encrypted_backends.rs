@@ -80,6 +80,7 @@ async fn encrypted_s3_signed() {
         open(&url),
         Capabilities {
             create_only: false,
+            conditional_reads: false,
             ..Capabilities::FULL
         },
     )

@@ -19,6 +19,8 @@ pub struct Capabilities {
     pub create_only: bool,
     /// Suffix ranges (`bytes=-N`) are served (Azure Blob refuses them).
     pub suffix_ranges: bool,
+    /// A read with `If-Match` is refused when the ETag differs (s3s-fs ignores it).
+    pub conditional_reads: bool,
 }
 
 impl Capabilities {
@@ -26,6 +28,7 @@ impl Capabilities {
     pub const FULL: Self = Self {
         create_only: true,
         suffix_ranges: true,
+        conditional_reads: true,
     };
 }
 
@@ -93,6 +96,35 @@ async fn put_get_sizes_and_ranges(store: &dyn ObjectStore, root: &Path, caps: Ca
             .await
             .unwrap_or_else(|e| panic!("head {p}: {e}"));
         assert_eq!(meta.size, len as u64, "head size of {p}");
+        // A read and a head describe the same object: a conditional request built from one
+        // holds for the other, and a wrong ETag is refused, not ignored.
+        let got = store
+            .get_opts(&p, GetOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("get {p}: {e}"));
+        assert_eq!(got.meta.size, meta.size, "get size of {p}");
+        assert_eq!(got.meta.e_tag, meta.e_tag, "get and head ETags of {p}");
+        let matching = GetOptions {
+            if_match: meta.e_tag.clone(),
+            ..GetOptions::default()
+        };
+        let got = store
+            .get_opts(&p, matching)
+            .await
+            .unwrap_or_else(|e| panic!("get {p} if its ETag matches: {e}"));
+        assert_eq!(got.bytes().await.expect("body").len(), len, "{p}");
+        let wrong = GetOptions {
+            if_match: Some("\"not-its-etag\"".into()),
+            ..GetOptions::default()
+        };
+        assert!(
+            !caps.conditional_reads
+                || matches!(
+                    store.get_opts(&p, wrong).await,
+                    Err(object_store::Error::Precondition { .. })
+                ),
+            "get of {p} with another ETag must fail its precondition"
+        );
         if len == 0 {
             continue;
         }

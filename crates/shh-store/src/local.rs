@@ -76,6 +76,12 @@ impl DurableLocal {
         Ok(n)
     }
 
+    /// Whether syncs are deferred (then a file's writeback is started as soon as it is
+    /// written, so that the final sync has little left to wait for).
+    fn deferring(&self) -> bool {
+        self.deferred.lock().is_ok_and(|d| d.is_some())
+    }
+
     /// Makes `file` (an object's path on disk) durable now, or later when syncs are deferred.
     async fn settle(&self, file: std::path::PathBuf) -> object_store::Result<()> {
         if let Ok(mut d) = self.deferred.lock()
@@ -133,7 +139,7 @@ fn staged_file(
 /// moved into place by one `rename(2)` with `RENAME_NOREPLACE` instead of a hard link and an
 /// unlink: two directory operations per object instead of three, which is what many small
 /// objects cost.
-fn create_new(path: &std::path::Path, payload: &PutPayload) -> Created {
+fn create_new(path: &std::path::Path, payload: &PutPayload, early_writeback: bool) -> Created {
     #[cfg(target_os = "linux")]
     {
         use std::io::Write;
@@ -145,8 +151,12 @@ fn create_new(path: &std::path::Path, payload: &PutPayload) -> Created {
             .iter()
             .try_for_each(|b| file.write_all(b))
             .and_then(|()| file.metadata());
+        if early_writeback {
+            // Its writeback starts now, while the run goes on, and not in the final sync.
+            let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+        }
         drop(file);
-        let meta = match written {
+        let meta = match written.and_then(|m| holds(m, payload.content_length() as u64)) {
             Ok(m) => m,
             Err(e) => {
                 let _ = std::fs::remove_file(&staging);
@@ -184,7 +194,7 @@ fn create_new(path: &std::path::Path, payload: &PutPayload) -> Created {
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = path;
+        let _ = (path, early_writeback);
         Created::Unsupported(payload.clone())
     }
 }
@@ -290,13 +300,14 @@ impl MultipartUpload for Pieces {
                 store: "DurableLocal",
                 source: "the upload was already completed or aborted".into(),
             })?;
-        let (file, dest) = (self.file.clone(), self.dest.clone());
+        let (file, dest, len) = (self.file.clone(), self.dest.clone(), self.offset);
         tokio::task::spawn_blocking(move || {
-            std::fs::rename(&staging, &dest)
-                .map_err(|e| io_failed("renaming into place", &dest, e))?;
             let meta = file
                 .metadata()
-                .map_err(|e| io_failed("reading", &dest, e))?;
+                .and_then(|m| holds(m, len))
+                .map_err(|e| io_failed("writing", &dest, e))?;
+            std::fs::rename(&staging, &dest)
+                .map_err(|e| io_failed("renaming into place", &dest, e))?;
             Ok(PutResult {
                 e_tag: Some(etag(&meta)),
                 version: None,
@@ -315,6 +326,88 @@ impl MultipartUpload for Pieces {
         }
         Ok(())
     }
+}
+
+/// `m` (a staging file's, from its open handle) when the file holds the `len` bytes written
+/// to it: checked before the rename, so an object whose size is wrong never takes its name.
+fn holds(m: std::fs::Metadata, len: u64) -> std::io::Result<std::fs::Metadata> {
+    if m.len() == len {
+        Ok(m)
+    } else {
+        Err(std::io::Error::other(format!(
+            "the file holds {} bytes, {len} were written",
+            m.len()
+        )))
+    }
+}
+
+/// Largest object (or range) [`DurableLocal::get_opts`] reads in one blocking call; larger
+/// ones stream.
+const WHOLE_READ_MAX: u64 = 8 << 20;
+
+/// A whole small file (or a range of it) read on one blocking thread: its open, `fstat` and
+/// read in one hand-off, where `LocalFileSystem` makes one for the open and another for the
+/// read. `None` when `LocalFileSystem` should answer instead: conditions, a head, a suffix or
+/// open range, something other than a regular file, a range past the end, or too many bytes
+/// (whose error or stream is then `LocalFileSystem`'s own).
+fn read_small(
+    file: &std::path::Path,
+    location: &Path,
+    options: &GetOptions,
+) -> Option<object_store::Result<GetResult>> {
+    use std::io::{Read, Seek};
+    let plain = options.if_match.is_none()
+        && options.if_none_match.is_none()
+        && options.if_modified_since.is_none()
+        && options.if_unmodified_since.is_none()
+        && options.version.is_none()
+        && !options.head;
+    let wanted = match &options.range {
+        None => None,
+        Some(object_store::GetRange::Bounded(r)) if r.start <= r.end => Some(r.clone()),
+        Some(_) => return None,
+    };
+    if !plain {
+        return None;
+    }
+    let mut f = std::fs::File::open(file).ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let range = wanted.unwrap_or(0..meta.len());
+    if range.end > meta.len() || range.end - range.start > WHOLE_READ_MAX {
+        return None;
+    }
+    let mut buf = Vec::with_capacity((range.end - range.start) as usize);
+    let read = f
+        .seek(std::io::SeekFrom::Start(range.start))
+        .and_then(|_| (&mut f).take(range.end - range.start).read_to_end(&mut buf));
+    match read {
+        Ok(n) if n as u64 == range.end - range.start => {}
+        // Shorter than its size said: it changed under us; `LocalFileSystem` reports it.
+        Ok(_) => return None,
+        Err(e) => return Some(Err(io_failed("reading", file, e))),
+    }
+    let object = ObjectMeta {
+        location: location.clone(),
+        last_modified: meta
+            .modified()
+            .map(chrono::DateTime::<chrono::Utc>::from)
+            .unwrap_or_default(),
+        size: meta.len(),
+        e_tag: Some(etag(&meta)),
+        version: None,
+    };
+    let bytes = bytes::Bytes::from(buf);
+    Some(Ok(GetResult {
+        payload: object_store::GetResultPayload::Stream(Box::pin(futures::stream::once(
+            async move { Ok(bytes) },
+        ))),
+        meta: object,
+        range,
+        attributes: Default::default(),
+    }))
 }
 
 /// `LocalFileSystem`'s ETag of a file (inode, mtime in µs, size), so that a put's and a
@@ -422,7 +515,8 @@ impl ObjectStore for DurableLocal {
             // Nothing else set: the common case of a bulk copy, in two directory operations.
             PutMode::Create if cfg!(target_os = "linux") && opts.attributes.is_empty() => {
                 let path = file.clone();
-                let done = tokio::task::spawn_blocking(move || create_new(&path, &payload))
+                let early = self.deferring();
+                let done = tokio::task::spawn_blocking(move || create_new(&path, &payload, early))
                     .await
                     .map_err(failed)?;
                 match done {
@@ -462,7 +556,15 @@ impl ObjectStore for DurableLocal {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        let file = self.inner.path_to_filesystem(location)?;
+        let (l, o) = (location.clone(), options.clone());
+        let small = tokio::task::spawn_blocking(move || read_small(&file, &l, &o))
+            .await
+            .map_err(failed)?;
+        match small {
+            Some(r) => r,
+            None => self.inner.get_opts(location, options).await,
+        }
     }
 
     fn delete_stream(

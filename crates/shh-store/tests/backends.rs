@@ -60,11 +60,12 @@ async fn s3_backend_signed_s3s() {
     let Some(url) = servers::s3_signed_url() else {
         return;
     };
-    // s3s-fs checks SigV4 and has no conditional create.
+    // s3s-fs checks SigV4, has no conditional create and ignores `If-Match` on reads.
     run(
         open(&url).as_ref(),
         Capabilities {
             create_only: false,
+            conditional_reads: false,
             ..Capabilities::FULL
         },
     )

@@ -1105,9 +1105,9 @@ fn ctrl_c_mid_migration_exits_130_and_a_rerun_resumes_and_completes() {
 }
 
 /// What verification means for a local target: the bytes are hashed as they are handed to the
-/// file system and each file's size is checked after its rename; nothing is read back (a
-/// read-back would come from the page cache), and the files are synced together before the
-/// run reports success. What is already there is compared by content when asked
+/// file system and each file's size is checked on its open handle before the rename; nothing is
+/// read back (a read-back would come from the page cache), and the files are synced together
+/// before the run reports success. What is already there is compared by content when asked
 /// (`--checksum`), and `migrate verify` re-reads everything against the manifests.
 #[test]
 fn a_local_target_is_not_read_back_and_a_changed_file_is_found_by_checksum() {

@@ -110,6 +110,9 @@ enum Sent {
 enum Check {
     /// The service checked every body this run sent for it: nothing to read back.
     OnReceipt,
+    /// Local disk: the store checked the file's size on its open handle before renaming it
+    /// into place (`DurableLocal`), and the run syncs everything before it reports success.
+    Written,
     ReadBack,
     Size,
 }
@@ -147,13 +150,14 @@ impl Ctx {
             Sent::Signed => caps.payload_sha256_checked == Some(true),
             Sent::Chunked => caps.chunk_signatures_checked == Some(true),
         };
-        // On local disk a read-back comes from the page cache: it proves nothing the hash of
-        // the bytes handed to the file system did not, so the size is checked after the
-        // rename and the files are synced together at the end (`durable_local`).
+        // On local disk a read-back comes from the page cache, and a size read after the
+        // rename would be the size of the file we just renamed: neither proves anything the
+        // hash of the bytes handed to the file system and the store's own check on the open
+        // file did not. The files are synced together at the end.
         let local = self.dst.backend.local.is_some() && sent != Sent::Not;
         match self.opts.verify {
             VerifyMode::Auto if checked => Check::OnReceipt,
-            VerifyMode::Auto if local => Check::Size,
+            VerifyMode::Auto if local => Check::Written,
             VerifyMode::Auto | VerifyMode::ReadBack => Check::ReadBack,
             VerifyMode::Size => Check::Size,
         }
@@ -263,12 +267,12 @@ pub async fn execute(
              uploads read back and compared by BLAKE3"
         }
         Check::ReadBack => "read-back BLAKE3 of every object written",
-        Check::Size if ctx.opts.verify == VerifyMode::Auto => {
+        Check::Written => {
             "local disk: BLAKE3 of every source byte as handed to the file system, each file's \
-             size after its rename, every file and directory fsync'd together before the run \
-             ends (a read-back would come from the page cache); objects found already there \
-             read back and compared by BLAKE3; `shh migrate verify` re-reads everything \
-             against the manifests"
+             size checked on its open handle before it is renamed into place, every file and \
+             directory synced together before the run ends (a read-back would come from the \
+             page cache); objects found already there read back and compared by BLAKE3; \
+             `shh migrate verify` re-reads everything against the manifests"
         }
         Check::Size => "size only (run `shh migrate verify` for hashes)",
     };
