@@ -4,10 +4,13 @@
 //! What the hub relies on: the current pointer moves only by compare-and-swap on the parent
 //! (of two writers on the same parent exactly one wins, however they race), versions resolve
 //! by unique prefix and list in commit order, unknown names are `NoDataset`/`NoVersion`,
-//! metadata is overwritten in place, opt-outs are a set (adding one twice counts once).
+//! metadata is overwritten in place, opt-outs are a set (adding one twice counts once). Access
+//! records: names and ids are unique (`Exists`), unknown ones are `NotFound`, and the two
+//! changes deciders race on, a first enrollment and a revocation, succeed exactly once.
 
 use crate::{Catalog, CatalogError, OptOutRecord, VersionRecord};
 use chrono::Utc;
+use shh_access::{Credential, Mode, Permit, PermitTerms, Principal, Project, Revocation, Role};
 use std::sync::Arc;
 
 fn rec(dataset: &str, id: &str, parent: Option<&str>) -> VersionRecord {
@@ -29,6 +32,8 @@ pub async fn run(cat: Arc<dyn Catalog>) {
     pointer_and_prefixes(cat.as_ref()).await;
     racing_writers(cat.clone()).await;
     optouts(cat.as_ref()).await;
+    users(cat.clone()).await;
+    projects_and_permits(cat.clone()).await;
 }
 
 async fn metadata(cat: &dyn Catalog) {
@@ -168,4 +173,203 @@ async fn optouts(cat: &dyn Catalog) {
         .map(|r| r.pseudonym)
         .collect();
     assert_eq!(l, ["a", "b", "c"]);
+}
+
+fn principal(name: &str) -> Principal {
+    Principal {
+        name: name.into(),
+        roles: [Role::Researcher].into(),
+        credential: None,
+        created_by: "admin".into(),
+        created_at: Utc::now(),
+    }
+}
+
+fn credential(key: &str) -> Credential {
+    Credential {
+        public_key: key.into(),
+        sealed: "{}".into(),
+        enrolled_at: Utc::now(),
+    }
+}
+
+/// Spawns `n` copies of `f` at once; returns how many succeeded, and panics on any error
+/// other than `Changed`.
+async fn race<F, Fut>(n: usize, f: F) -> usize
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = crate::Result<()>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(f(i))).collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            Ok(()) => won += 1,
+            Err(CatalogError::Changed { .. }) => {}
+            Err(e) => panic!("a racing change failed otherwise: {e}"),
+        }
+    }
+    won
+}
+
+async fn users(cat: Arc<dyn Catalog>) {
+    assert!(matches!(
+        cat.principal("nobody").await,
+        Err(CatalogError::NotFound { what: "user", .. })
+    ));
+    cat.add_principal(&principal("rita")).await.expect("add");
+    assert!(matches!(
+        cat.add_principal(&principal("rita")).await,
+        Err(CatalogError::Exists { what: "user", .. })
+    ));
+    cat.add_principal(&principal("ada")).await.expect("add");
+    let names: Vec<String> = cat
+        .principals()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["ada", "rita"]);
+    // Eight first enrollments race: one wins, the others find the user enrolled.
+    let won = race(8, |i| {
+        let cat = cat.clone();
+        async move {
+            cat.set_credential("rita", None, &credential(&format!("k{i}")))
+                .await
+        }
+    })
+    .await;
+    assert_eq!(won, 1, "exactly one first enrollment wins");
+    let key = cat
+        .principal("rita")
+        .await
+        .expect("rita")
+        .public_key()
+        .map(str::to_owned);
+    let key = key.expect("enrolled");
+    assert!(matches!(
+        cat.set_credential("rita", Some("not-the-key"), &credential("x"))
+            .await,
+        Err(CatalogError::Changed { .. })
+    ));
+    cat.set_credential("rita", Some(&key), &credential("rotated"))
+        .await
+        .expect("rotate");
+    assert_eq!(
+        cat.principal("rita").await.expect("rita").public_key(),
+        Some("rotated")
+    );
+    assert!(matches!(
+        cat.set_credential("nobody", None, &credential("x")).await,
+        Err(CatalogError::NotFound { .. })
+    ));
+}
+
+async fn projects_and_permits(cat: Arc<dyn Catalog>) {
+    let project = |id: &str| Project {
+        id: id.into(),
+        title: "t".into(),
+        purpose: "p".into(),
+        legal_basis: None,
+        controller: None,
+        members: ["rita".to_owned()].into(),
+        created_by: "rita".into(),
+        created_at: Utc::now(),
+    };
+    for id in ["prj-b", "prj-a"] {
+        cat.add_project(&project(id)).await.expect("add");
+    }
+    assert!(matches!(
+        cat.add_project(&project("prj-a")).await,
+        Err(CatalogError::Exists { .. })
+    ));
+    let ids: Vec<String> = cat
+        .projects()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(ids, ["prj-b", "prj-a"], "oldest first");
+    assert!(cat.add_member("prj-a", "ada").await.expect("add"));
+    assert!(!cat.add_member("prj-a", "ada").await.expect("again"));
+    assert!(
+        cat.project("prj-a")
+            .await
+            .expect("p")
+            .members
+            .contains("ada")
+    );
+    assert!(matches!(
+        cat.project("prj-z").await,
+        Err(CatalogError::NotFound { .. })
+    ));
+
+    let permit = |id: &str, project: &str| Permit {
+        id: id.into(),
+        terms: PermitTerms {
+            project: project.into(),
+            dataset: "claims".into(),
+            version: None,
+            columns: Some(vec!["a".into()]),
+            predicate: None,
+            mode: Mode::Aggregate,
+            from: Utc::now(),
+            until: Utc::now() + chrono::Duration::days(1),
+            to: ["rita".to_owned()].into(),
+        },
+        granted_by: "cora".into(),
+        granted_at: Utc::now(),
+        signature: "sig".into(),
+        public_key: "key".into(),
+        revoked: None,
+    };
+    assert!(matches!(
+        cat.add_permit(&permit("pmt-0", "prj-z")).await,
+        Err(CatalogError::NotFound {
+            what: "project",
+            ..
+        })
+    ));
+    let mut kept = Vec::new();
+    for (id, p) in [("pmt-2", "prj-a"), ("pmt-1", "prj-b"), ("pmt-3", "prj-a")] {
+        let rec = permit(id, p);
+        cat.add_permit(&rec).await.expect("add");
+        kept.push(rec);
+    }
+    assert!(matches!(
+        cat.add_permit(&permit("pmt-1", "prj-a")).await,
+        Err(CatalogError::Exists { .. })
+    ));
+    let of = |v: Vec<Permit>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(
+        of(cat.permits(Some("prj-a")).await.expect("a")),
+        ["pmt-2", "pmt-3"]
+    );
+    assert_eq!(
+        of(cat.permits(None).await.expect("all")),
+        ["pmt-2", "pmt-1", "pmt-3"]
+    );
+    assert_eq!(
+        cat.permit("pmt-1").await.expect("p"),
+        kept[1],
+        "stored as given"
+    );
+    // Eight revocations race: one wins.
+    let won = race(8, |i| {
+        let cat = cat.clone();
+        async move {
+            let r = Revocation {
+                by: format!("c{i}"),
+                at: Utc::now(),
+                reason: "r".into(),
+            };
+            cat.revoke_permit("pmt-2", &r).await
+        }
+    })
+    .await;
+    assert_eq!(won, 1, "a permit is revoked once");
+    assert!(cat.permit("pmt-2").await.expect("p").revoked.is_some());
+    assert!(cat.permit("pmt-3").await.expect("p").revoked.is_none());
 }

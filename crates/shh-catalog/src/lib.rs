@@ -9,13 +9,18 @@
 //! The one mutable thing about a dataset is its current-version pointer, and it only moves by
 //! [`Catalog::commit_version`], a compare-and-swap: two writers racing on the same parent
 //! cannot both win, and a writer that dies before the commit leaves nothing visible.
+//!
+//! Research access ([`AccessCatalog`]) lives here too: users, projects and permits, as the
+//! records `shh-access` defines and decides on.
 
 #![forbid(unsafe_code)]
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod sqlite;
+mod sqlite_access;
 
+pub use shh_access::{Credential, Permit, Principal, Project, Revocation};
 pub use sqlite::SqliteCatalog;
 
 use async_trait::async_trait;
@@ -64,6 +69,33 @@ pub enum CatalogError {
     /// The catalog URL is not supported.
     #[error("unsupported catalog URL {0:?} (supported: sqlite://PATH)")]
     UnsupportedUrl(String),
+    /// No such record (a user, a project, a permit).
+    #[error("no {what} {id:?}")]
+    NotFound {
+        /// What kind of record.
+        what: &'static str,
+        /// Its id or name.
+        id: String,
+    },
+    /// A record with that id or name exists already.
+    #[error("{what} {id:?} exists already")]
+    Exists {
+        /// What kind of record.
+        what: &'static str,
+        /// Its id or name.
+        id: String,
+    },
+    /// The record is no longer in the state the change was made for (a credential replaced,
+    /// a permit revoked meanwhile): nothing was changed.
+    #[error("{what} {id:?} changed meanwhile: {reason}")]
+    Changed {
+        /// What kind of record.
+        what: &'static str,
+        /// Its id or name.
+        id: String,
+        /// How.
+        reason: String,
+    },
     /// The backend failed.
     #[error("catalog backend error: {0}")]
     Backend(String),
@@ -120,9 +152,46 @@ pub struct OptOutRecord {
     pub added_at: DateTime<Utc>,
 }
 
+/// Who may use the hub and under which permits: principals, projects and permits. Records
+/// are created whole and change only by the few steps below, each atomic, so two deciders
+/// racing cannot both win (two enrollments of one user, a revocation and a second one).
+#[async_trait]
+pub trait AccessCatalog: Send + Sync {
+    /// Adds a user; `Exists` if the name is taken.
+    async fn add_principal(&self, p: &Principal) -> Result<()>;
+    /// One user; `NotFound` if unknown.
+    async fn principal(&self, name: &str) -> Result<Principal>;
+    /// Every user, by name.
+    async fn principals(&self) -> Result<Vec<Principal>>;
+    /// Sets a user's credential, only if their public key is still `expected` (`None`: not
+    /// enrolled yet); `Changed` otherwise.
+    async fn set_credential(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        credential: &Credential,
+    ) -> Result<()>;
+    /// Adds a project; `Exists` if the id is taken.
+    async fn add_project(&self, p: &Project) -> Result<()>;
+    /// One project.
+    async fn project(&self, id: &str) -> Result<Project>;
+    /// Every project, oldest first.
+    async fn projects(&self) -> Result<Vec<Project>>;
+    /// Adds a member to a project; false if they were one already.
+    async fn add_member(&self, project: &str, name: &str) -> Result<bool>;
+    /// Adds a granted permit; `Exists` if the id is taken.
+    async fn add_permit(&self, p: &Permit) -> Result<()>;
+    /// One permit.
+    async fn permit(&self, id: &str) -> Result<Permit>;
+    /// The permits of a project (or all), oldest first.
+    async fn permits(&self, project: Option<&str>) -> Result<Vec<Permit>>;
+    /// Revokes a permit, only if it is not revoked yet (`Changed` otherwise).
+    async fn revoke_permit(&self, id: &str, revocation: &Revocation) -> Result<()>;
+}
+
 /// The catalog interface every backend implements.
 #[async_trait]
-pub trait Catalog: Send + Sync + std::fmt::Debug {
+pub trait Catalog: AccessCatalog + Send + Sync + std::fmt::Debug {
     /// Reads a hub metadata value.
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;
     /// Writes a hub metadata value.

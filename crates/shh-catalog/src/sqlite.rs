@@ -7,7 +7,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2 added the access tables (users, projects, permits); a catalog at 1 is upgraded on open
+/// (the tables are new, nothing is rewritten).
+const SCHEMA_VERSION: i64 = 2;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (
@@ -34,6 +36,18 @@ CREATE TABLE IF NOT EXISTS optout (
     added_at TEXT NOT NULL,
     PRIMARY KEY (pseudonym, key_version)
 );
+CREATE TABLE IF NOT EXISTS principals (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS permits (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL REFERENCES projects(id),
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
 ";
 
 /// SQLite catalog.
@@ -43,7 +57,7 @@ pub struct SqliteCatalog {
     path: PathBuf,
 }
 
-fn be(e: impl std::fmt::Display) -> CatalogError {
+pub(crate) fn be(e: impl std::fmt::Display) -> CatalogError {
     CatalogError::Backend(e.to_string())
 }
 
@@ -84,6 +98,13 @@ impl SqliteCatalog {
                 .map_err(be)?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
+            Some(Ok(1)) => {
+                conn.execute(
+                    "UPDATE hub_meta SET value = ?1 WHERE key = 'catalog.schema'",
+                    params![SCHEMA_VERSION.to_string()],
+                )
+                .map_err(be)?;
+            }
             Some(other) => {
                 return Err(be(format!(
                     "{}: catalog schema {other:?} is not {SCHEMA_VERSION}",
@@ -102,7 +123,7 @@ impl SqliteCatalog {
         &self.path
     }
 
-    async fn with<T: Send + 'static>(
+    pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {

@@ -171,6 +171,7 @@ impl Call<'_> {
 impl Hub {
     /// Events matching `filter`, in order.
     pub async fn audit_events(&self, s: &Session, filter: &EventFilter) -> Result<Vec<Event>> {
+        self.allow(s, shh_access::Action::AuditRead).await?;
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent())
             .audit_events(filter)
@@ -183,6 +184,7 @@ impl Hub {
         s: &Session,
         req: &AuditVerifyRequest,
     ) -> Result<VerifyReport> {
+        self.allow(s, shh_access::Action::AuditRead).await?;
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent())
             .audit_verify(req.known_heads.clone())
@@ -197,6 +199,7 @@ impl Hub {
         req: &AuditExportRequest,
         sink: &dyn Sink,
     ) -> Result<ExportSummary> {
+        self.allow(s, shh_access::Action::AuditRead).await?;
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent())
             .audit_export(&req.name, sink)
@@ -210,6 +213,7 @@ impl Hub {
         s: &Session,
         req: &AuditProofRequest,
     ) -> Result<InclusionProof> {
+        self.allow(s, shh_access::Action::AuditRead).await?;
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent())
             .audit_proof(req.seq, req.size)
@@ -218,6 +222,7 @@ impl Hub {
 
     /// The latest signed tree head (for an auditor to keep).
     pub async fn audit_head(&self, s: &Session) -> Result<Option<SignedTreeHead>> {
+        self.allow(s, shh_access::Action::AuditRead).await?;
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent()).audit_head().await
     }

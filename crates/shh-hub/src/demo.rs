@@ -157,7 +157,7 @@ pub async fn run(
         ..Default::default()
     };
     let hub = Hub::init(dir, passphrase, opts, operator).await?;
-    let session = LocalAuthenticator.authenticate(&hub, operator)?;
+    let session = LocalAuthenticator.authenticate(&hub, operator).await?;
     let s = &session;
 
     let producer = dir.join(PRODUCER_DIR);

@@ -224,6 +224,18 @@ pub enum HubError {
     /// The caller's sink refused or failed (a result of that name exists, a local disk full).
     #[error(transparent)]
     Sink(#[from] shh_sink::SinkError),
+    /// An access rule refused (the rule is named).
+    #[error("forbidden: {0}")]
+    Denied(#[from] shh_access::Denied),
+    /// An access record given is not well-formed (the field is named).
+    #[error("invalid {0}")]
+    Invalid(#[from] shh_access::Invalid),
+    /// A stored record contradicts itself (a sealed key that is not the enrolled one).
+    #[error("integrity: {0}")]
+    Integrity(String),
+    /// A fault of the hub itself.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Result alias.
@@ -258,7 +270,10 @@ impl HubError {
             HubError::Io { .. } => K::Internal,
             HubError::Identifier { .. } => K::InvalidInput,
             HubError::Unauthenticated(_) => K::Unauthenticated,
-            HubError::Forbidden(_) => K::Forbidden,
+            HubError::Forbidden(_) | HubError::Denied(_) => K::Forbidden,
+            HubError::Invalid(_) => K::InvalidInput,
+            HubError::Integrity(_) => K::Integrity,
+            HubError::Internal(_) => K::Internal,
             HubError::Cancelled(_) => K::Cancelled,
             HubError::Sink(e) => sink_kind(e),
         }
@@ -279,12 +294,17 @@ impl HubError {
             | HubError::ReadOnly
             | HubError::Unauthenticated(_)
             | HubError::Forbidden(_)
+            | HubError::Denied(_)
+            | HubError::Invalid(_)
             | HubError::Cancelled(_) => Some(self.to_string()),
             HubError::Catalog(
                 e @ (shh_catalog::CatalogError::NoDataset(_)
                 | shh_catalog::CatalogError::NoVersion { .. }
                 | shh_catalog::CatalogError::Ambiguous { .. }
-                | shh_catalog::CatalogError::Conflict { .. }),
+                | shh_catalog::CatalogError::Conflict { .. }
+                | shh_catalog::CatalogError::NotFound { .. }
+                | shh_catalog::CatalogError::Exists { .. }
+                | shh_catalog::CatalogError::Changed { .. }),
             ) => Some(e.to_string()),
             HubError::Dataset(shh_dataset::DatasetError::InvalidName(_)) => Some(self.to_string()),
             HubError::Store(
@@ -411,7 +431,8 @@ fn object_kind(e: &object_store::Error) -> ErrorKind {
 fn catalog_kind(e: &shh_catalog::CatalogError) -> ErrorKind {
     use shh_catalog::CatalogError as C;
     match e {
-        C::NoDataset(_) | C::NoVersion { .. } => ErrorKind::NotFound,
+        C::NoDataset(_) | C::NoVersion { .. } | C::NotFound { .. } => ErrorKind::NotFound,
+        C::Exists { .. } | C::Changed { .. } => ErrorKind::Conflict,
         C::Ambiguous { .. } => ErrorKind::InvalidInput,
         C::Conflict { .. } => ErrorKind::Conflict,
         C::UnsupportedUrl(_) => ErrorKind::InvalidInput,

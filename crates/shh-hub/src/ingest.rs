@@ -392,6 +392,7 @@ impl Hub {
         ids: &[String],
         kind: OptOutKind,
     ) -> Result<(u64, u64)> {
+        self.allow(s, shh_access::Action::Ingest).await?;
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent())
             .optout_add(ids, kind)
@@ -399,7 +400,8 @@ impl Hub {
     }
 
     /// The opt-out register.
-    pub async fn optout_list(&self, _s: &Session) -> Result<Vec<OptOutRecord>> {
+    pub async fn optout_list(&self, s: &Session) -> Result<Vec<OptOutRecord>> {
+        self.allow(s, shh_access::Action::Ingest).await?;
         Ok(self.core.read().await.catalog.optouts().await?)
     }
 
@@ -411,6 +413,7 @@ impl Hub {
         task: &Task,
         req: &IngestRequest,
     ) -> Result<IngestReport> {
+        self.allow(s, shh_access::Action::Ingest).await?;
         let core = self.core.read().await;
         // Boxed: an ingest's state is large, and a caller may poll it on a small stack.
         Box::pin(Call::new(&core, s, task).ingest(req)).await

@@ -37,6 +37,9 @@ const HUB_FILES: &[&str] = &[
 
 const STAGING: &str = ".shh-init-";
 
+/// The first operator's user name.
+pub const ADMIN: &str = "admin";
+
 impl Hub {
     /// Creates a hub in `dir`. Nothing is written before the passphrase, the key-derivation
     /// parameters, the names and the store's residency are checked; a failure part-way removes
@@ -243,9 +246,21 @@ impl Hub {
                         .detail("catalog", hub.config.catalog.clone())
                         .detail("kdf_memory_kib", u64::from(kdf.m_cost_kib))
                         .detail("kdf_passes", u64::from(kdf.t_cost))
-                        .detail("audit_key", hub.audit_public_key()?.fingerprint()),
+                        .detail("audit_key", hub.audit_public_key()?.fingerprint())
+                        .detail("first_operator", ADMIN),
                 )
                 .await?;
+                // The first operator, who enrolls a credential of their own (`shh user
+                // enroll admin`): the hub passphrase is not it. Recorded by `hub.init`.
+                hub.catalog
+                    .add_principal(&shh_access::Principal {
+                        name: ADMIN.into(),
+                        roles: [shh_access::Role::Operator].into(),
+                        credential: None,
+                        created_by: session.principal().to_owned(),
+                        created_at: chrono::Utc::now(),
+                    })
+                    .await?;
             }
         }
         move_into_place(staging, target)?;

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod audit;
 pub mod config;
 mod core;
@@ -36,7 +37,10 @@ pub use shh_store::{ResidencyPolicy, ResidencyRule, StoreUrl};
 use shh_audit::Draft;
 
 pub use error::{ErrorBody, ErrorKind, HubError, Result};
-pub use session::{Authenticator, LocalAuthenticator, LocalOperator, Session};
+pub use session::{
+    Authenticator, LocalAuthenticator, LocalOperator, Session, UserAuthenticator, UserLogin,
+};
+pub use shh_access::{Action, Mode, Permit, PermitState, Project, Role};
 pub use shh_sink::{DirSink, MemorySink, Sink, SinkError};
 pub use shh_task::{Cancelled, ProgressSink, Task, Unit};
 
@@ -147,6 +151,7 @@ impl Hub {
     /// Changes the passphrase: re-wraps the master keys only; no stored object changes.
     /// The change is recorded in the audit log (a failed change too).
     pub async fn change_passphrase(&self, session: &Session, new_passphrase: &str) -> Result<()> {
+        self.allow(session, shh_access::Action::Keys).await?;
         let mut core = self.exclusive(Duration::from_secs(30)).await?;
         let task = Task::silent();
         let call = CallMut::new(&mut core, session, &task);

@@ -107,7 +107,7 @@ fn columns(schema: &Schema) -> Vec<(String, String)> {
 }
 
 impl Call<'_> {
-    async fn show(&self, r: &DatasetRef) -> Result<VersionView> {
+    pub(crate) async fn show(&self, r: &DatasetRef) -> Result<VersionView> {
         let rec = self.catalog.version(&r.name, r.version.as_deref()).await?;
         let current = self.catalog.dataset(&r.name).await?.current;
         let m = shh_dataset::load_manifest(&self.store, &rec).await?;
@@ -209,16 +209,14 @@ impl Call<'_> {
 /// The dataset operations.
 impl Hub {
     /// Every dataset, by name.
-    pub async fn datasets(&self, _s: &Session) -> Result<Vec<DatasetRecord>> {
+    pub async fn datasets(&self, s: &Session) -> Result<Vec<DatasetRecord>> {
+        self.allow(s, shh_access::Action::DatasetsShow).await?;
         Ok(self.core.read().await.catalog.datasets().await?)
     }
 
     /// The versions of a dataset, oldest first.
-    pub async fn versions(
-        &self,
-        _s: &Session,
-        req: &VersionsRequest,
-    ) -> Result<Vec<VersionRecord>> {
+    pub async fn versions(&self, s: &Session, req: &VersionsRequest) -> Result<Vec<VersionRecord>> {
+        self.allow(s, shh_access::Action::DatasetsShow).await?;
         Ok(self
             .core
             .read()
@@ -230,13 +228,28 @@ impl Hub {
 
     /// Shows one version (its manifest is authenticated on the way).
     pub async fn show(&self, s: &Session, r: &DatasetRef) -> Result<VersionView> {
+        self.allow(s, shh_access::Action::DatasetsShow).await?;
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent()).show(r).await
+    }
+
+    /// The re-identification risk report of a version, from the ingest that wrote it (`None`
+    /// when no ingest did).
+    pub async fn risk(
+        &self,
+        s: &Session,
+        r: &DatasetRef,
+    ) -> Result<(String, Option<shh_pseudo::RiskReport>)> {
+        self.allow(s, shh_access::Action::DatasetsRisk).await?;
+        let core = self.core.read().await;
+        let v = Call::new(&core, s, &Task::silent()).show(r).await?;
+        Ok((v.reference.clone(), v.ingest_params().map(|p| p.risk)))
     }
 
     /// Verifies one version; the outcome is recorded: a bad file, a missing or altered
     /// manifest, an unknown version, each as a failure naming what is wrong.
     pub async fn verify(&self, s: &Session, task: &Task, r: &DatasetRef) -> Result<VerifyReport> {
+        self.allow(s, shh_access::Action::DatasetsVerify).await?;
         let core = self.core.read().await;
         Call::new(&core, s, task).verify(r).await
     }
@@ -251,18 +264,21 @@ impl Hub {
         req: &ExportRequest,
         sink: &dyn Sink,
     ) -> Result<ExportReport> {
+        self.allow(s, shh_access::Action::Export).await?;
         let core = self.core.read().await;
         Call::new(&core, s, task).export(&req.dataset, sink).await
     }
 
     /// Every object in the backend, as the cloud provider sees it: path and stored size.
     pub async fn raw_objects(&self, s: &Session) -> Result<Vec<(String, u64)>> {
+        self.allow(s, shh_access::Action::StoreLs).await?;
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent()).raw_objects().await
     }
 
     /// The keystore's keys: purpose, version, id and creation time (never a secret).
-    pub async fn keys(&self, _s: &Session) -> Vec<KeyInfo> {
-        self.core.read().await.keystore.keys()
+    pub async fn keys(&self, s: &Session) -> Result<Vec<KeyInfo>> {
+        self.allow(s, shh_access::Action::Keys).await?;
+        Ok(self.core.read().await.keystore.keys())
     }
 }

@@ -57,8 +57,8 @@ impl ProgressSink for AtMeet {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_sessions_at_once_each_find_their_actor_on_their_own_events() {
     let f = Fixture::new().await;
-    let bob = f.session("bob@lab", "producer");
-    let carol = f.session("carol@lab", "producer");
+    let bob = f.session("bob@lab", "producer").await;
+    let carol = f.session("carol@lab", "producer").await;
     let meet = Meet::new(2);
     let tb = Task::new(Arc::new(AtMeet(meet.clone(), AtomicBool::new(false))));
     let tc = Task::new(Arc::new(AtMeet(meet.clone(), AtomicBool::new(false))));

@@ -191,12 +191,12 @@ impl std::fmt::Debug for MasterKey {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct KdfRecord {
-    algorithm: String,
-    version: u32,
+pub(crate) struct KdfRecord {
+    pub(crate) algorithm: String,
+    pub(crate) version: u32,
     #[serde(flatten)]
-    params: KdfParams,
-    salt: String,
+    pub(crate) params: KdfParams,
+    pub(crate) salt: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -245,7 +245,7 @@ fn key_aad(info: &KeyInfo) -> Vec<u8> {
     .into_bytes()
 }
 
-fn derive_kek(
+pub(crate) fn derive_kek(
     passphrase: &str,
     params: KdfParams,
     salt: &[u8],
@@ -281,7 +281,7 @@ fn salt_bytes(kdf: &KdfRecord, path: &Path) -> Result<Vec<u8>, KeystoreError> {
     }
 }
 
-fn new_kdf_record(params: KdfParams) -> KdfRecord {
+pub(crate) fn new_kdf_record(params: KdfParams) -> KdfRecord {
     KdfRecord {
         algorithm: "argon2id".into(),
         version: 0x13,

@@ -15,6 +15,7 @@
 
 mod aead;
 mod keystore;
+mod sealed;
 
 pub use aead::{
     AeadError, AeadKey, KEY_LEN, NONCE_LEN, TAG_LEN, open_blob, random_bytes, seal_blob,
@@ -23,6 +24,7 @@ pub use keystore::{
     KdfParams, KeyInfo, KeyPurpose, Keystore, KeystoreError, MAX_FILE_BYTES, MasterKey,
     StorageKeys, read_bounded, write_atomic,
 };
+pub use sealed::{SealedError, SealedSecret};
 
 use std::fmt;
 use zeroize::Zeroizing;

@@ -318,20 +318,16 @@ fn report_added((submitted, added): (u64, u64), json: bool) -> Result<()> {
 
 pub async fn risk(reference: &str, hub: &Path, json: bool) -> Result<ExitCode> {
     let (hub, s) = open(hub).await?;
-    let v = hub
-        .show(&s, &shh_hub::ops::DatasetRef::parse(reference)?)
+    let (reference, report) = hub
+        .risk(&s, &shh_hub::ops::DatasetRef::parse(reference)?)
         .await?;
-    let Some(params) = v.ingest_params() else {
-        bail!(
-            "{}: no risk report (the version was not written by `shh ingest`)",
-            v.reference
-        );
+    let Some(r) = report else {
+        bail!("{reference}: no risk report (the version was not written by `shh ingest`)");
     };
-    let r = params.risk;
     if json {
         print_json(&r)?;
     } else {
-        out!("{}", r.to_markdown(&v.reference));
+        out!("{}", r.to_markdown(&reference));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod out;
+mod access;
 mod audit;
 mod ingest;
 mod migrate;
@@ -16,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use shh_hub::ops::{DatasetRef, short_ref};
 use shh_hub::{
     Authenticator, DirSink, ErrorKind, Hub, HubError, InitOptions, KdfParams, LocalAuthenticator,
-    ResidencyRule, Session, StoreUrl,
+    ResidencyRule, Session, StoreUrl, UserAuthenticator, UserLogin,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +42,10 @@ struct Cli {
     /// leave one core to the kernel's network stack and the rest of the machine].
     #[arg(long, global = true, env = "SHH_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Act as this enrolled user, proven with their own passphrase (`SHH_USER_PASSPHRASE` or
+    /// a prompt); without it you act as the hub's operator, because you hold its passphrase.
+    #[arg(long = "as", global = true, env = "SHH_AS")]
+    as_user: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -102,6 +107,15 @@ enum Cmd {
     /// Move the hub to another cloud: plan, run, sync, verify, cut over, roll back.
     #[command(subcommand)]
     Migrate(migrate::MigrateCmd),
+    /// Users, their roles and credentials.
+    #[command(subcommand)]
+    User(access::UserCmd),
+    /// Research projects.
+    #[command(subcommand)]
+    Project(access::ProjectCmd),
+    /// Time-bound permits to work on a dataset.
+    #[command(subcommand)]
+    Permit(access::PermitCmd),
 }
 
 #[derive(Args)]
@@ -187,8 +201,12 @@ pub(crate) fn result_sink(dir: &Path) -> Result<(DirSink, String)> {
     Ok(DirSink::for_path(dir).map_err(HubError::from)?)
 }
 
-/// Opens the hub with its passphrase and authenticates the local operator: the hub shared as
-/// one `Arc<Hub>`, and the session every operation of this command runs in.
+/// `--as USER`, set once before the command runs.
+static AS_USER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Opens the hub with its passphrase and authenticates the caller (the user `--as` names,
+/// proven with their own passphrase, or else the local operator): the hub shared as one
+/// `Arc<Hub>`, and the session every operation of this command runs in.
 pub(crate) async fn open(hub: &Path) -> Result<(Arc<Hub>, Session)> {
     Hub::read_config(hub)?;
     let p = passphrase(
@@ -197,7 +215,25 @@ pub(crate) async fn open(hub: &Path) -> Result<(Arc<Hub>, Session)> {
         "SHH_PASSPHRASE",
     )?;
     let hub = Arc::new(Hub::open(hub, &p).await?);
-    let session = LocalAuthenticator.authenticate(&hub, &operator::from_env())?;
+    let session = match AS_USER.get().and_then(Option::as_ref) {
+        Some(name) => {
+            let p = passphrase(
+                &format!("Passphrase of user {name}: "),
+                false,
+                "SHH_USER_PASSPHRASE",
+            )?;
+            let login = UserLogin {
+                name: name.clone(),
+                passphrase: p,
+            };
+            UserAuthenticator.authenticate(&hub, &login).await?
+        }
+        None => {
+            LocalAuthenticator
+                .authenticate(&hub, &operator::from_env())
+                .await?
+        }
+    };
     Ok((hub, session))
 }
 
@@ -218,6 +254,7 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let json = cli.json;
+    let _ = AS_USER.set(cli.as_user.clone());
     match cli.cmd {
         Cmd::Init(a) => {
             let mut allow = Vec::new();
@@ -294,7 +331,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Keys(KeysCmd::List) => {
             let (hub, s) = open(&cli.hub).await?;
-            let keys = hub.keys(&s).await;
+            let keys = hub.keys(&s).await?;
             if json {
                 print_json(&keys)?;
             } else {
@@ -462,6 +499,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Audit(a) => return audit::run(a, &cli.hub, json).await,
         Cmd::Migrate(c) => return migrate::migrate(c, &cli.hub, json).await,
+        Cmd::User(c) => return access::user(c, &cli.hub, json).await,
+        Cmd::Project(c) => return access::project(c, &cli.hub, json).await,
+        Cmd::Permit(c) => return access::permit(c, &cli.hub, json).await,
         Cmd::Ingest(a) => return ingest::ingest(a, &cli.hub, json).await,
         Cmd::Synth(c) => return ingest::synth(c, json),
         Cmd::Optout(c) => return ingest::optout(c, &cli.hub, json).await,

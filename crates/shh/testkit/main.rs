@@ -63,7 +63,9 @@ enum Cmd {
 async fn run(cli: Cli) -> Result<()> {
     let pass = std::env::var("SHH_PASSPHRASE").context("set SHH_PASSPHRASE")?;
     let hub = Arc::new(Hub::open(&cli.hub, &pass).await?);
-    let session = LocalAuthenticator.authenticate(&hub, &operator::from_env())?;
+    let session = LocalAuthenticator
+        .authenticate(&hub, &operator::from_env())
+        .await?;
     match cli.cmd {
         Cmd::WriteSample {
             dataset,

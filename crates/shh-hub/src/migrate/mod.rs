@@ -81,6 +81,7 @@ impl Hub {
 
     /// Lists both stores, merges the listings and writes the plan to `req.out`.
     pub async fn migrate_plan(&self, s: &Session, req: &PlanRequest) -> Result<PlanHeader> {
+        self.allow(s, shh_access::Action::Migrate).await?;
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent())
             .migrate_plan(
@@ -103,6 +104,7 @@ impl Hub {
         req: RunRequest,
         on_plan: impl FnOnce(&PlanHeader),
     ) -> Result<RunReport> {
+        self.allow(s, shh_access::Action::Migrate).await?;
         let core = self.core.read().await;
         // Boxed, like every long operation: its state is large.
         Box::pin(Call::new(&core, s, task).migrate_run(req, on_plan)).await
@@ -119,6 +121,7 @@ impl Hub {
         req: &VerifyRequest,
         sink: &dyn Sink,
     ) -> Result<AcceptanceReport> {
+        self.allow(s, shh_access::Action::Migrate).await?;
         let core = self.core.read().await;
         Box::pin(Call::new(&core, s, task).migrate_verify(
             req.to.as_deref(),
@@ -137,6 +140,7 @@ impl Hub {
     /// silently miss their objects, so it waits for them. The event is recorded before the
     /// change is made.
     pub async fn migrate_mirror(&self, s: &Session, req: &MirrorRequest) -> Result<()> {
+        self.allow(s, shh_access::Action::Migrate).await?;
         let task = Task::silent();
         let mut core = self.exclusive(req.wait).await?;
         CallMut::new(&mut core, s, &task)
@@ -157,6 +161,7 @@ impl Hub {
         req: &CutoverRequest,
         sink: &dyn Sink,
     ) -> Result<SwitchReport> {
+        self.allow(s, shh_access::Action::Migrate).await?;
         let mut core = self.exclusive(req.wait).await?;
         Box::pin(CallMut::new(&mut core, s, task).migrate_cutover(
             &req.to,
@@ -180,6 +185,7 @@ impl Hub {
         task: &Task,
         req: &RollbackRequest,
     ) -> Result<SwitchReport> {
+        self.allow(s, shh_access::Action::Migrate).await?;
         let mut core = self.exclusive(req.wait).await?;
         Box::pin(CallMut::new(&mut core, s, task).migrate_rollback(req.options.clone(), req.wait))
             .await
@@ -193,6 +199,7 @@ impl Hub {
         s: &Session,
         req: &FinalizeRequest,
     ) -> Result<MigrationState> {
+        self.allow(s, shh_access::Action::Migrate).await?;
         let task = Task::silent();
         let mut core = self.exclusive(req.wait).await?;
         CallMut::new(&mut core, s, &task)
@@ -207,6 +214,7 @@ impl Hub {
         s: &Session,
         req: &CompareRequest,
     ) -> Result<CompareReport> {
+        self.allow(s, shh_access::Action::Migrate).await?;
         let core = self.core.read().await;
         Call::new(&core, s, &Task::silent())
             .migrate_compare(req.with.as_deref(), req.pct, req.concurrency)

@@ -45,6 +45,7 @@ impl Fixture {
         let hub = Arc::new(hub);
         let operator = LocalAuthenticator
             .authenticate(&hub, &who)
+            .await
             .expect("session");
         Fixture { tmp, hub, operator }
     }
@@ -55,9 +56,10 @@ impl Fixture {
     }
 
     /// A session of `name` in `role`.
-    pub fn session(&self, name: &str, role: &str) -> Session {
+    pub async fn session(&self, name: &str, role: &str) -> Session {
         LocalAuthenticator
             .authenticate(&self.hub, &operator(name, role))
+            .await
             .expect("session")
     }
 
@@ -80,6 +82,7 @@ pub async fn open(dir: &Path) -> (Hub, Session) {
     let hub = Hub::open(dir, PASS).await.expect("open");
     let s = LocalAuthenticator
         .authenticate(&hub, &operator("alice@test", "operator"))
+        .await
         .expect("session");
     (hub, s)
 }
@@ -92,6 +95,47 @@ impl Fixture {
             shh_hub::synth::generate(&out, patients, 7, &shh_hub::Task::silent()).expect("synth");
         }
         out
+    }
+
+    /// `name`'s session, proven with `passphrase` (`--as name`).
+    pub async fn login(&self, name: &str, passphrase: &str) -> shh_hub::Result<Session> {
+        shh_hub::UserAuthenticator
+            .authenticate(
+                &self.hub,
+                &shh_hub::UserLogin {
+                    name: name.into(),
+                    passphrase: passphrase.into(),
+                },
+            )
+            .await
+    }
+
+    /// A user added by the operator with `roles`, enrolled with the passphrase
+    /// `<name>-passphrase`, and their session.
+    pub async fn user(&self, name: &str, roles: &[shh_hub::Role]) -> Session {
+        use shh_hub::access::users::{UserAddRequest, UserEnrollRequest};
+        self.hub
+            .user_add(
+                &self.operator,
+                &UserAddRequest {
+                    name: name.into(),
+                    roles: roles.to_vec(),
+                },
+            )
+            .await
+            .expect("add user");
+        let passphrase = format!("{name}-passphrase");
+        self.hub
+            .user_enroll(
+                &self.operator,
+                &UserEnrollRequest {
+                    name: name.into(),
+                    passphrase: passphrase.clone(),
+                },
+            )
+            .await
+            .expect("enroll");
+        self.login(name, &passphrase).await.expect("login")
     }
 
     /// An ingest of synthetic table `table` into a dataset of the same name.

@@ -1,0 +1,325 @@
+//! Permits: granted in one signed step by a member of the access committee who does not work
+//! in the project, to the project's researchers, for one dataset (pinned to a version, or
+//! following the current one), its columns and a row predicate, in aggregate or extract mode,
+//! from one instant until another. A permit expires by itself; a revocation ends it at once.
+//!
+//! The grant's statement (`shh_access::statement`) is signed with the granter's own key and
+//! goes, with the signature and the key, into the `permit.grant` event: an auditor checks it
+//! offline against the key the granter's `user.enroll` event shows.
+
+use crate::core::Call;
+use crate::ops::DatasetRef;
+use crate::{Hub, Result, Session};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shh_access::statement::{DOMAIN, Statement, statement_bytes};
+use shh_access::{Action, Mode, Permit, PermitState, PermitTerms, Project, Revocation};
+use shh_audit::Draft;
+
+/// `shh permit grant`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermitGrantRequest {
+    /// The project.
+    pub project: String,
+    /// `NAME` (follows the current version) or `NAME@VERSION` (pinned).
+    pub dataset: String,
+    /// Columns it may see (default: all).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Row predicate (SQL), applied beneath every query.
+    #[serde(default)]
+    pub predicate: Option<String>,
+    /// Aggregate or extract.
+    pub mode: Mode,
+    /// Valid from.
+    pub from: DateTime<Utc>,
+    /// Until (exclusive).
+    pub until: DateTime<Utc>,
+    /// Recipients (researchers of the project).
+    pub to: Vec<String>,
+}
+
+/// `shh permit revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermitRevokeRequest {
+    /// The permit.
+    pub permit: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A permit and where it stands now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermitView {
+    /// The permit.
+    #[serde(flatten)]
+    pub permit: Permit,
+    /// Its state when read.
+    pub state: PermitState,
+}
+
+impl PermitView {
+    fn now(permit: Permit) -> Self {
+        let state = permit.state(Utc::now());
+        Self { permit, state }
+    }
+}
+
+/// What a grant's signature covers.
+#[derive(Debug, Serialize)]
+struct Grant<'a> {
+    permit: &'a str,
+    terms: &'a PermitTerms,
+    granted_at: DateTime<Utc>,
+}
+
+/// What a revocation's signature covers.
+#[derive(Debug, Serialize)]
+struct Revoke<'a> {
+    permit: &'a str,
+    revocation: &'a Revocation,
+}
+
+impl Call<'_> {
+    /// Signs `decision` of `kind` with the session's own key: the statement (JSON), the
+    /// signature (base64) and the public key (hex).
+    fn sign<T: Serialize>(&self, kind: &str, decision: &T) -> Result<(String, String, String)> {
+        let key = self.session.key()?;
+        let statement = Statement {
+            kind,
+            hub: &self.config.hub_id,
+            by: self.session.principal(),
+            decision,
+        };
+        let bytes = statement_bytes(&statement).map_err(crate::HubError::Internal)?;
+        let signature = key.signer().sign_document(DOMAIN, &bytes);
+        let text =
+            String::from_utf8(bytes).map_err(|e| crate::HubError::Internal(e.to_string()))?;
+        Ok((text, signature, hex::encode(key.signer().public().bytes())))
+    }
+
+    async fn grant(&self, req: &PermitGrantRequest) -> Result<PermitView> {
+        self.allow(Action::GrantPermit).await?;
+        self.ensure_writable()?;
+        let event = Draft::new("permit.grant")
+            .project(req.project.clone())
+            .dataset(req.dataset.clone());
+        // Signed decisions need a proven user before anything else is looked at.
+        self.session.key()?;
+        if let Some(p) = &req.predicate {
+            crate::guard::check("the permit's row predicate", p)?;
+        }
+        let project = self.catalog.project(&req.project).await?;
+        let r = DatasetRef::parse(&req.dataset)?;
+        let view = self.show(&r).await?;
+        if let Some(cols) = &req.columns {
+            for c in cols {
+                if !view.columns.iter().any(|(n, _)| n == c) {
+                    return Err(shh_access::Invalid {
+                        field: "columns",
+                        reason: format!("{} has no column {c:?}", view.reference),
+                    }
+                    .into());
+                }
+            }
+        }
+        let terms = PermitTerms {
+            project: project.id.clone(),
+            dataset: r.name.clone(),
+            version: r.version.as_ref().map(|_| view.id.clone()),
+            columns: req.columns.clone(),
+            predicate: req.predicate.clone(),
+            mode: req.mode,
+            from: req.from,
+            until: req.until,
+            to: req.to.iter().cloned().collect(),
+        };
+        let mut recipients = Vec::new();
+        for name in &terms.to {
+            match self.catalog.principal(name).await {
+                Ok(p) => recipients.push(p),
+                Err(shh_catalog::CatalogError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Err(d) = shh_access::check_grant(
+            self.session.principal(),
+            self.session.grants(),
+            &project,
+            &terms,
+            &recipients,
+        ) {
+            return self.refuse(event, d).await;
+        }
+        let id = super::new_id("pmt");
+        let granted_at = Utc::now();
+        let (statement, signature, public_key) = self.sign(
+            "permit.grant",
+            &Grant {
+                permit: &id,
+                terms: &terms,
+                granted_at,
+            },
+        )?;
+        let permit = Permit {
+            id: id.clone(),
+            terms,
+            granted_by: self.session.principal().to_owned(),
+            granted_at,
+            signature: signature.clone(),
+            public_key: public_key.clone(),
+            revoked: None,
+        };
+        let event = event
+            .permit(id.clone())
+            .detail("mode", req.mode.as_str())
+            .detail("statement", statement)
+            .detail("signature", signature)
+            .detail("public_key", public_key);
+        self.record(event.clone()).await?;
+        if let Err(e) = self.catalog.add_permit(&permit).await {
+            self.record(event.failed(e.to_string())).await?;
+            return Err(e.into());
+        }
+        Ok(PermitView::now(permit))
+    }
+
+    async fn revoke(&self, req: &PermitRevokeRequest) -> Result<PermitView> {
+        self.allow(Action::RevokePermit).await?;
+        self.ensure_writable()?;
+        crate::guard::check("the revocation's reason", &req.reason)?;
+        shh_access::model::validate_text("reason", &req.reason, true)?;
+        let mut permit = self.catalog.permit(&req.permit).await?;
+        let event = Draft::new("permit.revoke")
+            .project(permit.terms.project.clone())
+            .permit(permit.id.clone());
+        if let Err(d) = shh_access::check_revoke(&permit) {
+            return self.refuse(event, d).await;
+        }
+        let revocation = Revocation {
+            by: self.session.principal().to_owned(),
+            at: Utc::now(),
+            reason: req.reason.clone(),
+        };
+        let mut event = event.detail("reason", req.reason.clone());
+        // A committee member signs; an operator ending a permit in an emergency may not have
+        // a key of their own, and the event says so by carrying none.
+        if self.session.is_user() {
+            let (statement, signature, public_key) = self.sign(
+                "permit.revoke",
+                &Revoke {
+                    permit: &permit.id,
+                    revocation: &revocation,
+                },
+            )?;
+            event = event
+                .detail("statement", statement)
+                .detail("signature", signature)
+                .detail("public_key", public_key);
+        }
+        self.record(event.clone()).await?;
+        if let Err(e) = self.catalog.revoke_permit(&permit.id, &revocation).await {
+            self.record(event.failed(e.to_string())).await?;
+            return Err(e.into());
+        }
+        permit.revoked = Some(revocation);
+        Ok(PermitView::now(permit))
+    }
+
+    /// The permit `id` and its project, if this session may work under it now; a refusal is
+    /// recorded (`permit.use`, the rule named).
+    pub(crate) async fn usable_permit(&self, id: &str) -> Result<(Permit, Project)> {
+        self.allow(Action::Query).await?;
+        let event = Draft::new("permit.use").permit(id.to_owned());
+        let permit = match self.catalog.permit(id).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.record(event.failed(e.to_string())).await?;
+                return Err(e.into());
+            }
+        };
+        let project = self.catalog.project(&permit.terms.project).await?;
+        let event = event.project(project.id.clone());
+        if let Err(d) = shh_access::check_use(
+            &permit,
+            &project,
+            self.session.principal(),
+            self.session.grants(),
+            Utc::now(),
+        ) {
+            return self.refuse(event, d).await;
+        }
+        Ok((permit, project))
+    }
+}
+
+/// The permit operations.
+impl Hub {
+    /// Grants a permit: one signed step by a committee member outside the project.
+    pub async fn permit_grant(&self, s: &Session, req: &PermitGrantRequest) -> Result<PermitView> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &shh_task::Task::silent())
+            .grant(req)
+            .await
+    }
+
+    /// Revokes a permit at once.
+    pub async fn permit_revoke(
+        &self,
+        s: &Session,
+        req: &PermitRevokeRequest,
+    ) -> Result<PermitView> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &shh_task::Task::silent())
+            .revoke(req)
+            .await
+    }
+
+    /// The permits of a project this session may see (or of every such project).
+    pub async fn permits(&self, s: &Session, project: Option<&str>) -> Result<Vec<PermitView>> {
+        let core = self.core.read().await;
+        let task = shh_task::Task::silent();
+        let call = Call::new(&core, s, &task);
+        call.allow(Action::ShowProjects).await?;
+        let visible: Vec<String> = match project {
+            Some(p) => vec![call.visible_project(p).await?.id],
+            None => call
+                .visible_projects()
+                .await?
+                .into_iter()
+                .map(|p| p.id)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for p in visible {
+            out.extend(
+                core.catalog
+                    .permits(Some(&p))
+                    .await?
+                    .into_iter()
+                    .map(PermitView::now),
+            );
+        }
+        Ok(out)
+    }
+
+    /// One permit, if this session may see its project.
+    pub async fn permit(&self, s: &Session, id: &str) -> Result<PermitView> {
+        let core = self.core.read().await;
+        let task = shh_task::Task::silent();
+        let call = Call::new(&core, s, &task);
+        let p = core.catalog.permit(id).await?;
+        call.visible_project(&p.terms.project).await?;
+        Ok(PermitView::now(p))
+    }
+
+    /// Checks that this session may work under permit `id` now (a recipient, a member, the
+    /// permit neither expired, revoked nor not yet valid); the refusal is recorded.
+    pub async fn permit_check(&self, s: &Session, id: &str) -> Result<PermitView> {
+        let core = self.core.read().await;
+        let (p, _) = Call::new(&core, s, &shh_task::Task::silent())
+            .usable_permit(id)
+            .await?;
+        Ok(PermitView::now(p))
+    }
+}
