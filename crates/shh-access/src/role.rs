@@ -182,9 +182,38 @@ pub fn allowed(action: Action) -> &'static [Role] {
         .map_or(&[], |(_, _, r)| r)
 }
 
+/// The table as Markdown, as `docs/access.md` prints it.
+pub fn rules_table() -> String {
+    let mut t = String::from("| command |");
+    for r in Role::ALL {
+        t.push_str(&format!(" {r} |"));
+    }
+    t.push_str("\n| --- |");
+    t.push_str(&" :-: |".repeat(Role::ALL.len()));
+    t.push('\n');
+    for (_, name, roles) in RULES {
+        t.push_str(&format!("| `{name}` |"));
+        for r in Role::ALL {
+            t.push_str(if roles.contains(&r) { " ✓ |" } else { "  |" });
+        }
+        t.push('\n');
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_access_page_prints_this_table() {
+        let page = include_str!("../../../docs/access.md");
+        assert!(
+            page.contains(&rules_table()),
+            "docs/access.md must hold this table:\n{}",
+            rules_table()
+        );
+    }
 
     #[test]
     fn role_names_round_trip_and_unknown_names_are_no_role() {

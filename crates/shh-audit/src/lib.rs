@@ -23,4 +23,4 @@ pub use event::{Actor, Draft, Event, EventError, Outcome, Rendered, Targets, map
 pub use export::verify_export;
 pub use log::{AuditError, AuditLog, EventFilter, ExportSummary, InclusionProof};
 pub use sth::{KeyError, PublicKey, SignedTreeHead, Signer, TreeHead};
-pub use verify::{Verifier, VerifyReport};
+pub use verify::{DECISION_DOMAIN, Verifier, VerifyReport};

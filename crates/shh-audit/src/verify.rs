@@ -7,6 +7,13 @@
 //! that exact event; an event altered in place is caught by the first head that covers it, so
 //! it is named to the precision of that head's batch (the first event after the previous good
 //! head), which is one event whenever appends were not grouped.
+//!
+//! It also checks every **signed decision** the log carries (a permit granted, a release
+//! approved): an allowed event whose details hold `statement`, `signature` and `public_key`
+//! must verify under that key (domain `shh/decision/v1`), the statement must name the event's
+//! actor and hub, and the key must be the one that actor's latest `user.enroll` event before
+//! it recorded. So an auditor learns from the log alone that a decision was signed by the key
+//! its decider enrolled, and how many distinct keys signed.
 
 use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::sth::{PublicKey, SignedTreeHead};
@@ -30,6 +37,12 @@ pub struct VerifyReport {
     pub first_bad_seq: Option<u64>,
     /// What is wrong.
     pub problem: Option<String>,
+    /// Signed decisions whose signatures verified under the key their decider enrolled.
+    #[serde(default)]
+    pub decisions: u64,
+    /// The distinct users who signed them.
+    #[serde(default)]
+    pub deciders: Vec<String>,
 }
 
 struct Checkpoint {
@@ -50,6 +63,10 @@ pub struct Verifier {
     heads_checked: u64,
     failure: Option<(u64, String)>,
     head_failure: Option<(u64, String)>,
+    /// Each user's enrolled key (hex), from the latest `user.enroll` so far.
+    enrolled: std::collections::HashMap<String, String>,
+    decisions: u64,
+    deciders: std::collections::BTreeSet<String>,
 }
 
 impl Verifier {
@@ -66,6 +83,9 @@ impl Verifier {
             heads_checked: 0,
             failure: None,
             head_failure: None,
+            enrolled: Default::default(),
+            decisions: 0,
+            deciders: Default::default(),
         };
         let mut prev = 0u64;
         for h in heads {
@@ -158,7 +178,7 @@ impl Verifier {
         }
         for (i, parsed) in parse_all(lines).into_iter().enumerate() {
             let expected = self.frontier.size();
-            let (seq, hub, leaf) = match parsed {
+            let (seq, hub, leaf, signed) = match parsed {
                 Ok(p) => p,
                 Err(why) => return self.fail_at(expected, format!("event {expected}: {why}")),
             };
@@ -180,10 +200,58 @@ impl Verifier {
                 Some(_) => {}
                 None => self.hub = Some(hub),
             }
+            if let Some(d) = signed
+                && let Err(why) = self.check_decision(d)
+            {
+                return self.fail_at(seq, format!("event {seq}: {why}"));
+            }
             self.frontier.push(leaf);
             self.check_heads();
             if self.failure.is_some() {
                 return;
+            }
+        }
+    }
+
+    fn check_decision(&mut self, d: Signed) -> Result<(), String> {
+        match d {
+            Signed::Enroll { user, key } => {
+                self.enrolled.insert(user, key);
+                Ok(())
+            }
+            Signed::Decision {
+                actor,
+                key,
+                signature,
+                statement,
+            } => {
+                if self.enrolled.get(&actor) != Some(&key) {
+                    return Err(format!(
+                        "a decision signed with a key {actor} had not enrolled"
+                    ));
+                }
+                let public = PublicKey::parse_all(&key)
+                    .ok()
+                    .and_then(|k| k.first().copied())
+                    .ok_or("the decision's public key is not an Ed25519 key")?;
+                if !public.verify_document(DECISION_DOMAIN, statement.as_bytes(), &signature) {
+                    return Err("the decision's signature does not verify".into());
+                }
+                #[derive(serde::Deserialize)]
+                struct Who {
+                    hub: String,
+                    by: String,
+                }
+                let who: Who = serde_json::from_str(&statement)
+                    .map_err(|e| format!("the signed statement is not one: {e}"))?;
+                if who.by != actor || self.hub.as_deref() != Some(who.hub.as_str()) {
+                    return Err(
+                        "the signed statement names another decider or hub than its event".into(),
+                    );
+                }
+                self.decisions += 1;
+                self.deciders.insert(actor);
+                Ok(())
             }
         }
     }
@@ -260,18 +328,88 @@ impl Verifier {
             unsigned_tail: size - signed,
             first_bad_seq: bad.as_ref().map(|b| b.0),
             problem: bad.map(|b| b.1),
+            decisions: self.decisions,
+            deciders: self.deciders.into_iter().collect(),
         }
     }
 }
 
-type Parsed = Result<(u64, String, Hash), String>;
+/// The domain signed decisions are signed under (`shh_access::statement`).
+pub const DECISION_DOMAIN: &[u8] = shh_access::statement::DOMAIN;
 
-/// The two fields the verifier needs; serde skips the rest without building it.
+/// What an event tells the decision check.
+enum Signed {
+    /// `user` enrolled `key`.
+    Enroll { user: String, key: String },
+    /// `actor` signed `statement`.
+    Decision {
+        actor: String,
+        key: String,
+        signature: String,
+        statement: String,
+    },
+}
+
+type Parsed = Result<(u64, String, Hash, Option<Signed>), String>;
+
+type Text<'a> = std::borrow::Cow<'a, str>;
+
+/// The fields the verifier needs; serde skips the rest without building it.
 #[derive(serde::Deserialize)]
 struct Fields<'a> {
     seq: u64,
     #[serde(borrow)]
-    hub: std::borrow::Cow<'a, str>,
+    hub: Text<'a>,
+    #[serde(borrow)]
+    actor: Text<'a>,
+    #[serde(borrow)]
+    action: Text<'a>,
+    #[serde(default, borrow)]
+    details: Details<'a>,
+    #[serde(borrow)]
+    outcome: OutcomeTag<'a>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct Details<'a> {
+    #[serde(default, borrow)]
+    user: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    public_key: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    signature: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    statement: Option<Text<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct OutcomeTag<'a> {
+    #[serde(borrow)]
+    result: Text<'a>,
+}
+
+impl Fields<'_> {
+    fn signed(self) -> Option<Signed> {
+        if self.outcome.result != "allowed" {
+            return None;
+        }
+        let d = self.details;
+        if self.action == "user.enroll" {
+            return Some(Signed::Enroll {
+                user: d.user?.into_owned(),
+                key: d.public_key?.into_owned(),
+            });
+        }
+        match (d.public_key, d.signature, d.statement) {
+            (Some(k), Some(sig), Some(st)) => Some(Signed::Decision {
+                actor: self.actor.into_owned(),
+                key: k.into_owned(),
+                signature: sig.into_owned(),
+                statement: st.into_owned(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Parses one event and hashes its exact bytes. Whether the bytes are the canonical form is
@@ -279,7 +417,8 @@ struct Fields<'a> {
 /// differently, so a re-serialized event fails the root check like any other alteration.
 fn parse_one(line: &[u8]) -> Parsed {
     let f: Fields = serde_json::from_slice(line).map_err(|e| format!("not an event: {e}"))?;
-    Ok((f.seq, f.hub.into_owned(), leaf_hash(line)))
+    let (seq, hub) = (f.seq, f.hub.to_string());
+    Ok((seq, hub, leaf_hash(line), f.signed()))
 }
 
 /// Parses and hashes on every core: these dominate verification, the tree fold does not.

@@ -239,6 +239,8 @@ async fn open_for_verify(h: &Hub) -> VerifyReport {
                     _ => Some(u64::MAX),
                 },
                 problem: Some(e.to_string()),
+                decisions: 0,
+                deciders: Vec::new(),
             };
         }
     };
@@ -416,4 +418,93 @@ async fn inclusion_proofs_check_with_the_rfc_9162_algorithm() {
     let older = log.inclusion_proof(2, Some(5)).await.expect("older head");
     assert_eq!(older.tree_size, 5);
     assert!(log.inclusion_proof(13, None).await.is_err());
+}
+
+fn statement(by: &str) -> String {
+    format!(
+        r#"{{"kind":"permit.grant","hub":"hub-1","by":"{by}","decision":{{"permit":"pmt-1"}}}}"#
+    )
+}
+
+fn decision(key: &Signer, text: &str) -> Draft {
+    Draft::new("permit.grant")
+        .detail("statement", text)
+        .detail(
+            "signature",
+            key.sign_document(shh_audit::DECISION_DOMAIN, text.as_bytes()),
+        )
+        .detail("public_key", hex::encode(key.public().bytes()))
+}
+
+/// A log where cora enrolled `key` and signed one grant with it, then `tail`; verified.
+async fn with_decisions(key: &Signer, tail: Vec<(Actor, Draft)>) -> VerifyReport {
+    let h = hub();
+    let log = open(&h).await;
+    let enroll = Draft::new("user.enroll")
+        .detail("user", "cora")
+        .detail("public_key", hex::encode(key.public().bytes()));
+    log.append(&alice(), enroll).await.expect("enroll");
+    let cora = Actor::new("cora", "committee");
+    log.append(&cora, decision(key, &statement("cora")))
+        .await
+        .expect("grant");
+    for (a, d) in tail {
+        log.append(&a, d).await.expect("append");
+    }
+    log.verify(Vec::new()).await.expect("verify")
+}
+
+/// A decision is trusted only if it verifies under the key its decider enrolled before it:
+/// a decision signed by another key (a hub recording a forged approval), one whose
+/// statement names another decider, one by a user who never enrolled, and a signature over
+/// other bytes are each named.
+#[tokio::test]
+async fn signed_decisions_verify_under_the_key_their_decider_enrolled() {
+    let cora_key = Signer::from_seed(&[7; 32]).expect("key");
+    let other_key = Signer::from_seed(&[8; 32]).expect("key");
+    let cora = || Actor::new("cora", "committee");
+    let good = with_decisions(&cora_key, vec![]).await;
+    assert!(good.ok, "{good:?}");
+    assert_eq!(
+        (good.decisions, good.deciders.clone()),
+        (1, vec!["cora".to_owned()])
+    );
+
+    let forged = with_decisions(
+        &cora_key,
+        vec![(cora(), decision(&other_key, &statement("cora")))],
+    )
+    .await;
+    assert_eq!(bad(&forged), Some(2), "{forged:?}");
+    assert!(
+        forged
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("had not enrolled"))
+    );
+    let impostor = with_decisions(
+        &cora_key,
+        vec![(cora(), decision(&cora_key, &statement("rob")))],
+    )
+    .await;
+    assert_eq!(bad(&impostor), Some(2), "{impostor:?}");
+    let never = with_decisions(
+        &cora_key,
+        vec![(
+            Actor::new("eve", "committee"),
+            decision(&other_key, &statement("eve")),
+        )],
+    )
+    .await;
+    assert_eq!(bad(&never), Some(2), "{never:?}");
+    let swapped = decision(&cora_key, &statement("cora"))
+        .detail("statement", statement("cora").replace("pmt-1", "pmt-2"));
+    let swapped = with_decisions(&cora_key, vec![(cora(), swapped)]).await;
+    assert!(
+        swapped
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("does not verify")),
+        "{swapped:?}"
+    );
 }

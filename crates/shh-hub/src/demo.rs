@@ -2,7 +2,9 @@
 //! disk + SQLite), synthesizes an SNDS-shaped population (the producer's files, with raw fake
 //! NIRs), ingests it — pseudonymized, policies applied, foreign keys checked — verifies every
 //! version, shows that the store holds only ciphertext and not one of the NIRs, prints the
-//! re-identification risk, and verifies the audit log that recorded all of it.
+//! re-identification risk, gives a researcher's project a permit granted and signed by the
+//! access committee (and refuses what the rules forbid), and verifies the audit log that
+//! recorded all of it, signatures included.
 
 use crate::migrate::{RunRequest, VerifyRequest};
 use crate::{
@@ -75,6 +77,27 @@ pub struct DemoReport {
     pub audit_pubkey: String,
     /// The store copied to a second location, as a migration would.
     pub migration: DemoMigration,
+    /// Research access: a project and its permit.
+    pub access: DemoAccess,
+}
+
+/// The demo's research access.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoAccess {
+    /// The researcher and the committee member (enrolled with their own passphrases).
+    pub users: Vec<(String, String)>,
+    /// The project.
+    pub project: String,
+    /// Its title.
+    pub title: String,
+    /// The permit granted.
+    pub permit: String,
+    /// What it covers, as shown.
+    pub terms: String,
+    /// Fingerprint of the key that signed the grant.
+    pub signed_by: String,
+    /// Attempts the rules refused: what was tried, the rule.
+    pub refused: Vec<(String, String)>,
 }
 
 /// The demo's migration to a second store.
@@ -290,7 +313,14 @@ pub async fn run(
         report: report_dir,
     };
 
-    step("verifying the audit log: recomputing the Merkle tree, checking every signed head")?;
+    step(
+        "research access: a researcher's project, a permit granted and signed by the access committee, attacks refused",
+    )?;
+    let access = research_access(&hub, s).await?;
+
+    step(
+        "verifying the audit log: recomputing the Merkle tree, checking every signed head and decision",
+    )?;
     let audit = hub
         .audit_verify(s, &crate::audit::AuditVerifyRequest::default())
         .await?;
@@ -300,12 +330,21 @@ pub async fn run(
         .into_iter()
         .map(|e| {
             let t = e.targets;
-            let target = t.dataset.or(t.object).unwrap_or_default();
+            let target = t.permit.or(t.project).or(t.dataset).or(t.object);
+            let target = target
+                .or_else(|| {
+                    e.details
+                        .get("user")
+                        .and_then(|u| u.as_str())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
             (e.seq, e.action, target)
         })
         .collect();
     Ok(DemoReport {
         migration,
+        access,
         audit_events,
         audit,
         audit_pubkey: hub.audit_public_key().await?.to_pem(),
@@ -321,6 +360,106 @@ pub async fn run(
         nirs_searched: nirs.len(),
         nir_in_store,
         risk,
+    })
+}
+
+/// Two users with their own credentials, a project of the researcher, a permit on the
+/// beneficiaries granted by the committee member (signed), and three attempts the rules stop.
+async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
+    use crate::access::permits::PermitGrantRequest;
+    use crate::access::projects::ProjectCreateRequest;
+    use crate::access::users::{UserAddRequest, UserEnrollRequest};
+    use shh_access::{Mode, Role};
+    let mut sessions = Vec::new();
+    for (name, role) in [("rita", Role::Researcher), ("cora", Role::Committee)] {
+        hub.user_add(
+            s,
+            &UserAddRequest {
+                name: name.into(),
+                roles: vec![role],
+            },
+        )
+        .await?;
+        // Their own passphrases (random here), never the hub's.
+        let passphrase = random_passphrase();
+        hub.user_enroll(
+            s,
+            &UserEnrollRequest {
+                name: name.into(),
+                passphrase: passphrase.clone(),
+            },
+        )
+        .await?;
+        let login = crate::UserLogin {
+            name: name.into(),
+            passphrase,
+        };
+        sessions.push(crate::UserAuthenticator.authenticate(hub, &login).await?);
+    }
+    let (rita, cora) = (&sessions[0], &sessions[1]);
+    let project = hub
+        .project_create(
+            rita,
+            &ProjectCreateRequest {
+                title: "Diabetes care pathways".into(),
+                purpose: "Prevalence of treated diabetes by age band and département".into(),
+                legal_basis: Some(
+                    "GDPR art. 6(1)(e) and 9(2)(j); CNIL reference methodology MR-004".into(),
+                ),
+                controller: Some("Demo University Hospital".into()),
+                members: vec![],
+            },
+        )
+        .await?;
+    let now = chrono::Utc::now();
+    let grant = PermitGrantRequest {
+        project: project.id.clone(),
+        dataset: "IR_BEN_R".into(),
+        columns: None,
+        predicate: None,
+        mode: Mode::Aggregate,
+        from: now,
+        until: now + chrono::Duration::days(180),
+        to: vec!["rita".into()],
+    };
+    let mut refused = Vec::new();
+    let mut attempt = |what: &str, r: Result<()>| {
+        if let Err(HubError::Denied(d)) = r {
+            refused.push((what.to_owned(), d.rule.to_owned()));
+        }
+    };
+    attempt(
+        "rita grants herself the permit",
+        hub.permit_grant(rita, &grant).await.map(|_| ()),
+    );
+    attempt(
+        "the operator (no committee role, no key of their own) grants it",
+        hub.permit_grant(s, &grant).await.map(|_| ()),
+    );
+    let permit = hub.permit_grant(cora, &grant).await?;
+    attempt(
+        "cora (who granted it) works under it",
+        hub.permit_check(cora, &permit.permit.id).await.map(|_| ()),
+    );
+    hub.permit_check(rita, &permit.permit.id).await?;
+    let t = &permit.permit.terms;
+    Ok(DemoAccess {
+        users: vec![
+            ("rita".into(), "researcher".into()),
+            ("cora".into(), "committee".into()),
+        ],
+        project: project.id,
+        title: project.title,
+        permit: permit.permit.id.clone(),
+        terms: format!(
+            "{} (current version), {} mode, {} → {}, to rita",
+            t.dataset,
+            t.mode.as_str(),
+            t.from.format("%Y-%m-%d"),
+            t.until.format("%Y-%m-%d")
+        ),
+        signed_by: crate::access::users::fingerprint(&permit.permit.public_key).unwrap_or_default(),
+        refused,
     })
 }
 

@@ -319,6 +319,17 @@ async fn a_grant_is_one_signed_step_by_a_committee_member_outside_the_project() 
             "grant.recipient-member"
         ]
     );
+    // The log's own verification checks the signature too, from the events alone.
+    let report = f
+        .hub
+        .audit_verify(&f.operator, &shh_hub::audit::AuditVerifyRequest::default())
+        .await
+        .expect("verify");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(
+        (report.decisions, report.deciders),
+        (1, vec!["cora".to_owned()])
+    );
     drop(eve);
 }
 

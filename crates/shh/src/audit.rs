@@ -102,6 +102,14 @@ fn report(r: &VerifyReport, json: bool, what: &str) -> Result<ExitCode> {
                     r.events,
                     r.heads
                 );
+                if r.decisions > 0 {
+                    outln!(
+                        "  {} signed decision(s) verified under the keys their deciders enrolled ({} distinct: {})",
+                        r.decisions,
+                        r.deciders.len(),
+                        r.deciders.join(", ")
+                    );
+                }
                 if r.unsigned_tail > 0 {
                     outln!(
                         "  {} event(s) after the latest head (a crash interrupted signing; the next append signs them)",

@@ -593,12 +593,23 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) -> Result<()> {
         &m.merkle_root[..16],
         m.report.display()
     );
+    let a = &r.access;
+    outln!(
+        "research access: project {} \"{}\" of rita (researcher); cora (committee) granted permit {}:",
+        a.project,
+        a.title,
+        a.permit
+    );
+    outln!("  {}, signed with cora's own key {}", a.terms, a.signed_by);
+    for (what, rule) in &a.refused {
+        outln!("  refused: {what} (rule {rule})");
+    }
     outln!(
         "audit verification: {}",
         if r.audit.ok {
             format!(
-                "OK — {} events, {} signed heads",
-                r.audit.events, r.audit.heads
+                "OK — {} events, {} signed heads, {} signed decision(s) verified under their deciders' enrolled keys",
+                r.audit.events, r.audit.heads, r.audit.decisions
             )
         } else {
             format!("FAILED — {}", r.audit.problem.as_deref().unwrap_or(""))

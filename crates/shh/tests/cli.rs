@@ -417,9 +417,28 @@ fn demo_runs_and_finds_no_plaintext() {
             "dataset.verify",
             "dataset.verify",
             "migrate.run",
-            "migrate.verify"
+            "migrate.verify",
+            "user.add",
+            "user.enroll",
+            "user.add",
+            "user.enroll",
+            "project.create",
+            "access.denied",
+            "access.denied",
+            "permit.grant",
+            "access.denied"
         ]
     );
+    // A permit granted and signed by the committee; self-grants and use by the granter refused;
+    // the grant's signature verified with the log.
+    assert!(
+        r["access"]["permit"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("pmt-"))
+    );
+    assert_eq!(r["access"]["refused"].as_array().map(Vec::len), Some(3));
+    assert_eq!(r["audit"]["decisions"], 1);
+    assert_eq!(r["audit"]["deciders"], serde_json::json!(["cora"]));
     // The store was copied to a second location and accepted against the manifests.
     assert_eq!(r["migration"]["failed"], 0, "{}", r["migration"]);
     assert!(
