@@ -78,6 +78,8 @@ pub(crate) fn fingerprint(hex_key: &str) -> Option<String> {
 impl Call<'_> {
     pub(crate) async fn add_user(&self, p: &Principal) -> Result<UserView> {
         p.validate()?;
+        // Digits are allowed in a name, so a NIR could be one: refused like any other name.
+        crate::guard::check("the user name", &p.name)?;
         let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
         let event = Draft::new("user.add")
             .detail("user", p.name.clone())
