@@ -415,12 +415,13 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
     let grant = PermitGrantRequest {
         project: project.id.clone(),
         dataset: "IR_BEN_R".into(),
+        version: None,
         columns: None,
         predicate: None,
         mode: Mode::Aggregate,
         from: now,
         until: now + chrono::Duration::days(180),
-        to: vec!["rita".into()],
+        to: ["rita".to_owned()].into(),
     };
     let mut refused = Vec::new();
     let mut attempt = |what: &str, r: Result<()>| {

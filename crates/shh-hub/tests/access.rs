@@ -86,6 +86,7 @@ fn grant(project: &str, to: &[&str]) -> PermitGrantRequest {
     PermitGrantRequest {
         project: project.into(),
         dataset: "IR_BEN_R".into(),
+        version: None,
         columns: None,
         predicate: None,
         mode: Mode::Aggregate,
@@ -279,7 +280,7 @@ async fn a_grant_is_one_signed_step_by_a_committee_member_outside_the_project() 
         .await
         .expect("show");
     let mut pinned = grant(project, &["rita"]);
-    pinned.dataset = format!("IR_BEN_R@{}", &current.id[..8]);
+    pinned.version = Some(current.id[..8].to_owned());
     let v = f.hub.permit_grant(&w.cora, &pinned).await.expect("grant");
     assert_eq!(v.permit.terms.version.as_deref(), Some(current.id.as_str()));
     assert_eq!(v.state, PermitState::Active);

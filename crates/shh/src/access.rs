@@ -8,6 +8,7 @@ use clap::Subcommand;
 use shh_hub::access::permits::{PermitGrantRequest, PermitRevokeRequest, PermitView};
 use shh_hub::access::projects::{AddMemberRequest, ProjectCreateRequest};
 use shh_hub::access::users::{UserAddRequest, UserEnrollRequest};
+use shh_hub::ops::DatasetRef;
 use shh_hub::{Mode, Project, Role};
 use std::path::Path;
 use std::process::ExitCode;
@@ -330,15 +331,17 @@ pub async fn permit(cmd: PermitCmd, hub: &Path, json: bool) -> Result<ExitCode> 
             until,
             to,
         } => {
+            let d = DatasetRef::parse(&dataset)?;
             let req = PermitGrantRequest {
                 project,
-                dataset,
+                dataset: d.name,
+                version: d.version,
                 columns: (!columns.is_empty()).then_some(columns),
                 predicate,
                 mode,
                 from: parse_time("from", &from)?,
                 until: parse_time("until", &until)?,
-                to,
+                to: to.into_iter().collect(),
             };
             (hub.permit_grant(&s, &req).await?, true)
         }

@@ -13,31 +13,12 @@ use crate::{Hub, Result, Session};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shh_access::statement::{DOMAIN, Statement, statement_bytes};
-use shh_access::{Action, Mode, Permit, PermitState, PermitTerms, Project, Revocation};
+use shh_access::{Action, Permit, PermitState, PermitTerms, Project, Revocation};
 use shh_audit::Draft;
 
-/// `shh permit grant`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PermitGrantRequest {
-    /// The project.
-    pub project: String,
-    /// `NAME` (follows the current version) or `NAME@VERSION` (pinned).
-    pub dataset: String,
-    /// Columns it may see (default: all).
-    #[serde(default)]
-    pub columns: Option<Vec<String>>,
-    /// Row predicate (SQL), applied beneath every query.
-    #[serde(default)]
-    pub predicate: Option<String>,
-    /// Aggregate or extract.
-    pub mode: Mode,
-    /// Valid from.
-    pub from: DateTime<Utc>,
-    /// Until (exclusive).
-    pub until: DateTime<Utc>,
-    /// Recipients (researchers of the project).
-    pub to: Vec<String>,
-}
+/// `shh permit grant`: the terms asked for. `version` may be a unique prefix; the permit
+/// records the full id it resolves to.
+pub type PermitGrantRequest = PermitTerms;
 
 /// `shh permit revoke`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,16 +82,20 @@ impl Call<'_> {
     async fn grant(&self, req: &PermitGrantRequest) -> Result<PermitView> {
         self.allow(Action::GrantPermit).await?;
         self.ensure_writable()?;
+        let r = DatasetRef {
+            name: req.dataset.clone(),
+            version: req.version.clone(),
+        };
         let event = Draft::new("permit.grant")
             .project(req.project.clone())
-            .dataset(req.dataset.clone());
+            .dataset(r.shown());
         // Signed decisions need a proven user before anything else is looked at.
         self.session.key()?;
         if let Some(p) = &req.predicate {
             crate::guard::check("the permit's row predicate", p)?;
         }
         let project = self.catalog.project(&req.project).await?;
-        let r = DatasetRef::parse(&req.dataset)?;
+        shh_dataset::validate_name(&r.name)?;
         let view = self.show(&r).await?;
         if let Some(cols) = &req.columns {
             for c in cols {
@@ -124,15 +109,8 @@ impl Call<'_> {
             }
         }
         let terms = PermitTerms {
-            project: project.id.clone(),
-            dataset: r.name.clone(),
             version: r.version.as_ref().map(|_| view.id.clone()),
-            columns: req.columns.clone(),
-            predicate: req.predicate.clone(),
-            mode: req.mode,
-            from: req.from,
-            until: req.until,
-            to: req.to.iter().cloned().collect(),
+            ..req.clone()
         };
         let mut recipients = Vec::new();
         for name in &terms.to {

@@ -22,20 +22,9 @@ pub struct UserAddRequest {
     pub roles: Vec<Role>,
 }
 
-/// `shh user enroll NAME`: a new credential sealed under `passphrase`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-pub struct UserEnrollRequest {
-    /// The user.
-    pub name: String,
-    /// Their own passphrase.
-    pub passphrase: String,
-}
-
-impl std::fmt::Debug for UserEnrollRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "UserEnrollRequest({}, ..)", self.name)
-    }
-}
+/// `shh user enroll NAME`: the user and the passphrase their new key is sealed under (the
+/// same shape as a login, and as carefully never printed).
+pub type UserEnrollRequest = crate::UserLogin;
 
 /// A user as shown (never their sealed key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
