@@ -115,6 +115,24 @@ impl Call<'_> {
         }
     }
 
+    /// Records `event`, then runs `op` (a change of the catalog): what `op` makes visible is
+    /// never visible without its event, and its failure is recorded after it as `event`
+    /// failed.
+    pub(crate) async fn recorded<T>(
+        &self,
+        event: Draft,
+        op: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.record(event.clone()).await?;
+        match op.await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.record(event.failed(e.to_string())).await?;
+                Err(e)
+            }
+        }
+    }
+
     /// Events matching `filter`, in order.
     async fn audit_events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         let mut out = Vec::new();

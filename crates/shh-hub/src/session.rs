@@ -225,20 +225,14 @@ pub(crate) fn key_purpose(hub_id: &str, name: &str) -> String {
 impl Authenticator for UserAuthenticator {
     type Credential = UserLogin;
     async fn authenticate(&self, hub: &Hub, login: &UserLogin) -> Result<Session> {
-        let refused = || {
-            HubError::Unauthenticated(format!(
-                "unknown user or wrong passphrase for {:?}",
-                login.name
-            ))
-        };
         if shh_access::validate_user_name(&login.name).is_err() {
-            return Err(refused());
+            return Err(wrong_login(&login.name));
         }
         let core = hub.core.read().await;
         let hub_id = core.config.hub_id.clone();
         let proven = match core.catalog.principal(&login.name).await {
             Ok(p) => prove(&hub_id, &p, &login.passphrase).map(|k| (p, k)),
-            Err(shh_catalog::CatalogError::NotFound { .. }) => Err(refused()),
+            Err(shh_catalog::CatalogError::NotFound { .. }) => Err(wrong_login(&login.name)),
             Err(e) => return Err(e.into()),
         };
         match proven {
@@ -268,10 +262,14 @@ impl Authenticator for UserAuthenticator {
     }
 }
 
+/// The one answer to a failed login: an unknown name and a wrong passphrase look the same.
+fn wrong_login(name: &str) -> HubError {
+    HubError::Unauthenticated(format!("unknown user or wrong passphrase for {name:?}"))
+}
+
 /// Opens `p`'s sealed key with `passphrase` and checks it is the key `p` enrolled.
 fn prove(hub_id: &str, p: &shh_access::Principal, passphrase: &str) -> Result<UserKey> {
-    let refused =
-        || HubError::Unauthenticated(format!("unknown user or wrong passphrase for {:?}", p.name));
+    let refused = || wrong_login(&p.name);
     let Some(c) = &p.credential else {
         return Err(HubError::Unauthenticated(format!(
             "{} has no credential yet: enroll with `shh user enroll {}`",

@@ -345,31 +345,36 @@ fn holds(m: std::fs::Metadata, len: u64) -> std::io::Result<std::fs::Metadata> {
 /// ones stream.
 const WHOLE_READ_MAX: u64 = 8 << 20;
 
-/// A whole small file (or a range of it) read on one blocking thread: its open, `fstat` and
-/// read in one hand-off, where `LocalFileSystem` makes one for the open and another for the
-/// read. `None` when `LocalFileSystem` should answer instead: conditions, a head, a suffix or
-/// open range, something other than a regular file, a range past the end, or too many bytes
-/// (whose error or stream is then `LocalFileSystem`'s own).
-fn read_small(
-    file: &std::path::Path,
-    location: &Path,
-    options: &GetOptions,
-) -> Option<object_store::Result<GetResult>> {
-    use std::io::{Read, Seek};
+/// The range [`read_small`] may read for `options`: `Some(None)` for the whole object,
+/// `Some(Some(range))` for a bounded range, `None` when `LocalFileSystem` must answer
+/// (conditions, a head, a version, a suffix or open range). Decided before any thread hand-off,
+/// so a request that cannot take the short path pays nothing for it.
+fn plain_range(options: &GetOptions) -> Option<Option<std::ops::Range<u64>>> {
     let plain = options.if_match.is_none()
         && options.if_none_match.is_none()
         && options.if_modified_since.is_none()
         && options.if_unmodified_since.is_none()
         && options.version.is_none()
         && !options.head;
-    let wanted = match &options.range {
-        None => None,
-        Some(object_store::GetRange::Bounded(r)) if r.start <= r.end => Some(r.clone()),
-        Some(_) => return None,
-    };
-    if !plain {
-        return None;
+    match &options.range {
+        _ if !plain => None,
+        None => Some(None),
+        Some(object_store::GetRange::Bounded(r)) if r.start <= r.end => Some(Some(r.clone())),
+        Some(_) => None,
     }
+}
+
+/// A whole small file (or `wanted`, a range of it) read on one blocking thread: its open,
+/// `fstat` and read in one hand-off, where `LocalFileSystem` makes one for the open and another
+/// for the read. `None` when `LocalFileSystem` should answer instead: something other than a
+/// regular file, a range past the end, or too many bytes (whose error or stream is then
+/// `LocalFileSystem`'s own).
+fn read_small(
+    file: &std::path::Path,
+    location: &Path,
+    wanted: Option<std::ops::Range<u64>>,
+) -> Option<object_store::Result<GetResult>> {
+    use std::io::{Read, Seek};
     let mut f = std::fs::File::open(file).ok()?;
     let meta = f.metadata().ok()?;
     if !meta.is_file() {
@@ -556,9 +561,12 @@ impl ObjectStore for DurableLocal {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        let Some(wanted) = plain_range(&options) else {
+            return self.inner.get_opts(location, options).await;
+        };
         let file = self.inner.path_to_filesystem(location)?;
-        let (l, o) = (location.clone(), options.clone());
-        let small = tokio::task::spawn_blocking(move || read_small(&file, &l, &o))
+        let l = location.clone();
+        let small = tokio::task::spawn_blocking(move || read_small(&file, &l, wanted))
             .await
             .map_err(failed)?;
         match small {

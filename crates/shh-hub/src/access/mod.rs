@@ -52,10 +52,15 @@ impl Call<'_> {
         Err(e.into())
     }
 
-    /// Records `event` as refused by `denied` (its rule named) and returns the refusal.
-    pub(crate) async fn refuse<T>(&self, event: Draft, denied: Denied) -> Result<T> {
+    /// Passes a rule's verdict: a refusal is recorded as `event` refused (its rule named) and
+    /// returned as [`HubError::Denied`].
+    pub(crate) async fn enforce(&self, event: &Draft, verdict: Result<(), Denied>) -> Result<()> {
+        let Err(denied) = verdict else {
+            return Ok(());
+        };
         self.record(
             event
+                .clone()
                 .detail("rule", denied.rule)
                 .refused(denied.reason.clone()),
         )

@@ -61,10 +61,29 @@ struct Revoke<'a> {
     revocation: &'a Revocation,
 }
 
+/// A decision signed with the decider's own key.
+struct Signature {
+    /// The statement signed (JSON).
+    statement: String,
+    /// Base64.
+    signature: String,
+    /// Hex.
+    public_key: String,
+}
+
+impl Signature {
+    /// `event` carrying the three, so the audit verifier can check it offline.
+    fn on(&self, event: Draft) -> Draft {
+        event
+            .detail("statement", self.statement.clone())
+            .detail("signature", self.signature.clone())
+            .detail("public_key", self.public_key.clone())
+    }
+}
+
 impl Call<'_> {
-    /// Signs `decision` of `kind` with the session's own key: the statement (JSON), the
-    /// signature (base64) and the public key (hex).
-    fn sign<T: Serialize>(&self, kind: &str, decision: &T) -> Result<(String, String, String)> {
+    /// Signs `decision` of `kind` with the session's own key.
+    fn sign<T: Serialize>(&self, kind: &str, decision: &T) -> Result<Signature> {
         let key = self.session.key()?;
         let statement = Statement {
             kind,
@@ -74,9 +93,13 @@ impl Call<'_> {
         };
         let bytes = statement_bytes(&statement).map_err(crate::HubError::Internal)?;
         let signature = key.signer().sign_document(DOMAIN, &bytes);
-        let text =
+        let statement =
             String::from_utf8(bytes).map_err(|e| crate::HubError::Internal(e.to_string()))?;
-        Ok((text, signature, hex::encode(key.signer().public().bytes())))
+        Ok(Signature {
+            statement,
+            signature,
+            public_key: hex::encode(key.signer().public().bytes()),
+        })
     }
 
     async fn grant(&self, req: &PermitGrantRequest) -> Result<PermitView> {
@@ -120,18 +143,17 @@ impl Call<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
-        if let Err(d) = shh_access::check_grant(
+        let verdict = shh_access::check_grant(
             self.session.principal(),
             self.session.grants(),
             &project,
             &terms,
             &recipients,
-        ) {
-            return self.refuse(event, d).await;
-        }
+        );
+        self.enforce(&event, verdict).await?;
         let id = super::new_id("pmt");
         let granted_at = Utc::now();
-        let (statement, signature, public_key) = self.sign(
+        let signed = self.sign(
             "permit.grant",
             &Grant {
                 permit: &id,
@@ -139,26 +161,18 @@ impl Call<'_> {
                 granted_at,
             },
         )?;
+        let event = signed.on(event.permit(id.clone()).detail("mode", req.mode.as_str()));
         let permit = Permit {
-            id: id.clone(),
+            id,
             terms,
             granted_by: self.session.principal().to_owned(),
             granted_at,
-            signature: signature.clone(),
-            public_key: public_key.clone(),
+            signature: signed.signature,
+            public_key: signed.public_key,
             revoked: None,
         };
-        let event = event
-            .permit(id.clone())
-            .detail("mode", req.mode.as_str())
-            .detail("statement", statement)
-            .detail("signature", signature)
-            .detail("public_key", public_key);
-        self.record(event.clone()).await?;
-        if let Err(e) = self.catalog.add_permit(&permit).await {
-            self.record(event.failed(e.to_string())).await?;
-            return Err(e.into());
-        }
+        self.recorded(event, async { Ok(self.catalog.add_permit(&permit).await?) })
+            .await?;
         Ok(PermitView::now(permit))
     }
 
@@ -171,9 +185,8 @@ impl Call<'_> {
         let event = Draft::new("permit.revoke")
             .project(permit.terms.project.clone())
             .permit(permit.id.clone());
-        if let Err(d) = shh_access::check_revoke(&permit) {
-            return self.refuse(event, d).await;
-        }
+        self.enforce(&event, shh_access::check_revoke(&permit))
+            .await?;
         let revocation = Revocation {
             by: self.session.principal().to_owned(),
             at: Utc::now(),
@@ -183,23 +196,19 @@ impl Call<'_> {
         // A committee member signs; an operator ending a permit in an emergency may not have
         // a key of their own, and the event says so by carrying none.
         if self.session.is_user() {
-            let (statement, signature, public_key) = self.sign(
+            let signed = self.sign(
                 "permit.revoke",
                 &Revoke {
                     permit: &permit.id,
                     revocation: &revocation,
                 },
             )?;
-            event = event
-                .detail("statement", statement)
-                .detail("signature", signature)
-                .detail("public_key", public_key);
+            event = signed.on(event);
         }
-        self.record(event.clone()).await?;
-        if let Err(e) = self.catalog.revoke_permit(&permit.id, &revocation).await {
-            self.record(event.failed(e.to_string())).await?;
-            return Err(e.into());
-        }
+        self.recorded(event, async {
+            Ok(self.catalog.revoke_permit(&permit.id, &revocation).await?)
+        })
+        .await?;
         permit.revoked = Some(revocation);
         Ok(PermitView::now(permit))
     }
@@ -218,15 +227,14 @@ impl Call<'_> {
         };
         let project = self.catalog.project(&permit.terms.project).await?;
         let event = event.project(project.id.clone());
-        if let Err(d) = shh_access::check_use(
+        let verdict = shh_access::check_use(
             &permit,
             &project,
             self.session.principal(),
             self.session.grants(),
             Utc::now(),
-        ) {
-            return self.refuse(event, d).await;
-        }
+        );
+        self.enforce(&event, verdict).await?;
         Ok((permit, project))
     }
 }

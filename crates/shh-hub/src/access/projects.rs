@@ -116,17 +116,16 @@ impl Call<'_> {
             );
         for m in &p.members {
             let user = self.catalog.principal(m).await?;
-            if let Err(d) =
-                shh_access::check_member(self.session.principal(), self.session.grants(), &p, &user)
-            {
-                return self.refuse(event, d).await;
-            }
+            let verdict = shh_access::check_member(
+                self.session.principal(),
+                self.session.grants(),
+                &p,
+                &user,
+            );
+            self.enforce(&event, verdict).await?;
         }
-        self.record(event.clone()).await?;
-        if let Err(e) = self.catalog.add_project(&p).await {
-            self.record(event.failed(e.to_string())).await?;
-            return Err(e.into());
-        }
+        self.recorded(event, async { Ok(self.catalog.add_project(&p).await?) })
+            .await?;
         Ok(p)
     }
 
@@ -138,16 +137,13 @@ impl Call<'_> {
             .project(p.id.clone())
             .detail("user", req.user.clone());
         let user = self.catalog.principal(&req.user).await?;
-        if let Err(d) =
-            shh_access::check_member(self.session.principal(), self.session.grants(), &p, &user)
-        {
-            return self.refuse(event, d).await;
-        }
-        self.record(event.clone()).await?;
-        if let Err(e) = self.catalog.add_member(&p.id, &req.user).await {
-            self.record(event.failed(e.to_string())).await?;
-            return Err(e.into());
-        }
+        let verdict =
+            shh_access::check_member(self.session.principal(), self.session.grants(), &p, &user);
+        self.enforce(&event, verdict).await?;
+        self.recorded(event, async {
+            Ok(self.catalog.add_member(&p.id, &req.user).await?)
+        })
+        .await?;
         p.members.insert(req.user.clone());
         Ok(p)
     }

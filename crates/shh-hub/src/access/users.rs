@@ -73,12 +73,8 @@ impl Call<'_> {
         let event = Draft::new("user.add")
             .detail("user", p.name.clone())
             .detail("roles", roles.join(","));
-        self.audited(event.clone(), async {
-            self.catalog.add_principal(p).await?;
-            Ok(())
-        })
-        .await?;
-        self.record(event).await?;
+        self.recorded(event, async { Ok(self.catalog.add_principal(p).await?) })
+            .await?;
         Ok(UserView::from(p))
     }
 
@@ -90,18 +86,14 @@ impl Call<'_> {
         if !own {
             self.allow(Action::EnrollUser).await?;
             if target.credential.is_some() {
-                return self
-                    .refuse(
-                        event,
-                        Denied {
-                            rule: "enroll.once",
-                            reason: format!(
-                                "{} is enrolled already: only they can replace their key (--as {})",
-                                req.name, req.name
-                            ),
-                        },
-                    )
-                    .await;
+                let once = Denied {
+                    rule: "enroll.once",
+                    reason: format!(
+                        "{} is enrolled already: only they can replace their key (--as {})",
+                        req.name, req.name
+                    ),
+                };
+                self.enforce(&event, Err(once)).await?;
             }
         }
         if req.passphrase.chars().count() < MIN_PASSPHRASE {
@@ -112,15 +104,11 @@ impl Call<'_> {
         }
         // The hub's passphrase opens everything: a user's credential must be their own.
         if shh_keys::Keystore::open(self.keystore.path(), &req.passphrase).is_ok() {
-            return self
-                .refuse(
-                    event,
-                    Denied {
-                        rule: "enroll.own-passphrase",
-                        reason: "a user's passphrase must not be the hub's".into(),
-                    },
-                )
-                .await;
+            let own = Denied {
+                rule: "enroll.own-passphrase",
+                reason: "a user's passphrase must not be the hub's".into(),
+            };
+            self.enforce(&event, Err(own)).await?;
         }
         let (seed, sealed) = shh_keys::SealedSecret::generate(
             &req.passphrase,
@@ -141,15 +129,13 @@ impl Call<'_> {
             .detail("fingerprint", public.fingerprint())
             .detail("replaces", target.public_key().unwrap_or("").to_owned());
         // Durable in the log before the credential can be used.
-        self.record(event.clone()).await?;
-        if let Err(e) = self
-            .catalog
-            .set_credential(&req.name, target.public_key(), &credential)
-            .await
-        {
-            self.record(event.failed(e.to_string())).await?;
-            return Err(e.into());
-        }
+        self.recorded(event, async {
+            Ok(self
+                .catalog
+                .set_credential(&req.name, target.public_key(), &credential)
+                .await?)
+        })
+        .await?;
         let mut p = target;
         p.credential = Some(credential);
         Ok(UserView::from(&p))
