@@ -21,8 +21,8 @@ pub mod statement;
 
 pub use decide::{Denied, check_grant, check_member, check_revoke, check_use};
 pub use model::{
-    Credential, Invalid, Mode, Permit, PermitState, PermitTerms, Principal, Project, Revocation,
-    validate_user_name,
+    Credential, Invalid, LedgerCell, Mode, Permit, PermitState, PermitTerms, Principal, Project,
+    Revocation, validate_user_name,
 };
 pub use role::{Action, RULES, Role, may};
 pub use statement::{Statement, statement_bytes};

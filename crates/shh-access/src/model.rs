@@ -336,3 +336,20 @@ mod tests {
         }
     }
 }
+
+/// A cell released to a project under disclosure control, as the project's ledger keeps it:
+/// enough to tell whether a later cell differs from it by a few patients (the sketch), never
+/// who they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerCell {
+    /// The measure (its kind and the columns it reads).
+    pub signature: String,
+    /// Patients behind it.
+    pub patients: u64,
+    /// Its cell key.
+    pub key: u64,
+    /// Its sketch of patients.
+    pub sketch: Vec<u8>,
+    /// What was published (`None`: suppressed).
+    pub released: Option<f64>,
+}

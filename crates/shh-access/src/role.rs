@@ -117,7 +117,7 @@ pub const RULES: &[(Action, &str, &[Role])] = &[
     (Action::Ingest, "ingest, optout", &[Operator, Producer]),
     (
         Action::DatasetsShow,
-        "datasets list, show, versions",
+        "datasets list, show, versions; disclosure show",
         &[
             Operator, Producer, Custodian, Researcher, Committee, Checker, Auditor,
         ],

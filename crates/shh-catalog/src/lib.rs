@@ -152,6 +152,9 @@ pub struct OptOutRecord {
     pub added_at: DateTime<Utc>,
 }
 
+/// A released cell in a project's ledger.
+pub type LedgerEntry = shh_access::LedgerCell;
+
 /// Who may use the hub and under which permits: principals, projects and permits. Records
 /// are created whole and change only by the few steps below, each atomic, so two deciders
 /// racing cannot both win (two enrollments of one user, a revocation and a second one).
@@ -187,6 +190,18 @@ pub trait AccessCatalog: Send + Sync {
     async fn permits(&self, project: Option<&str>) -> Result<Vec<Permit>>;
     /// Revokes a permit, only if it is not revoked yet (`Changed` otherwise).
     async fn revoke_permit(&self, id: &str, revocation: &Revocation) -> Result<()>;
+    /// The cells of `project`'s ledger in `scope` (its datasets) for the measure `signature`,
+    /// with between `lo` and `hi` patients.
+    async fn ledger_near(
+        &self,
+        project: &str,
+        scope: &str,
+        signature: &str,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<LedgerEntry>>;
+    /// Adds cells to `project`'s ledger in `scope`, all or none.
+    async fn ledger_add(&self, project: &str, scope: &str, cells: &[LedgerEntry]) -> Result<()>;
 }
 
 /// The catalog interface every backend implements.

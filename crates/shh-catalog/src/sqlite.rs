@@ -7,9 +7,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// 2 added the access tables (users, projects, permits); a catalog at 1 is upgraded on open
-/// (the tables are new, nothing is rewritten).
-const SCHEMA_VERSION: i64 = 2;
+/// 2 added the access tables (users, projects, permits), 3 the disclosure ledger; an older
+/// catalog is upgraded on open (the tables are new, nothing is rewritten).
+const SCHEMA_VERSION: i64 = 3;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (
@@ -48,6 +48,16 @@ CREATE TABLE IF NOT EXISTS permits (
     seq INTEGER NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ledger (
+    project TEXT NOT NULL REFERENCES projects(id),
+    scope TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    patients INTEGER NOT NULL,
+    cell_key INTEGER NOT NULL,
+    sketch BLOB NOT NULL,
+    released REAL
+);
+CREATE INDEX IF NOT EXISTS ledger_near ON ledger (project, scope, signature, patients);
 ";
 
 /// SQLite catalog.
@@ -98,7 +108,7 @@ impl SqliteCatalog {
                 .map_err(be)?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
-            Some(Ok(1)) => {
+            Some(Ok(1 | 2)) => {
                 conn.execute(
                     "UPDATE hub_meta SET value = ?1 WHERE key = 'catalog.schema'",
                     params![SCHEMA_VERSION.to_string()],

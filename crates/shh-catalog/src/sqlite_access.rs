@@ -3,7 +3,7 @@
 //! change was made for, and writes it back, so racing deciders are serialized.
 
 use crate::sqlite::{SqliteCatalog, be};
-use crate::{AccessCatalog, CatalogError, Result};
+use crate::{AccessCatalog, CatalogError, LedgerEntry, Result};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
@@ -289,6 +289,74 @@ impl AccessCatalog for SqliteCatalog {
                     Ok(())
                 },
             )
+        })
+        .await
+    }
+
+    async fn ledger_near(
+        &self,
+        project: &str,
+        scope: &str,
+        signature: &str,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<LedgerEntry>> {
+        let (project, scope, signature) =
+            (project.to_owned(), scope.to_owned(), signature.to_owned());
+        let lo = i64::try_from(lo).unwrap_or(i64::MAX);
+        let hi = i64::try_from(hi).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT signature, patients, cell_key, sketch, released FROM ledger
+                     WHERE project = ?1 AND scope = ?2 AND signature = ?3
+                       AND patients BETWEEN ?4 AND ?5",
+                )
+                .map_err(be)?;
+            let rows = st
+                .query_map(params![project, scope, signature, lo, hi], |r| {
+                    Ok(LedgerEntry {
+                        signature: r.get(0)?,
+                        patients: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        // The key's 64 bits, stored as SQLite's signed integer.
+                        key: r.get::<_, i64>(2)? as u64,
+                        sketch: r.get(3)?,
+                        released: r.get(4)?,
+                    })
+                })
+                .map_err(be)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(be)
+        })
+        .await
+    }
+
+    async fn ledger_add(&self, project: &str, scope: &str, cells: &[LedgerEntry]) -> Result<()> {
+        let (project, scope, cells) = (project.to_owned(), scope.to_owned(), cells.to_vec());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(be)?;
+            {
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT INTO ledger (project, scope, signature, patients, cell_key, sketch, released)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .map_err(be)?;
+                for e in &cells {
+                    st.execute(params![
+                        project,
+                        scope,
+                        e.signature,
+                        i64::try_from(e.patients).unwrap_or(i64::MAX),
+                        e.key as i64,
+                        e.sketch,
+                        e.released
+                    ])
+                    .map_err(be)?;
+                }
+            }
+            tx.commit().map_err(be)
         })
         .await
     }

@@ -39,6 +39,14 @@ pub struct HubConfig {
     /// (`crate::switch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch: Option<Switch>,
+    /// Disclosure control for aggregate permits (`[disclosure]`); the defaults unless the
+    /// operator set them. No query can change them.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub disclosure: shh_query::disclosure::Settings,
+}
+
+fn is_default(s: &shh_query::disclosure::Settings) -> bool {
+    *s == shh_query::disclosure::Settings::default()
 }
 
 /// A store switch (cut-over or rollback) in progress.

@@ -58,6 +58,14 @@ pub(crate) fn read_config(dir: &Path) -> Result<HubConfig> {
             reason: format!("unknown format {:?}", config.format),
         });
     }
+    // Settings that would switch disclosure control off do not open.
+    config
+        .disclosure
+        .check()
+        .map_err(|reason| HubError::Config {
+            path: path.clone(),
+            reason,
+        })?;
     Ok(config)
 }
 

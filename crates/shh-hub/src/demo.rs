@@ -98,6 +98,16 @@ pub struct DemoAccess {
     pub signed_by: String,
     /// Attempts the rules refused: what was tried, the rule.
     pub refused: Vec<(String, String)>,
+    /// The aggregate query rita ran under the permit.
+    pub query: String,
+    /// Its answer, as a table (suppressed cells read `suppressed`).
+    pub answer: String,
+    /// What disclosure control did to it.
+    pub disclosure: shh_query::disclosure::Report,
+    /// All patients, then all but those of the first suppressed cell: whether the attack that
+    /// would read that cell by difference got the same answer twice (`None`: nothing was
+    /// suppressed to attack).
+    pub differencing: Option<bool>,
 }
 
 /// The demo's migration to a second store.
@@ -443,6 +453,44 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
         hub.permit_check(cora, &permit.permit.id).await.map(|_| ()),
     );
     hub.permit_check(rita, &permit.permit.id).await?;
+    // The oldest birth years hold few patients: their cells are suppressed.
+    let sql = "SELECT BEN_NAI_ANN AS born, BEN_SEX_COD AS sex, count(DISTINCT BEN_NIR_PSA) AS patients \
+               FROM IR_BEN_R WHERE BEN_NAI_ANN < 1932 GROUP BY BEN_NAI_ANN, BEN_SEX_COD ORDER BY born, sex";
+    let ask = |sql: &str| crate::query::QueryRequest {
+        permit: permit.permit.id.clone(),
+        sql: sql.into(),
+    };
+    let answer = hub.query(rita, &ask(sql)).await?;
+    attempt(
+        "rita lists the beneficiaries under an aggregate permit",
+        hub.query(rita, &ask("SELECT * FROM IR_BEN_R"))
+            .await
+            .map(|_| ()),
+    );
+    attempt(
+        "rita asks for the oldest birth year (one person's value)",
+        hub.query(rita, &ask("SELECT min(BEN_NAI_ANN) FROM IR_BEN_R"))
+            .await
+            .map(|_| ()),
+    );
+    // All patients, then all but those of the first suppressed cell: the difference would be
+    // that small cell.
+    let all = "SELECT count(DISTINCT BEN_NIR_PSA) AS n FROM IR_BEN_R";
+    let first = hub.query(rita, &ask(all)).await?;
+    let differencing = match suppressed_cell(&answer) {
+        Some((born, sex)) => {
+            let but = hub
+                .query(
+                    rita,
+                    &ask(&format!(
+                        "{all} WHERE NOT (BEN_NAI_ANN = {born} AND BEN_SEX_COD = '{sex}')"
+                    )),
+                )
+                .await?;
+            Some(first.provenance.result_hash == but.provenance.result_hash)
+        }
+        None => None,
+    };
     let t = &permit.permit.terms;
     Ok(DemoAccess {
         users: vec![
@@ -461,7 +509,30 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
         ),
         signed_by: crate::access::users::fingerprint(&permit.permit.public_key).unwrap_or_default(),
         refused,
+        query: sql.into(),
+        answer: String::from_utf8_lossy(&answer.to_bytes(crate::query::Format::Table)?)
+            .into_owned(),
+        disclosure: answer.provenance.disclosure.clone().unwrap_or_default(),
+        differencing,
     })
+}
+
+/// The birth year and sex of the answer's first suppressed cell.
+fn suppressed_cell(r: &crate::query::QueryResult) -> Option<(i64, String)> {
+    use arrow::array::{Array, AsArray};
+    let b = r.batches.first()?;
+    let born = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).ok()?;
+    let sex = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Utf8).ok()?;
+    let (born, sex) = (
+        born.as_primitive::<arrow::datatypes::Int64Type>(),
+        sex.as_string::<i32>(),
+    );
+    let row = (0..b.num_rows()).find(|&i| b.column(2).is_null(i))?;
+    // Sex codes are digits: nothing to escape.
+    let s = sex.value(row);
+    s.bytes()
+        .all(|c| c.is_ascii_digit())
+        .then(|| (born.value(row), s.to_owned()))
 }
 
 fn read_nirs(path: &Path) -> Result<HashSet<Vec<u8>>> {

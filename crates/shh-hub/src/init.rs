@@ -169,6 +169,7 @@ impl Hub {
             mirror: None,
             migration: None,
             switch: None,
+            disclosure: Default::default(),
         })
     }
 

@@ -22,6 +22,7 @@ mod init;
 mod lock;
 pub mod migrate;
 pub mod ops;
+pub mod query;
 mod session;
 mod switch;
 pub mod synth;

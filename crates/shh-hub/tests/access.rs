@@ -6,13 +6,13 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use common::{Fixture, PASS};
+use common::{Fixture, PASS, rule};
 use shh_hub::access::permits::{PermitGrantRequest, PermitRevokeRequest};
 use shh_hub::access::projects::{AddMemberRequest, ProjectCreateRequest};
 use shh_hub::access::users::{UserAddRequest, UserEnrollRequest};
 use shh_hub::audit::{Event, EventFilter};
 use shh_hub::ops::{DatasetRef, ExportRequest};
-use shh_hub::{ErrorKind, HubError, MemorySink, Mode, PermitState, Role, Session, Task};
+use shh_hub::{ErrorKind, MemorySink, Mode, PermitState, Role, Session, Task};
 
 /// The events of `action`, in order.
 async fn events(f: &Fixture, action: &str) -> Vec<Event> {
@@ -28,14 +28,6 @@ async fn events(f: &Fixture, action: &str) -> Vec<Event> {
         .expect("events")
 }
 
-/// The rule an error names, if it is an access refusal.
-fn rule(e: &HubError) -> Option<&'static str> {
-    match e {
-        HubError::Denied(d) => Some(d.rule),
-        _ => None,
-    }
-}
-
 /// A hub with beneficiaries, a project of rita and rob (researchers), and cora on the
 /// committee.
 struct World {
@@ -47,15 +39,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let f = Fixture::new().await;
-    f.hub
-        .ingest(
-            &f.operator,
-            &Task::silent(),
-            &f.ingest_request(300, "IR_BEN_R"),
-        )
-        .await
-        .expect("ingest");
+    let f = Fixture::with_beneficiaries(300).await;
     let rita = f.user("rita", &[Role::Researcher]).await;
     let rob = f.user("rob", &[Role::Researcher]).await;
     let cora = f.user("cora", &[Role::Committee]).await;

@@ -16,23 +16,9 @@ fn export_of(name: &str) -> ExportRequest {
     }
 }
 
-/// A hub holding the synthetic beneficiaries of `patients` patients, as `IR_BEN_R`.
-async fn with_beneficiaries(patients: u64) -> Fixture {
-    let f = Fixture::new().await;
-    f.hub
-        .ingest(
-            &f.operator,
-            &Task::silent(),
-            &f.ingest_request(patients, "IR_BEN_R"),
-        )
-        .await
-        .expect("ingest");
-    f
-}
-
 #[tokio::test]
 async fn an_export_lands_whole_in_the_callers_sink_and_never_over_an_earlier_one() {
-    let f = with_beneficiaries(300).await;
+    let f = Fixture::with_beneficiaries(300).await;
     let s = &f.operator;
 
     let sink = MemorySink::new();
@@ -103,7 +89,7 @@ async fn an_export_lands_whole_in_the_callers_sink_and_never_over_an_earlier_one
 
 #[tokio::test]
 async fn a_cancelled_export_leaves_nothing_in_the_sink() {
-    let f = with_beneficiaries(100).await;
+    let f = Fixture::with_beneficiaries(100).await;
     let s = &f.operator;
     let task = Task::silent();
     task.cancel();

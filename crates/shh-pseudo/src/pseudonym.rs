@@ -65,16 +65,23 @@ impl Pseudonymizer {
         o.finalize().into()
     }
 
-    /// The pseudonym of a source identifier, appended to `out` (22 characters).
-    pub fn pseudonym_into(&self, id: &str, scratch: &mut Vec<u8>, out: &mut String) {
-        normalize_into(id, scratch);
-        let mac = self.mac(scratch);
+    /// A pseudonym derived from an existing one's exact bytes (no normalization: a pseudonym
+    /// is already canonical), appended to `out` (22 characters). A project's pseudonyms are
+    /// these, under the project's key, of the hub's.
+    pub fn derive_into(&self, pseudonym: &[u8], out: &mut String) {
+        let mac = self.mac(pseudonym);
         let mut buf = [0u8; PSEUDONYM_LEN];
         // 16 bytes always encode to exactly 22 characters: the slice cannot be too small.
         let n = URL_SAFE_NO_PAD
             .encode_slice(&mac[..16], &mut buf)
             .unwrap_or(0);
         out.extend(buf[..n].iter().map(|&b| b as char));
+    }
+
+    /// The pseudonym of a source identifier, appended to `out` (22 characters).
+    pub fn pseudonym_into(&self, id: &str, scratch: &mut Vec<u8>, out: &mut String) {
+        normalize_into(id, scratch);
+        self.derive_into(scratch, out);
     }
 
     /// The pseudonym of a source identifier.

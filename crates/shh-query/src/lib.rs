@@ -14,8 +14,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod disclosure;
 pub mod gate;
+pub mod pseudonyms;
 pub mod sandbox;
+pub mod table;
+pub mod view;
 
+pub use datafusion;
 pub use gate::{Refused, check_statement};
 pub use sandbox::{Limits, QueryError, Sandbox};

@@ -14,6 +14,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::execution::SessionStateDefaults;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,8 +112,38 @@ impl Sandbox {
             .map_err(|e| QueryError::Plan(e.to_string()))
     }
 
+    /// The session's state (to plan expressions against it).
+    pub fn state(&self) -> datafusion::execution::SessionState {
+        self.ctx.state()
+    }
+
+    /// The limits queries run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Lets the views read `store` (the hub's encrypted store) at [`crate::table::STORE_URL`].
+    /// Not a table: SQL cannot name a URL in this session.
+    pub fn register_store(
+        &self,
+        store: Arc<dyn object_store::ObjectStore>,
+    ) -> Result<(), QueryError> {
+        let url =
+            datafusion::execution::object_store::ObjectStoreUrl::parse(crate::table::STORE_URL)
+                .map_err(|e| QueryError::Plan(e.to_string()))?;
+        self.ctx.register_object_store(url.as_ref(), store);
+        Ok(())
+    }
+
     /// Runs `sql` (one query) and returns its result, within the limits.
     pub async fn run(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        let plan = self.plan(sql).await?;
+        self.collect(plan).await
+    }
+
+    /// Gates and plans `sql` (one read-only query), unoptimized: the disclosure rules read
+    /// this plan, where the permit's views are still the leaves.
+    pub async fn plan(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
         let statement = check_statement(sql)?;
         let state = self.ctx.state();
         let plan = state
@@ -133,6 +164,11 @@ impl Sandbox {
                     reason: e.to_string(),
                 })
             })?;
+        Ok(plan)
+    }
+
+    /// Runs a plan to its end, within the limits.
+    pub async fn collect(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>, QueryError> {
         let frame = self
             .ctx
             .execute_logical_plan(plan)

@@ -10,6 +10,7 @@ mod audit;
 mod ingest;
 mod migrate;
 mod operator;
+mod query;
 mod task;
 
 use anyhow::{Context, Result, bail};
@@ -116,6 +117,25 @@ enum Cmd {
     /// Time-bound permits to work on a dataset.
     #[command(subcommand)]
     Permit(access::PermitCmd),
+    /// Run one SQL query under a permit (`--as` the researcher): its views only; aggregate
+    /// permits answer under disclosure control.
+    Query {
+        /// The permit.
+        #[arg(long)]
+        permit: String,
+        /// One SQL query (SNDS names as written: `SELECT BEN_SEX_COD, count(*) FROM IR_BEN_R
+        /// GROUP BY BEN_SEX_COD`).
+        sql: String,
+        /// table, csv, json or parquet.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Write the result to this file (needed for parquet) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Disclosure control: the settings aggregate answers are protected by.
+    #[command(subcommand)]
+    Disclosure(query::DisclosureCmd),
 }
 
 #[derive(Args)]
@@ -502,6 +522,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::User(c) => return access::user(c, &cli.hub, json).await,
         Cmd::Project(c) => return access::project(c, &cli.hub, json).await,
         Cmd::Permit(c) => return access::permit(c, &cli.hub, json).await,
+        Cmd::Query {
+            permit,
+            sql,
+            format,
+            out,
+        } => return query::query(&cli.hub, permit, sql, &format, out, json).await,
+        Cmd::Disclosure(c) => return query::disclosure(c, &cli.hub, json).await,
         Cmd::Ingest(a) => return ingest::ingest(a, &cli.hub, json).await,
         Cmd::Synth(c) => return ingest::synth(c, json),
         Cmd::Optout(c) => return ingest::optout(c, &cli.hub, json).await,
@@ -603,6 +630,32 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) -> Result<()> {
     outln!("  {}, signed with cora's own key {}", a.terms, a.signed_by);
     for (what, rule) in &a.refused {
         outln!("  refused: {what} (rule {rule})");
+    }
+    outln!("  rita's aggregate query: {}", a.query);
+    for line in a.answer.lines() {
+        outln!("    {line}");
+    }
+    let rules: Vec<String> = a
+        .disclosure
+        .rules
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    outln!(
+        "  disclosure control: {} of {} cells published ({})",
+        a.disclosure.published,
+        a.disclosure.cells,
+        rules.join(", ")
+    );
+    if let Some(same) = a.differencing {
+        outln!(
+            "  differencing (all patients, then all but the first suppressed cell's): {}",
+            if same {
+                "the same answer twice, the difference reveals nothing"
+            } else {
+                "TWO DIFFERENT ANSWERS"
+            }
+        );
     }
     outln!(
         "audit verification: {}",

@@ -426,7 +426,13 @@ fn demo_runs_and_finds_no_plaintext() {
             "access.denied",
             "access.denied",
             "permit.grant",
-            "access.denied"
+            "access.denied",
+            // The aggregate query, the two refused, all patients and all but a small cell.
+            "query.run",
+            "query.run",
+            "query.run",
+            "query.run",
+            "query.run"
         ]
     );
     // A permit granted and signed by the committee; self-grants and use by the granter refused;
@@ -436,7 +442,17 @@ fn demo_runs_and_finds_no_plaintext() {
             .as_str()
             .is_some_and(|p| p.starts_with("pmt-"))
     );
-    assert_eq!(r["access"]["refused"].as_array().map(Vec::len), Some(3));
+    assert_eq!(r["access"]["refused"].as_array().map(Vec::len), Some(5));
+    // The aggregate answer shows suppressed cells, and the differencing attack on one of them
+    // got the same answer twice.
+    let d = &r["access"]["disclosure"];
+    assert!(d["published"].as_u64() < d["cells"].as_u64(), "{d}");
+    assert!(
+        r["access"]["answer"]
+            .as_str()
+            .is_some_and(|a| a.contains("suppressed"))
+    );
+    assert_eq!(r["access"]["differencing"], true);
     assert_eq!(r["audit"]["decisions"], 1);
     assert_eq!(r["audit"]["deciders"], serde_json::json!(["cora"]));
     // The store was copied to a second location and accepted against the manifests.

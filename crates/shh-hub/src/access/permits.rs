@@ -131,6 +131,23 @@ impl Call<'_> {
                 }
             }
         }
+        if let Some(p) = &req.predicate {
+            // Parsed now, against the version's schema: a predicate that does not read, or
+            // reads more than the row (a subquery), is refused at the grant, not at each use.
+            let rec = self.catalog.version(&r.name, Some(&view.id)).await?;
+            let manifest = shh_dataset::load_manifest(&self.store, &rec).await?;
+            let sandbox = shh_query::Sandbox::new(shh_query::Limits::default())
+                .map_err(|e| crate::HubError::Internal(e.to_string()))?;
+            shh_query::view::check_predicate(&sandbox, &manifest.schema, p).map_err(|e| {
+                shh_access::Invalid {
+                    field: "predicate",
+                    reason: match e {
+                        shh_query::QueryError::Refused(r) => r.reason,
+                        other => other.to_string(),
+                    },
+                }
+            })?;
+        }
         let terms = PermitTerms {
             version: r.version.as_ref().map(|_| view.id.clone()),
             ..req.clone()

@@ -150,3 +150,29 @@ impl Fixture {
         }
     }
 }
+
+/// The rule an error names, if it is an access refusal.
+#[allow(dead_code)]
+pub fn rule(e: &shh_hub::HubError) -> Option<&'static str> {
+    match e {
+        shh_hub::HubError::Denied(d) => Some(d.rule),
+        _ => None,
+    }
+}
+
+impl Fixture {
+    /// A hub holding the synthetic beneficiaries of `patients` patients, as `IR_BEN_R`.
+    #[allow(dead_code)]
+    pub async fn with_beneficiaries(patients: u64) -> Fixture {
+        let f = Fixture::new().await;
+        f.hub
+            .ingest(
+                &f.operator,
+                &shh_hub::Task::silent(),
+                &f.ingest_request(patients, "IR_BEN_R"),
+            )
+            .await
+            .expect("ingest");
+        f
+    }
+}

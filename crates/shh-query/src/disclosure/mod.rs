@@ -1,0 +1,353 @@
+//! Disclosure control for aggregate permits, as rules over the query's plan (one rule per
+//! file, each named in the audit event):
+//!
+//! - [`shape`] (`disclosure.shape`, `disclosure.aggregate-only`): the traceable subset;
+//! - [`functions`] (`disclosure.function`): count, count distinct, sum, avg only;
+//! - [`overlap`] (`disclosure.overlap`): differencing against the project's ledger;
+//! - [`threshold`] (`disclosure.threshold`): at least 11 distinct patients per cell;
+//! - [`dominance`] (`disclosure.dominance`): no patient makes up most of a cell;
+//! - [`secondary`] (`disclosure.secondary`): margins do not reveal a suppressed cell;
+//! - [`perturb`] (`disclosure.perturbation`): cell-key noise, then rounding.
+//!
+//! How a query runs: the plan's one aggregate is rewritten so that every measure is computed
+//! by [`measure`] (per patient, from the record keys); the cells are decided in Rust, against
+//! the ledger; the released cells replace the aggregate in the plan; and what the query does
+//! above its aggregate (`HAVING`, arithmetic, `ORDER BY`) runs on released values only.
+
+pub mod cell;
+pub mod dominance;
+pub mod functions;
+pub mod iblt;
+pub mod measure;
+pub mod overlap;
+pub mod perturb;
+pub mod secondary;
+pub mod shape;
+pub mod threshold;
+
+use crate::pseudonyms::Pseudonyms;
+use crate::sandbox::{QueryError, Sandbox};
+use arrow::array::{ArrayRef, AsArray, Float64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use cell::Cell;
+use datafusion::catalog::default_table_source::provider_as_source;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, cast, lit, when};
+use functions::{Kind, MeasureSpec};
+use measure::{Behind, Measure, Summary};
+use overlap::{Ledger, LedgerCell};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// A hub's disclosure settings. Set by the operator in `shh.toml`; no query can change them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Fewest distinct patients behind a published cell.
+    pub threshold: u64,
+    /// Published counts are rounded to a multiple of this.
+    pub rounding: u64,
+    /// Count noise: uniform-triangular on ±this.
+    pub count_noise: u64,
+    /// Sum and mean noise, as a fraction of the cell's largest contribution.
+    pub magnitude_noise: f64,
+    /// Largest share of a sum one patient may make up.
+    pub dominance_one: f64,
+    /// Largest share two patients may make up.
+    pub dominance_two: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            threshold: 11,
+            rounding: 5,
+            count_noise: 2,
+            magnitude_noise: 0.5,
+            dominance_one: 0.5,
+            dominance_two: 0.8,
+        }
+    }
+}
+
+impl Settings {
+    /// Refuses settings that would switch the protection off.
+    pub fn check(&self) -> Result<(), String> {
+        if self.threshold < 2 {
+            return Err("disclosure.threshold must be at least 2".into());
+        }
+        if self.rounding < 1 {
+            return Err("disclosure.rounding must be at least 1".into());
+        }
+        if !(self.magnitude_noise >= 0.0 && self.magnitude_noise <= 10.0) {
+            return Err("disclosure.magnitude_noise must be between 0 and 10".into());
+        }
+        for (name, v) in [
+            ("dominance_one", self.dominance_one),
+            ("dominance_two", self.dominance_two),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(format!("disclosure.{name} must be in (0, 1]"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What disclosure control did to one result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Cells computed (output rows × measures).
+    pub cells: u64,
+    /// Cells published.
+    pub published: u64,
+    /// Cells each rule decided, by rule name.
+    pub rules: BTreeMap<String, u64>,
+}
+
+fn plan_err(e: datafusion::error::DataFusionError) -> QueryError {
+    QueryError::Plan(e.to_string())
+}
+
+/// Answers an aggregate query under disclosure control.
+pub async fn answer(
+    sandbox: &Sandbox,
+    plan: LogicalPlan,
+    views: &BTreeSet<String>,
+    keys: &Arc<Pseudonyms>,
+    settings: &Settings,
+    ledger: &dyn Ledger,
+) -> Result<(Vec<RecordBatch>, Report), QueryError> {
+    let shape = shape::check(&plan, views)?;
+    let specs = functions::measures(&shape.aggregate)?;
+    let agg = &shape.aggregate;
+    let groups = agg.group_expr.len();
+    let rewritten = rewrite(agg, &shape.patient, &specs, keys)?;
+    let logical = Arc::new(rewritten.schema().as_arrow().clone());
+    let batches = sandbox.collect(rewritten).await?;
+    // No group at all (a GROUP BY over no rows) is an empty answer, not an error.
+    let schema = batches.first().map_or(logical, |b| b.schema());
+    let batch = arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
+    let rows = batch.num_rows();
+
+    // Decode every cell, column by column (a measure is a column).
+    let mut columns: Vec<Vec<Cell>> = Vec::with_capacity(specs.len());
+    let mut at = groups;
+    for spec in &specs {
+        let m = batch.column(at).as_binary::<i32>();
+        at += 1;
+        let d = if spec.kind == Kind::Distinct {
+            let a = arrow::compute::cast(batch.column(at), &DataType::Int64)
+                .map_err(|e| QueryError::Execution(e.to_string()))?;
+            at += 1;
+            Some(a)
+        } else {
+            None
+        };
+        let mut cells = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let summary = Summary::from_bytes(m.value(r))
+                .ok_or_else(|| QueryError::Execution("a measure's summary is torn".into()))?;
+            let distinct = d
+                .as_ref()
+                .map(|a| a.as_primitive::<arrow::datatypes::Int64Type>().value(r));
+            cells.push(Cell {
+                summary,
+                distinct,
+                released: None,
+                fired: None,
+                earlier: false,
+            });
+        }
+        columns.push(cells);
+    }
+
+    let mut report = Report::default();
+    let mut fresh: Vec<LedgerCell> = Vec::new();
+    let reach = overlap::reach(settings.threshold);
+    for (spec, cells) in specs.iter().zip(columns.iter_mut()) {
+        for cell in cells.iter_mut() {
+            let s = &cell.summary;
+            let near = ledger
+                .near(
+                    &spec.signature,
+                    s.patients.saturating_sub(reach),
+                    s.patients.saturating_add(reach),
+                )
+                .await
+                .map_err(QueryError::Execution)?;
+            let same_query = fresh.iter().filter(|c| c.signature == spec.signature);
+            if let Some(v) = overlap::earlier(s, settings.threshold, near.iter().chain(same_query))
+            {
+                cell.released = v;
+                cell.earlier = true;
+                cell.fired = Some(overlap::RULE);
+            } else if !threshold::passes(spec.kind, s, settings) {
+                cell.fired = Some(threshold::RULE);
+            } else if dominance::dominated(spec.kind, s, settings) {
+                cell.fired = Some(dominance::RULE);
+            } else {
+                cell.released = Some(perturb::release(
+                    spec.kind,
+                    s,
+                    cell.distinct,
+                    &spec.signature,
+                    settings,
+                ));
+                cell.fired = Some(perturb::RULE);
+            }
+            if !cell.earlier {
+                // Suppressed cells too: asking again from the other side finds them.
+                fresh.push(LedgerCell {
+                    signature: spec.signature.clone(),
+                    patients: s.patients,
+                    key: s.key,
+                    sketch: s.sketch.to_bytes(),
+                    released: cell.released,
+                });
+            }
+        }
+        let mut refs: Vec<&mut Cell> = cells.iter_mut().collect();
+        secondary::apply(&mut refs, settings);
+    }
+    // Secondary suppression may have changed fresh cells: the ledger keeps what was published.
+    let mut i = 0;
+    for cells in &columns {
+        for cell in cells {
+            if !cell.earlier {
+                if let Some(f) = fresh.get_mut(i) {
+                    f.released = cell.released;
+                }
+                i += 1;
+            }
+            report.cells += 1;
+            if cell.released.is_some() {
+                report.published += 1;
+            }
+            if let Some(rule) = cell.fired {
+                *report.rules.entry(rule.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    ledger.add(&fresh).await.map_err(QueryError::Execution)?;
+
+    // The released cells, in the aggregate's own output schema.
+    let out_schema = agg.schema.clone();
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
+    for g in 0..groups {
+        arrays.push(batch.column(g).clone());
+    }
+    for (cells, field) in columns.iter().zip(out_schema.fields().iter().skip(groups)) {
+        let v: Float64Array = cells.iter().map(|c| c.released).collect();
+        let a = arrow::compute::cast(&v, field.data_type())
+            .map_err(|e| QueryError::Execution(e.to_string()))?;
+        arrays.push(a);
+    }
+    let fields: Vec<Field> = out_schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), true))
+        .collect();
+    let mem_schema = Arc::new(Schema::new(fields));
+    let released = RecordBatch::try_new(mem_schema.clone(), arrays)
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
+    let table = MemTable::try_new(mem_schema, vec![vec![released]]).map_err(plan_err)?;
+    let exprs: Vec<Expr> = out_schema
+        .iter()
+        .enumerate()
+        .map(|(i, (q, f))| {
+            Expr::Column(Column::new(Some("__shh_released"), format!("c{i}")))
+                .alias_qualified(q.cloned(), f.name())
+        })
+        .collect();
+    let replacement =
+        LogicalPlanBuilder::scan("__shh_released", provider_as_source(Arc::new(table)), None)
+            .and_then(|b| b.project(exprs))
+            .and_then(|b| b.build())
+            .map_err(plan_err)?;
+    let upper = plan
+        .transform_down(|node| {
+            if matches!(node, LogicalPlan::Aggregate(_)) {
+                Ok(Transformed::new(
+                    replacement.clone(),
+                    true,
+                    TreeNodeRecursion::Jump,
+                ))
+            } else {
+                Ok(Transformed::no(node))
+            }
+        })
+        .map_err(plan_err)?
+        .data
+        .transform_up(|node| Ok(Transformed::yes(node.recompute_schema()?)))
+        .map_err(plan_err)?
+        .data;
+    let out = sandbox.collect(upper).await?;
+    Ok((out, report))
+}
+
+/// The aggregate with every measure computed per patient.
+fn rewrite(
+    agg: &Aggregate,
+    patient: &Column,
+    specs: &[MeasureSpec],
+    keys: &Arc<Pseudonyms>,
+) -> Result<LogicalPlan, QueryError> {
+    let rk = keys
+        .record_key_udf()
+        .call(vec![Expr::Column(patient.clone())]);
+    let null = || lit(ScalarValue::Float64(None));
+    let mut exprs = Vec::with_capacity(specs.len() * 2);
+    for (i, spec) in specs.iter().enumerate() {
+        let mut value = match (spec.kind, &spec.arg) {
+            (Kind::Sum | Kind::Avg, Some(a)) => cast(a.clone(), DataType::Float64),
+            (_, None) => lit(1.0f64),
+            (_, Some(a)) => when(a.clone().is_not_null(), lit(1.0f64))
+                .otherwise(null())
+                .map_err(plan_err)?,
+        };
+        if let Some(f) = &spec.filter {
+            value = when(f.clone(), value).otherwise(null()).map_err(plan_err)?;
+        }
+        let (behind, by_value) = match spec.kind {
+            Kind::Sum => (Behind::Nonzero, true),
+            Kind::Patients => (Behind::Valued, false),
+            _ => (Behind::Valued, true),
+        };
+        exprs.push(
+            Expr::AggregateFunction(AggregateFunction::new_udf(
+                Measure::udaf(behind, by_value),
+                vec![rk.clone(), value],
+                false,
+                None,
+                vec![],
+                None,
+            ))
+            .alias(format!("__m{i}")),
+        );
+        if spec.kind == Kind::Distinct
+            && let Some(a) = &spec.arg
+        {
+            exprs.push(
+                Expr::AggregateFunction(AggregateFunction::new_udf(
+                    datafusion::functions_aggregate::count::count_udaf(),
+                    vec![a.clone()],
+                    true,
+                    spec.filter.clone().map(Box::new),
+                    vec![],
+                    None,
+                ))
+                .alias(format!("__d{i}")),
+            );
+        }
+    }
+    let a =
+        Aggregate::try_new(agg.input.clone(), agg.group_expr.clone(), exprs).map_err(plan_err)?;
+    Ok(LogicalPlan::Aggregate(a))
+}

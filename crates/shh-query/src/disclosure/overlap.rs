@@ -1,0 +1,84 @@
+//! Rule `disclosure.overlap`: differencing. Two cells whose patients' contributions differ for
+//! fewer than the threshold's patients (N and N−1 patients, a patient's rows left out by a
+//! predicate or a join) would give those patients away by subtraction, whatever noise each
+//! carries. So every published cell goes into the project's ledger (its measure, its number
+//! of patients, its cell key and sketch, the value released), and a new cell that the sketches
+//! show to be that close to a cell already released gets the earlier cell's answer: the two
+//! queries answer the same, whether the target was in both or in one.
+
+use super::iblt::Iblt;
+use super::measure::Summary;
+use async_trait::async_trait;
+use std::sync::Mutex;
+
+/// The rule's name in reports and audit events.
+pub const RULE: &str = "disclosure.overlap";
+
+pub use shh_access::LedgerCell;
+
+/// Where a project's released cells are kept (the hub keeps them in its catalog, per project
+/// and dataset).
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Cells of `signature` with between `lo` and `hi` patients.
+    async fn near(&self, signature: &str, lo: u64, hi: u64) -> Result<Vec<LedgerCell>, String>;
+    /// Adds cells.
+    async fn add(&self, cells: &[LedgerCell]) -> Result<(), String>;
+}
+
+/// A ledger in memory (tests, and queries that release nothing).
+#[derive(Debug, Default)]
+pub struct MemoryLedger(Mutex<Vec<LedgerCell>>);
+
+#[async_trait]
+impl Ledger for MemoryLedger {
+    async fn near(&self, signature: &str, lo: u64, hi: u64) -> Result<Vec<LedgerCell>, String> {
+        let cells = self.0.lock().map_err(|_| "ledger poisoned".to_string())?;
+        Ok(cells
+            .iter()
+            .filter(|c| c.signature == signature && (lo..=hi).contains(&c.patients))
+            .cloned()
+            .collect())
+    }
+    async fn add(&self, cells: &[LedgerCell]) -> Result<(), String> {
+        let mut all = self.0.lock().map_err(|_| "ledger poisoned".to_string())?;
+        all.extend_from_slice(cells);
+        Ok(())
+    }
+}
+
+/// Sketch elements that may differ for two cells to count as one (and they must also be
+/// fewer than either cell's patients): a patient left out differs
+/// by one element, a patient with a changed contribution by two.
+pub fn reach(threshold: u64) -> u64 {
+    2 * threshold.saturating_sub(1)
+}
+
+/// The earlier answer `s` must repeat, if any cell among `earlier` is that close.
+pub fn earlier<'a>(
+    s: &Summary,
+    threshold: u64,
+    earlier: impl IntoIterator<Item = &'a LedgerCell>,
+) -> Option<Option<f64>> {
+    let reach = reach(threshold);
+    for c in earlier {
+        if c.patients.abs_diff(s.patients) > reach {
+            continue;
+        }
+        if c.key == s.key && c.patients == s.patients {
+            return Some(c.released);
+        }
+        let Some(theirs) = Iblt::from_bytes(&c.sketch) else {
+            continue;
+        };
+        // Close means: few differ, and fewer than either holds (two small cells of
+        // different patients are not one cell asked twice).
+        if let Some(d) = s.sketch.difference(&theirs)
+            && (d as u64) <= reach
+            && (d as u64) < s.patients.min(c.patients)
+        {
+            return Some(c.released);
+        }
+    }
+    None
+}
