@@ -7,6 +7,7 @@
 //! - [`model`]: principals, projects, permits and their validation;
 //! - [`decide`]: the rules of a grant, of a permit's use and of project membership, each
 //!   refusal naming the rule that fired;
+//! - [`airlock`]: a release request, its two reviews and the release;
 //! - [`statement`]: the exact bytes a decider signs, so an auditor can check a signature
 //!   offline against the public key the user enrolled.
 //!
@@ -14,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod airlock;
 pub mod decide;
 pub mod model;
 pub mod role;

@@ -344,6 +344,8 @@ mod tests {
 pub struct LedgerCell {
     /// The measure (its kind and the columns it reads).
     pub signature: String,
+    /// The measure's exact expression (columns unqualified).
+    pub expression: String,
     /// Patients behind it.
     pub patients: u64,
     /// Its cell key.

@@ -101,6 +101,12 @@ pub enum Action {
     Query,
     /// `shh register export`: the public list of projects.
     Register,
+    /// `shh export request/update/release`: ask for a result to leave, and take it.
+    ExportRequest,
+    /// `shh export review`: an output checker's signed review.
+    ExportReview,
+    /// `shh export list/show`.
+    ExportShow,
 }
 
 use Role::{Auditor, Checker, Committee, Custodian, Operator, Producer, Researcher};
@@ -158,6 +164,17 @@ pub const RULES: &[(Action, &str, &[Role])] = &[
         &[Committee, Operator],
     ),
     (Action::Query, "query", &[Researcher]),
+    (
+        Action::ExportRequest,
+        "export request, update, release",
+        &[Researcher],
+    ),
+    (Action::ExportReview, "export review", &[Checker]),
+    (
+        Action::ExportShow,
+        "export list, show",
+        &[Operator, Researcher, Committee, Checker, Auditor],
+    ),
     (
         Action::Register,
         "register export",

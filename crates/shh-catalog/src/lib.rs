@@ -20,6 +20,7 @@ pub mod conformance;
 mod sqlite;
 mod sqlite_access;
 
+pub use shh_access::airlock::ExportRecord;
 pub use shh_access::{Credential, Permit, Principal, Project, Revocation};
 pub use sqlite::SqliteCatalog;
 
@@ -202,6 +203,15 @@ pub trait AccessCatalog: Send + Sync {
     ) -> Result<Vec<LedgerEntry>>;
     /// Adds cells to `project`'s ledger in `scope`, all or none.
     async fn ledger_add(&self, project: &str, scope: &str, cells: &[LedgerEntry]) -> Result<()>;
+    /// Adds a release request; `Exists` if the id is taken.
+    async fn add_export(&self, e: &ExportRecord) -> Result<()>;
+    /// One release request.
+    async fn export(&self, id: &str) -> Result<ExportRecord>;
+    /// The release requests of a project (or all), oldest first.
+    async fn exports(&self, project: Option<&str>) -> Result<Vec<ExportRecord>>;
+    /// Replaces a release request, only if it is still `expected` (`Changed` otherwise): two
+    /// checkers reviewing at once, or a review racing an update, cannot both count.
+    async fn change_export(&self, expected: &ExportRecord, new: &ExportRecord) -> Result<()>;
 }
 
 /// The catalog interface every backend implements.

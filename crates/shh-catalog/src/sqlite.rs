@@ -7,7 +7,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// 2 added the access tables (users, projects, permits), 3 the disclosure ledger; an older
+/// 2 added the access tables (users, projects, permits), 3 the disclosure ledger and the
+/// airlock's release requests; an older
 /// catalog is upgraded on open (the tables are new, nothing is rewritten).
 const SCHEMA_VERSION: i64 = 3;
 const SCHEMA: &str = "
@@ -52,10 +53,17 @@ CREATE TABLE IF NOT EXISTS ledger (
     project TEXT NOT NULL REFERENCES projects(id),
     scope TEXT NOT NULL,
     signature TEXT NOT NULL,
+    expression TEXT NOT NULL,
     patients INTEGER NOT NULL,
     cell_key INTEGER NOT NULL,
     sketch BLOB NOT NULL,
     released REAL
+);
+CREATE TABLE IF NOT EXISTS exports (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL REFERENCES projects(id),
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_near ON ledger (project, scope, signature, patients);
 ";

@@ -3,7 +3,7 @@
 //! change was made for, and writes it back, so racing deciders are serialized.
 
 use crate::sqlite::{SqliteCatalog, be};
-use crate::{AccessCatalog, CatalogError, LedgerEntry, Result};
+use crate::{AccessCatalog, CatalogError, ExportRecord, LedgerEntry, Result};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
@@ -308,7 +308,7 @@ impl AccessCatalog for SqliteCatalog {
         self.with(move |c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT signature, patients, cell_key, sketch, released FROM ledger
+                    "SELECT signature, expression, patients, cell_key, sketch, released FROM ledger
                      WHERE project = ?1 AND scope = ?2 AND signature = ?3
                        AND patients BETWEEN ?4 AND ?5",
                 )
@@ -317,11 +317,12 @@ impl AccessCatalog for SqliteCatalog {
                 .query_map(params![project, scope, signature, lo, hi], |r| {
                     Ok(LedgerEntry {
                         signature: r.get(0)?,
-                        patients: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        expression: r.get(1)?,
+                        patients: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
                         // The key's 64 bits, stored as SQLite's signed integer.
-                        key: r.get::<_, i64>(2)? as u64,
-                        sketch: r.get(3)?,
-                        released: r.get(4)?,
+                        key: r.get::<_, i64>(3)? as u64,
+                        sketch: r.get(4)?,
+                        released: r.get(5)?,
                     })
                 })
                 .map_err(be)?;
@@ -339,8 +340,8 @@ impl AccessCatalog for SqliteCatalog {
             {
                 let mut st = tx
                     .prepare_cached(
-                        "INSERT INTO ledger (project, scope, signature, patients, cell_key, sketch, released)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        "INSERT INTO ledger (project, scope, signature, expression, patients, cell_key, sketch, released)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     )
                     .map_err(be)?;
                 for e in &cells {
@@ -348,6 +349,7 @@ impl AccessCatalog for SqliteCatalog {
                         project,
                         scope,
                         e.signature,
+                        e.expression,
                         i64::try_from(e.patients).unwrap_or(i64::MAX),
                         e.key as i64,
                         e.sketch,
@@ -357,6 +359,72 @@ impl AccessCatalog for SqliteCatalog {
                 }
             }
             tx.commit().map_err(be)
+        })
+        .await
+    }
+
+    async fn add_export(&self, e: &ExportRecord) -> Result<()> {
+        let (id, project, b) = (e.id.clone(), e.project.clone(), to_json(e)?);
+        self.with(move |c| {
+            insert(
+                c,
+                "export request",
+                "INSERT INTO exports (id, project, seq, body)
+                 VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM exports), ?3)",
+                &[&id, &project, &b],
+                &id,
+            )
+        })
+        .await
+    }
+
+    async fn export(&self, id: &str) -> Result<ExportRecord> {
+        let id = id.to_owned();
+        self.with(move |c| found("export request", &id, body(c, "exports", "id", &id)?))
+            .await
+    }
+
+    async fn exports(&self, project: Option<&str>) -> Result<Vec<ExportRecord>> {
+        let project = project.map(str::to_owned);
+        self.with(move |c| match project {
+            Some(p) => all(
+                c,
+                "export request",
+                "SELECT id, body FROM exports WHERE project = ?1 ORDER BY seq",
+                &[&p],
+            ),
+            None => all(
+                c,
+                "export request",
+                "SELECT id, body FROM exports ORDER BY seq",
+                &[],
+            ),
+        })
+        .await
+    }
+
+    async fn change_export(&self, expected: &ExportRecord, new: &ExportRecord) -> Result<()> {
+        let (expected, new) = (expected.clone(), new.clone());
+        self.with(move |c| {
+            let id = expected.id.clone();
+            update(
+                c,
+                "export request",
+                "exports",
+                "id",
+                &id.clone(),
+                |e: &mut ExportRecord| {
+                    if *e != expected {
+                        return Err(CatalogError::Changed {
+                            what: "export request",
+                            id,
+                            reason: "it changed meanwhile (another review or an update)".into(),
+                        });
+                    }
+                    *e = new;
+                    Ok(())
+                },
+            )
         })
         .await
     }

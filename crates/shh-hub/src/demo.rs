@@ -108,6 +108,21 @@ pub struct DemoAccess {
     /// would read that cell by difference got the same answer twice (`None`: nothing was
     /// suppressed to attack).
     pub differencing: Option<bool>,
+    /// The airlock release of that table.
+    pub release: DemoRelease,
+}
+
+/// An airlock release in the demo.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoRelease {
+    /// The request.
+    pub id: String,
+    /// The two checkers who approved it.
+    pub reviewers: Vec<String>,
+    /// The file's size.
+    pub bytes: u64,
+    /// Its BLAKE3.
+    pub blake3: String,
 }
 
 /// The demo's migration to a second store.
@@ -381,7 +396,12 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
     use crate::access::users::{UserAddRequest, UserEnrollRequest};
     use shh_access::{Mode, Role};
     let mut sessions = Vec::new();
-    for (name, role) in [("rita", Role::Researcher), ("cora", Role::Committee)] {
+    for (name, role) in [
+        ("rita", Role::Researcher),
+        ("cora", Role::Committee),
+        ("olga", Role::Checker),
+        ("otto", Role::Checker),
+    ] {
         hub.user_add(
             s,
             &UserAddRequest {
@@ -406,7 +426,7 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
         };
         sessions.push(crate::UserAuthenticator.authenticate(hub, &login).await?);
     }
-    let (rita, cora) = (&sessions[0], &sessions[1]);
+    let (rita, cora, olga, otto) = (&sessions[0], &sessions[1], &sessions[2], &sessions[3]);
     let project = hub
         .project_create(
             rita,
@@ -491,11 +511,51 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
         }
         None => None,
     };
+    // The airlock: rita asks for her table to leave; olga and otto review it; she takes it.
+    use crate::access::airlock::{ExportAskRequest, ExportReviewRequest};
+    let request = hub
+        .export_request(
+            rita,
+            &ExportAskRequest {
+                permit: permit.permit.id.clone(),
+                query: sql.into(),
+                reason: "Table 1 of the cohort description".into(),
+                format: "csv".into(),
+            },
+        )
+        .await?;
+    let review = ExportReviewRequest {
+        id: request.record.id.clone(),
+        approve: true,
+        note: "cells of 11 patients or more, rounded; no identifier".into(),
+    };
+    attempt(
+        "rita reviews her own request",
+        hub.export_review(rita, &review).await.map(|_| ()),
+    );
+    hub.export_review(olga, &review).await?;
+    attempt(
+        "rita takes the file after one review",
+        hub.export_release(rita, &request.record.id)
+            .await
+            .map(|_| ()),
+    );
+    hub.export_review(otto, &review).await?;
+    let released = hub.export_release(rita, &request.record.id).await?;
+    let release = released
+        .view
+        .record
+        .releases
+        .last()
+        .map(|r| (r.bytes, r.blake3.clone()))
+        .unwrap_or_default();
     let t = &permit.permit.terms;
     Ok(DemoAccess {
         users: vec![
             ("rita".into(), "researcher".into()),
             ("cora".into(), "committee".into()),
+            ("olga".into(), "checker".into()),
+            ("otto".into(), "checker".into()),
         ],
         project: project.id,
         title: project.title,
@@ -514,6 +574,12 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
             .into_owned(),
         disclosure: answer.provenance.disclosure.clone().unwrap_or_default(),
         differencing,
+        release: DemoRelease {
+            id: request.record.id.clone(),
+            reviewers: vec!["olga".into(), "otto".into()],
+            bytes: release.0,
+            blake3: release.1,
+        },
     })
 }
 

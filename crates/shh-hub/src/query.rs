@@ -301,14 +301,31 @@ fn result_hash(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
     Ok(blake3::hash(&buf).to_hex().to_string())
 }
 
+/// A query answered, with what the airlock checks it against.
+pub(crate) struct Answered {
+    pub(crate) result: QueryResult,
+    pub(crate) manifest: shh_dataset::Manifest,
+    pub(crate) identifiers: Vec<String>,
+}
+
 impl Call<'_> {
     async fn query(&self, req: &QueryRequest) -> Result<QueryResult> {
+        Ok(self.answer(req, None).await?.result)
+    }
+
+    /// Answers `req`, on the version `pinned` names if given (a release recomputes on the
+    /// versions of its request), else on the permit's.
+    pub(crate) async fn answer(
+        &self,
+        req: &QueryRequest,
+        pinned: Option<&str>,
+    ) -> Result<Answered> {
         let (permit, project) = self.usable_permit(&req.permit).await?;
         let terms = &permit.terms;
         let query_hash = blake3::hash(req.sql.as_bytes()).to_hex().to_string();
         let rec = self
             .catalog
-            .version(&terms.dataset, terms.version.as_deref())
+            .version(&terms.dataset, pinned.or(terms.version.as_deref()))
             .await?;
         let manifest = shh_dataset::load_manifest(&self.store, &rec).await?;
         let version = format!("{}@{}", terms.dataset, rec.id);
@@ -357,7 +374,7 @@ impl Call<'_> {
             columns: terms.columns.clone(),
             predicate: terms.predicate.clone(),
             patient: patient_column(&identifiers),
-            identifiers,
+            identifiers: identifiers.clone(),
         };
         let view = shh_query::view::build(&sandbox, table, &spec, &keys).map_err(query_error)?;
         sandbox
@@ -424,10 +441,14 @@ impl Call<'_> {
                 .detail("rules", serde_json::to_value(&r.rules).unwrap_or_default());
         }
         self.record(event).await?;
-        Ok(QueryResult {
-            batches,
-            schema,
-            provenance,
+        Ok(Answered {
+            result: QueryResult {
+                batches,
+                schema,
+                provenance,
+            },
+            manifest,
+            identifiers,
         })
     }
 }

@@ -6,13 +6,13 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use common::{Fixture, PASS, rule};
-use shh_hub::access::permits::{PermitGrantRequest, PermitRevokeRequest};
+use common::{Fixture, PASS, grant, rule};
+use shh_hub::access::permits::PermitRevokeRequest;
 use shh_hub::access::projects::{AddMemberRequest, ProjectCreateRequest};
 use shh_hub::access::users::{UserAddRequest, UserEnrollRequest};
 use shh_hub::audit::{Event, EventFilter};
 use shh_hub::ops::{DatasetRef, ExportRequest};
-use shh_hub::{ErrorKind, MemorySink, Mode, PermitState, Role, Session, Task};
+use shh_hub::{ErrorKind, MemorySink, PermitState, Role, Session, Task};
 
 /// The events of `action`, in order.
 async fn events(f: &Fixture, action: &str) -> Vec<Event> {
@@ -63,20 +63,6 @@ async fn world() -> World {
         rob,
         cora,
         project,
-    }
-}
-
-fn grant(project: &str, to: &[&str]) -> PermitGrantRequest {
-    PermitGrantRequest {
-        project: project.into(),
-        dataset: "IR_BEN_R".into(),
-        version: None,
-        columns: None,
-        predicate: None,
-        mode: Mode::Aggregate,
-        from: Utc::now() - Duration::hours(1),
-        until: Utc::now() + Duration::days(30),
-        to: to.iter().map(|s| (*s).to_owned()).collect(),
     }
 }
 

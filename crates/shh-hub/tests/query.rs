@@ -11,7 +11,7 @@ use common::{Fixture, rule};
 use shh_hub::access::permits::PermitGrantRequest;
 use shh_hub::access::projects::ProjectCreateRequest;
 use shh_hub::query::{QueryRequest, QueryResult};
-use shh_hub::{Mode, Role, Session, Task};
+use shh_hub::{Mode, Role, Session};
 
 struct World {
     f: Fixture,
@@ -136,37 +136,7 @@ async fn an_extract_permit_sees_its_columns_its_rows_and_its_own_pseudonyms() {
     );
     let ours = strings(&r, 0);
     // Not the hub's stored pseudonyms: those are in the clear export.
-    let sink = shh_hub::MemorySink::new();
-    w.f.hub
-        .export(
-            &w.f.operator,
-            &Task::silent(),
-            &shh_hub::ops::ExportRequest {
-                dataset: shh_hub::ops::DatasetRef::parse("IR_BEN_R").expect("ref"),
-            },
-            &sink,
-        )
-        .await
-        .expect("export");
-    let mut hub_pseudonyms = std::collections::BTreeSet::new();
-    for name in sink.names() {
-        for (file, bytes) in sink.result(&name).unwrap_or_default() {
-            if !file.ends_with(".parquet") {
-                continue;
-            }
-            let reader =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                    .expect("parquet")
-                    .build()
-                    .expect("reader");
-            for b in reader {
-                let b = b.expect("batch");
-                let c = b.column_by_name("BEN_NIR_PSA").expect("column");
-                let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).expect("cast");
-                hub_pseudonyms.extend(c.as_string::<i32>().iter().flatten().map(str::to_owned));
-            }
-        }
-    }
+    let hub_pseudonyms = common::hub_pseudonyms(&w.f).await;
     assert!(hub_pseudonyms.len() >= 120, "{}", hub_pseudonyms.len());
     for p in &ours {
         assert_eq!(p.len(), 22);
@@ -413,7 +383,7 @@ async fn repeats_and_rewrites_give_one_answer() {
         format!("{base} AND 1 = 1"),
         format!("{base} AND BEN_NAI_ANN = BEN_NAI_ANN"),
         "SELECT count(*) AS n, avg(BEN_NAI_ANN) AS y FROM (SELECT * FROM IR_BEN_R WHERE BEN_SEX_COD = 1) t".to_owned(),
-        "SELECT count(1) AS n, avg(BEN_NAI_ANN + 0) AS y FROM IR_BEN_R WHERE NOT BEN_SEX_COD <> 1".to_owned(),
+        "SELECT count(1) AS n, avg(BEN_NAI_ANN) AS y FROM IR_BEN_R WHERE NOT BEN_SEX_COD <> 1".to_owned(),
     ];
     for sql in rewrites.iter().cycle().take(40) {
         let r = w.query(&agg, sql).await.expect(sql);
@@ -426,6 +396,17 @@ async fn repeats_and_rewrites_give_one_answer() {
         )
         .expect("f");
         assert_eq!(y.as_ref(), y0.as_ref(), "{sql}");
+    }
+    // Another expression of the same column on the same patients would be a fresh noise draw:
+    // suppressed, so no number of rewrites averages the noise away.
+    for sql in [
+        "SELECT avg(BEN_NAI_ANN + 0) AS y FROM IR_BEN_R WHERE BEN_SEX_COD = 1",
+        "SELECT avg(BEN_NAI_ANN * 1) AS y FROM IR_BEN_R WHERE BEN_SEX_COD = 1",
+    ] {
+        let r = w.query(&agg, sql).await.expect(sql);
+        assert_eq!(ints(&r, 0), vec![None], "{sql}");
+        let rules = &r.provenance.disclosure.as_ref().expect("report").rules;
+        assert_eq!(rules.get("disclosure.overlap"), Some(&1), "{sql}");
     }
 }
 
@@ -464,4 +445,178 @@ async fn the_mean_of_a_one_patient_indicator_is_suppressed() {
             assert_eq!(ints(&r, 0), vec![None], "{sql}");
         }
     }
+}
+
+/// The airlock under attack: a result leaves only as an allowed file type, after two
+/// distinct output checkers (neither the requester) approved the revision it is, computed
+/// again on the versions reviewed; each review is signed, and the log proves two people
+/// approved.
+#[tokio::test]
+async fn a_result_leaves_only_after_two_distinct_checkers_approve_it() {
+    use shh_hub::access::airlock::{ExportAskRequest, ExportReviewRequest, ExportUpdateRequest};
+    use shh_hub::access::projects::AddMemberRequest;
+    let w = world(200).await;
+    // rex researches and checks outputs: he may not check his own.
+    let rex = w.f.user("rex", &[Role::Researcher, Role::Checker]).await;
+    let olga = w.f.user("olga", &[Role::Checker]).await;
+    let otto = w.f.user("otto", &[Role::Checker]).await;
+    w.f.hub
+        .project_add_member(
+            &w.rita,
+            &AddMemberRequest {
+                project: w.project.clone(),
+                user: "rex".into(),
+            },
+        )
+        .await
+        .expect("member");
+    let permit =
+        w.f.hub
+            .permit_grant(&w.cora, &common::grant(&w.project, &["rex"]))
+            .await
+            .expect("grant")
+            .permit
+            .id;
+    let ask = |format: &str| ExportAskRequest {
+        permit: permit.clone(),
+        query: "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY BEN_SEX_COD".into(),
+        reason: "Table 1 of the paper".into(),
+        format: format.into(),
+    };
+    let e =
+        w.f.hub
+            .export_request(&rex, &ask("exe"))
+            .await
+            .expect_err("format");
+    assert_eq!(rule(&e), Some("airlock.format"));
+    let id =
+        w.f.hub
+            .export_request(&rex, &ask("csv"))
+            .await
+            .expect("request")
+            .record
+            .id;
+    let review = |approve: bool| ExportReviewRequest {
+        id: id.clone(),
+        approve,
+        note: "counts ≥ 11, no identifier".into(),
+    };
+    let e =
+        w.f.hub
+            .export_review(&rex, &review(true))
+            .await
+            .expect_err("self");
+    assert_eq!(rule(&e), Some("review.not-requester"));
+    let e =
+        w.f.hub
+            .export_review(&w.rita, &review(true))
+            .await
+            .expect_err("not a checker");
+    assert_eq!(rule(&e), Some("role"));
+    w.f.hub
+        .export_review(&olga, &review(true))
+        .await
+        .expect("olga");
+    let e =
+        w.f.hub
+            .export_review(&olga, &review(true))
+            .await
+            .expect_err("twice");
+    assert_eq!(rule(&e), Some("review.once"));
+    let e =
+        w.f.hub
+            .export_release(&rex, &id)
+            .await
+            .expect_err("one approval");
+    assert_eq!(rule(&e), Some("release.approved"));
+    w.f.hub
+        .export_review(&otto, &review(true))
+        .await
+        .expect("otto");
+    let e =
+        w.f.hub
+            .export_release(&w.rita, &id)
+            .await
+            .expect_err("not the requester");
+    assert_eq!(rule(&e), Some("release.requester"));
+    let out = w.f.hub.export_release(&rex, &id).await.expect("release");
+    let text = String::from_utf8(out.bytes.clone()).expect("csv");
+    assert!(text.starts_with("BEN_SEX_COD,n\n"), "{text}");
+    let released = out.view.record.releases.last().expect("release");
+    assert_eq!(
+        released.blake3,
+        blake3::hash(&out.bytes).to_hex().to_string()
+    );
+
+    // An update is a new revision: its reviews start again.
+    let v =
+        w.f.hub
+            .export_update(
+                &rex,
+                &ExportUpdateRequest {
+                    id: id.clone(),
+                    query: Some("SELECT count(*) AS n FROM IR_BEN_R".into()),
+                    reason: None,
+                },
+            )
+            .await
+            .expect("update");
+    assert_eq!(v.record.revision, 1);
+    let e = w.f.hub.export_release(&rex, &id).await.expect_err("reset");
+    assert_eq!(rule(&e), Some("release.approved"));
+
+    // The log proves two distinct checkers signed the reviews of the release.
+    let report =
+        w.f.hub
+            .audit_verify(
+                &w.f.operator,
+                &shh_hub::audit::AuditVerifyRequest::default(),
+            )
+            .await
+            .expect("verify");
+    assert!(report.ok, "{report:?}");
+    for who in ["olga", "otto"] {
+        assert!(report.deciders.iter().any(|d| d == who), "{report:?}");
+    }
+}
+
+/// An extract leaves with the project's pseudonyms only: a hub pseudonym written into the
+/// query (known from elsewhere) is caught at the request.
+#[tokio::test]
+async fn an_extract_cannot_carry_a_hub_pseudonym_out() {
+    use shh_hub::access::airlock::ExportAskRequest;
+    let w = world(60).await;
+    let ext = w
+        .permit(
+            &w.project,
+            Mode::Extract,
+            Some(&["BEN_NIR_PSA", "BEN_SEX_COD"]),
+            None,
+        )
+        .await;
+    let hub_pseudonym = common::hub_pseudonyms(&w.f).await.pop_first().expect("one");
+    let ask = |query: String| ExportAskRequest {
+        permit: ext.clone(),
+        query,
+        reason: "linkage".into(),
+        format: "parquet".into(),
+    };
+    let e =
+        w.f.hub
+            .export_request(
+                &w.rita,
+                &ask(format!(
+                    "SELECT BEN_NIR_PSA, '{hub_pseudonym}' AS k FROM IR_BEN_R"
+                )),
+            )
+            .await
+            .expect_err("hub pseudonym");
+    assert_eq!(rule(&e), Some("airlock.hub-pseudonym"));
+    w.f.hub
+        .export_request(
+            &w.rita,
+            &ask("SELECT BEN_NIR_PSA, BEN_SEX_COD FROM IR_BEN_R".into()),
+        )
+        .await
+        .expect("the project's pseudonyms leave");
 }

@@ -6,6 +6,7 @@
 #[macro_use]
 mod out;
 mod access;
+mod airlock;
 mod audit;
 mod ingest;
 mod migrate;
@@ -136,6 +137,12 @@ enum Cmd {
     /// Disclosure control: the settings aggregate answers are protected by.
     #[command(subcommand)]
     Disclosure(query::DisclosureCmd),
+    /// The airlock: a result leaves after two output checkers approve it.
+    #[command(subcommand)]
+    Export(airlock::ExportCmd),
+    /// The public register of projects.
+    #[command(subcommand)]
+    Register(airlock::RegisterCmd),
 }
 
 #[derive(Args)]
@@ -529,6 +536,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             out,
         } => return query::query(&cli.hub, permit, sql, &format, out, json).await,
         Cmd::Disclosure(c) => return query::disclosure(c, &cli.hub, json).await,
+        Cmd::Export(c) => return airlock::export(c, &cli.hub, json).await,
+        Cmd::Register(c) => return airlock::register(c, &cli.hub, json).await,
         Cmd::Ingest(a) => return ingest::ingest(a, &cli.hub, json).await,
         Cmd::Synth(c) => return ingest::synth(c, json),
         Cmd::Optout(c) => return ingest::optout(c, &cli.hub, json).await,
@@ -646,6 +655,13 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) -> Result<()> {
         a.disclosure.published,
         a.disclosure.cells,
         rules.join(", ")
+    );
+    outln!(
+        "  airlock: request {} approved by {} (two signed reviews), released to rita: {} bytes, BLAKE3 {}",
+        a.release.id,
+        a.release.reviewers.join(" and "),
+        a.release.bytes,
+        &a.release.blake3[..16.min(a.release.blake3.len())]
     );
     if let Some(same) = a.differencing {
         outln!(

@@ -35,12 +35,7 @@ pub async fn query(
     let r = hub.query(&s, &QueryRequest { permit, sql }).await?;
     let bytes = r.to_bytes(format)?;
     match &out {
-        Some(path) => {
-            // Whole or not at all: a temporary file beside it, renamed into place.
-            let tmp = path.with_extension("shh-partial");
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, path)?;
-        }
+        Some(path) => crate::airlock::write_whole(path, &bytes)?,
         None => std::io::stdout().write_all(&bytes)?,
     }
     let p = &r.provenance;

@@ -422,6 +422,10 @@ fn demo_runs_and_finds_no_plaintext() {
             "user.enroll",
             "user.add",
             "user.enroll",
+            "user.add",
+            "user.enroll",
+            "user.add",
+            "user.enroll",
             "project.create",
             "access.denied",
             "access.denied",
@@ -432,7 +436,17 @@ fn demo_runs_and_finds_no_plaintext() {
             "query.run",
             "query.run",
             "query.run",
-            "query.run"
+            "query.run",
+            // The airlock: the request (its result computed), a self-review refused, one
+            // review, a release refused, the second review, the release (computed again).
+            "query.run",
+            "export.request",
+            "access.denied",
+            "export.review",
+            "export.release",
+            "export.review",
+            "query.run",
+            "export.release"
         ]
     );
     // A permit granted and signed by the committee; self-grants and use by the granter refused;
@@ -442,7 +456,11 @@ fn demo_runs_and_finds_no_plaintext() {
             .as_str()
             .is_some_and(|p| p.starts_with("pmt-"))
     );
-    assert_eq!(r["access"]["refused"].as_array().map(Vec::len), Some(5));
+    assert_eq!(r["access"]["refused"].as_array().map(Vec::len), Some(7));
+    assert_eq!(
+        r["access"]["release"]["reviewers"],
+        serde_json::json!(["olga", "otto"])
+    );
     // The aggregate answer shows suppressed cells, and the differencing attack on one of them
     // got the same answer twice.
     let d = &r["access"]["disclosure"];
@@ -453,8 +471,11 @@ fn demo_runs_and_finds_no_plaintext() {
             .is_some_and(|a| a.contains("suppressed"))
     );
     assert_eq!(r["access"]["differencing"], true);
-    assert_eq!(r["audit"]["decisions"], 1);
-    assert_eq!(r["audit"]["deciders"], serde_json::json!(["cora"]));
+    assert_eq!(r["audit"]["decisions"], 3);
+    assert_eq!(
+        r["audit"]["deciders"],
+        serde_json::json!(["cora", "olga", "otto"])
+    );
     // The store was copied to a second location and accepted against the manifests.
     assert_eq!(r["migration"]["failed"], 0, "{}", r["migration"]);
     assert!(

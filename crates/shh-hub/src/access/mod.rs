@@ -7,8 +7,10 @@
 //! [`Hub::allow`] is the one door of the command × role table: every operation of the hub
 //! passes it first.
 
+pub mod airlock;
 pub mod permits;
 pub mod projects;
+pub mod register;
 pub mod users;
 
 use crate::core::Call;

@@ -62,18 +62,18 @@ struct Revoke<'a> {
 }
 
 /// A decision signed with the decider's own key.
-struct Signature {
+pub(crate) struct Signature {
     /// The statement signed (JSON).
-    statement: String,
+    pub(crate) statement: String,
     /// Base64.
-    signature: String,
+    pub(crate) signature: String,
     /// Hex.
-    public_key: String,
+    pub(crate) public_key: String,
 }
 
 impl Signature {
     /// `event` carrying the three, so the audit verifier can check it offline.
-    fn on(&self, event: Draft) -> Draft {
+    pub(crate) fn on(&self, event: Draft) -> Draft {
         event
             .detail("statement", self.statement.clone())
             .detail("signature", self.signature.clone())
@@ -83,7 +83,7 @@ impl Signature {
 
 impl Call<'_> {
     /// Signs `decision` of `kind` with the session's own key.
-    fn sign<T: Serialize>(&self, kind: &str, decision: &T) -> Result<Signature> {
+    pub(crate) fn sign<T: Serialize>(&self, kind: &str, decision: &T) -> Result<Signature> {
         let key = self.session.key()?;
         let statement = Statement {
             kind,

@@ -176,3 +176,57 @@ impl Fixture {
         f
     }
 }
+
+/// Aggregate terms on `IR_BEN_R` for `to`, valid from an hour ago for 30 days.
+#[allow(dead_code)]
+pub fn grant(project: &str, to: &[&str]) -> shh_hub::access::permits::PermitGrantRequest {
+    shh_hub::access::permits::PermitGrantRequest {
+        project: project.into(),
+        dataset: "IR_BEN_R".into(),
+        version: None,
+        columns: None,
+        predicate: None,
+        mode: shh_hub::Mode::Aggregate,
+        from: chrono::Utc::now() - chrono::Duration::hours(1),
+        until: chrono::Utc::now() + chrono::Duration::days(30),
+        to: to.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// The hub's own pseudonyms in `IR_BEN_R` (the operator's clear export).
+#[allow(dead_code)]
+pub async fn hub_pseudonyms(f: &Fixture) -> std::collections::BTreeSet<String> {
+    use arrow::array::AsArray;
+    let sink = shh_hub::MemorySink::new();
+    f.hub
+        .export(
+            &f.operator,
+            &shh_hub::Task::silent(),
+            &shh_hub::ops::ExportRequest {
+                dataset: shh_hub::ops::DatasetRef::parse("IR_BEN_R").expect("ref"),
+            },
+            &sink,
+        )
+        .await
+        .expect("export");
+    let mut out = std::collections::BTreeSet::new();
+    for name in sink.names() {
+        for (file, bytes) in sink.result(&name).unwrap_or_default() {
+            if !file.ends_with(".parquet") {
+                continue;
+            }
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .expect("parquet")
+                    .build()
+                    .expect("reader");
+            for b in reader {
+                let b = b.expect("batch");
+                let c = b.column_by_name("BEN_NIR_PSA").expect("column");
+                let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).expect("cast");
+                out.extend(c.as_string::<i32>().iter().flatten().map(str::to_owned));
+            }
+        }
+    }
+    out
+}

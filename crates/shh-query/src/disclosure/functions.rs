@@ -40,6 +40,25 @@ pub struct MeasureSpec {
     /// What makes two measures "the same" for the overlap rule: the kind and the columns
     /// read, never the filters (a filter is exactly how a differencing attack differs).
     pub signature: String,
+    /// The exact measure (kind and argument, columns unqualified): a near cell of the same
+    /// signature gets the earlier answer only if this is the same too; else it is suppressed.
+    pub expression: String,
+}
+
+/// `e` with every column unqualified, as text: `t.x + 0` and `x + 0` are one expression.
+fn unqualified(e: &Expr) -> String {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    e.clone()
+        .transform(|e| {
+            Ok(match e {
+                Expr::Column(c) => Transformed::yes(Expr::Column(
+                    datafusion::common::Column::new_unqualified(c.name),
+                )),
+                other => Transformed::no(other),
+            })
+        })
+        .map(|t| t.data.to_string())
+        .unwrap_or_else(|_| e.to_string())
 }
 
 fn refuse(reason: impl Into<String>) -> Refused {
@@ -94,6 +113,10 @@ fn spec(f: &AggregateFunction, input: &DFSchema) -> Result<MeasureSpec, Refused>
     };
     let spec = |kind, arg: Option<Expr>, signature: String| MeasureSpec {
         kind,
+        expression: match &arg {
+            Some(a) => format!("{signature}({})", unqualified(a)),
+            None => signature.clone(),
+        },
         arg,
         filter: filter.clone(),
         signature,

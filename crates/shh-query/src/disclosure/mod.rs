@@ -182,8 +182,12 @@ pub async fn answer(
                 .await
                 .map_err(QueryError::Execution)?;
             let same_query = fresh.iter().filter(|c| c.signature == spec.signature);
-            if let Some(v) = overlap::earlier(s, settings.threshold, near.iter().chain(same_query))
-            {
+            if let Some(v) = overlap::earlier(
+                s,
+                &spec.expression,
+                settings.threshold,
+                near.iter().chain(same_query),
+            ) {
                 cell.released = v;
                 cell.earlier = true;
                 cell.fired = Some(overlap::RULE);
@@ -205,6 +209,7 @@ pub async fn answer(
                 // Suppressed cells too: asking again from the other side finds them.
                 fresh.push(LedgerCell {
                     signature: spec.signature.clone(),
+                    expression: spec.expression.clone(),
                     patients: s.patients,
                     key: s.key,
                     sketch: s.sketch.to_bytes(),

@@ -3,8 +3,9 @@
 //! predicate or a join) would give those patients away by subtraction, whatever noise each
 //! carries. So every published cell goes into the project's ledger (its measure, its number
 //! of patients, its cell key and sketch, the value released), and a new cell that the sketches
-//! show to be that close to a cell already released gets the earlier cell's answer: the two
-//! queries answer the same, whether the target was in both or in one.
+//! show to be that close to a cell already released gets the earlier cell's answer (or, for
+//! another expression over the same columns, is suppressed): the two queries answer the same,
+//! whether the target was in both or in one.
 
 use super::iblt::Iblt;
 use super::measure::Summary;
@@ -54,19 +55,29 @@ pub fn reach(threshold: u64) -> u64 {
     2 * threshold.saturating_sub(1)
 }
 
-/// The earlier answer `s` must repeat, if any cell among `earlier` is that close.
+/// The answer `s` must give, if any cell among `earlier` is that close: the earlier cell's
+/// for the same expression, suppressed for another expression of the same columns (its
+/// noise would be a fresh draw on the same patients, and many such draws average out).
 pub fn earlier<'a>(
     s: &Summary,
+    expression: &str,
     threshold: u64,
     earlier: impl IntoIterator<Item = &'a LedgerCell>,
 ) -> Option<Option<f64>> {
     let reach = reach(threshold);
+    let answer = |c: &LedgerCell| {
+        if c.expression == expression {
+            c.released
+        } else {
+            None
+        }
+    };
     for c in earlier {
         if c.patients.abs_diff(s.patients) > reach {
             continue;
         }
         if c.key == s.key && c.patients == s.patients {
-            return Some(c.released);
+            return Some(answer(c));
         }
         let Some(theirs) = Iblt::from_bytes(&c.sketch) else {
             continue;
@@ -77,7 +88,7 @@ pub fn earlier<'a>(
             && (d as u64) <= reach
             && (d as u64) < s.patients.min(c.patients)
         {
-            return Some(c.released);
+            return Some(answer(c));
         }
     }
     None
