@@ -92,8 +92,8 @@ pub async fn disclosure(cmd: DisclosureCmd, hub: &Path, json: bool) -> Result<Ex
                     d.dominance_two * 100.0
                 );
                 outln!(
-                    "overlap          a cell within {} patients' contributions of one released earlier gets its answer",
-                    2 * d.threshold.saturating_sub(1)
+                    "overlap          a cell within {} patients of one released earlier gets its answer",
+                    d.threshold.saturating_sub(1)
                 );
             }
         }

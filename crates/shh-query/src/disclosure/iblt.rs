@@ -4,16 +4,16 @@
 //! released by fewer patients than the threshold (the differencing attack), without keeping
 //! any cell's list of patients.
 
-/// Cells per sub-table; each key goes to one cell in each of the four. A difference fails to
-/// decode only when some of its keys share all their cells with others: for two keys, a
-/// chance of 48⁻⁴ (2 × 10⁻⁷); over 16 keys, about 2 × 10⁻⁵. One key alone always decodes. A
-/// difference that does not decode counts as large (see `overlap`).
+/// Cells per sub-table; each element goes to one cell in each of the four. A difference
+/// fails to decode only when some of its elements share all their cells with others: for two
+/// elements, a chance of 48⁻⁴ (2 × 10⁻⁷); over 16, about 2 × 10⁻⁵. One element alone always
+/// decodes. A difference that does not decode counts as large (see `overlap`).
 const PART: usize = 48;
 const HASHES: usize = 4;
 /// Cells in all.
 pub const CELLS: usize = PART * HASHES;
 /// Bytes of a serialized sketch.
-pub const BYTES: usize = CELLS * 24;
+pub const BYTES: usize = CELLS * 32;
 
 fn mix(mut z: u64) -> u64 {
     // splitmix64's finalizer: keys are already uniform (HMAC output); this spreads the seeds.
@@ -40,8 +40,11 @@ const CHECK: u64 = 0x27d4_eb2f_1656_67c5;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Cell {
     count: i64,
-    keys: u64,
+    elements: u64,
     check: u64,
+    /// XOR of the record keys of the elements: a pure cell gives its patient back (to the
+    /// hub, which holds the sketch; record keys are secret and say nothing to anyone else).
+    patients: u64,
 }
 
 /// The sketch.
@@ -58,34 +61,44 @@ impl Default for Iblt {
     }
 }
 
-fn positions(key: u64) -> [usize; HASHES] {
+fn positions(element: u64) -> [usize; HASHES] {
     let mut p = [0usize; HASHES];
     for (j, s) in SEEDS.iter().enumerate() {
         // The remainder is below PART: the cast cannot truncate.
-        p[j] = j * PART + (mix(key ^ s) % PART as u64) as usize;
+        p[j] = j * PART + (mix(element ^ s) % PART as u64) as usize;
     }
     p
 }
 
+/// How two sketches differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Difference {
+    /// Elements in exactly one of the two.
+    pub elements: usize,
+    /// Distinct patients those elements belong to.
+    pub patients: usize,
+}
+
 impl Iblt {
-    /// Adds a key.
-    pub fn insert(&mut self, key: u64) {
-        self.apply(key, 1);
+    /// Adds `element`, a contribution of the patient whose record key is `patient`.
+    pub fn insert(&mut self, element: u64, patient: u64) {
+        self.apply(element, patient, 1);
     }
 
-    fn apply(&mut self, key: u64, sign: i64) {
-        let c = mix(key ^ CHECK);
-        for i in positions(key) {
+    fn apply(&mut self, element: u64, patient: u64, sign: i64) {
+        let c = mix(element ^ CHECK);
+        for i in positions(element) {
             let cell = &mut self.cells[i];
             cell.count += sign;
-            cell.keys ^= key;
+            cell.elements ^= element;
             cell.check ^= c;
+            cell.patients ^= patient;
         }
     }
 
-    /// How many keys are in exactly one of `self` and `other`, if the sketches can tell (they
-    /// can when the difference is small); `None` when it is too large to recover.
-    pub fn difference(&self, other: &Iblt) -> Option<usize> {
+    /// How `self` and `other` differ, if the sketches can tell (they can when the difference
+    /// is small); `None` when it is too large to recover.
+    pub fn difference(&self, other: &Iblt) -> Option<Difference> {
         let mut d = Iblt {
             cells: self
                 .cells
@@ -93,27 +106,32 @@ impl Iblt {
                 .zip(&other.cells)
                 .map(|(a, b)| Cell {
                     count: a.count - b.count,
-                    keys: a.keys ^ b.keys,
+                    elements: a.elements ^ b.elements,
                     check: a.check ^ b.check,
+                    patients: a.patients ^ b.patients,
                 })
                 .collect(),
         };
-        let mut found = 0usize;
-        // Each pass removes at least one key or stops; a key is removed once.
+        let mut elements = 0usize;
+        let mut patients = std::collections::HashSet::new();
+        // Each pass removes one element or stops; an element is removed once.
         for _ in 0..CELLS * 2 {
-            let pure = d
-                .cells
-                .iter()
-                .position(|c| (c.count == 1 || c.count == -1) && mix(c.keys ^ CHECK) == c.check);
+            let pure = d.cells.iter().position(|c| {
+                (c.count == 1 || c.count == -1) && mix(c.elements ^ CHECK) == c.check
+            });
             let Some(i) = pure else { break };
             let cell = d.cells[i];
-            d.apply(cell.keys, -cell.count);
-            found += 1;
+            d.apply(cell.elements, cell.patients, -cell.count);
+            elements += 1;
+            patients.insert(cell.patients);
         }
         d.cells
             .iter()
             .all(|c| *c == Cell::default())
-            .then_some(found)
+            .then_some(Difference {
+                elements,
+                patients: patients.len(),
+            })
     }
 
     /// The sketch's bytes.
@@ -121,8 +139,9 @@ impl Iblt {
         let mut out = Vec::with_capacity(BYTES);
         for c in &self.cells {
             out.extend_from_slice(&c.count.to_le_bytes());
-            out.extend_from_slice(&c.keys.to_le_bytes());
+            out.extend_from_slice(&c.elements.to_le_bytes());
             out.extend_from_slice(&c.check.to_le_bytes());
+            out.extend_from_slice(&c.patients.to_le_bytes());
         }
         out
     }
@@ -138,11 +157,12 @@ impl Iblt {
             b
         };
         let cells = bytes
-            .chunks_exact(24)
+            .chunks_exact(32)
             .map(|c| Cell {
                 count: i64::from_le_bytes(word(&c[..8])),
-                keys: u64::from_le_bytes(word(&c[8..16])),
+                elements: u64::from_le_bytes(word(&c[8..16])),
                 check: u64::from_le_bytes(word(&c[16..24])),
+                patients: u64::from_le_bytes(word(&c[24..32])),
             })
             .collect();
         Some(Self { cells })
@@ -157,9 +177,16 @@ mod tests {
     fn sketch(keys: impl IntoIterator<Item = u64>) -> Iblt {
         let mut s = Iblt::default();
         for k in keys {
-            s.insert(k);
+            s.insert(k, k);
         }
         s
+    }
+
+    fn diff(elements: usize) -> Option<Difference> {
+        Some(Difference {
+            elements,
+            patients: elements,
+        })
     }
 
     #[test]
@@ -169,9 +196,27 @@ mod tests {
             let e = mix(extra ^ 0xabcd);
             let a = sketch(common.iter().copied());
             let b = sketch(common.iter().copied().chain([e]));
-            assert_eq!(a.difference(&b), Some(1));
-            assert_eq!(b.difference(&a), Some(1));
+            assert_eq!(a.difference(&b), diff(1));
+            assert_eq!(b.difference(&a), diff(1));
         }
+    }
+
+    #[test]
+    fn a_changed_contribution_is_one_patient() {
+        let mut a = Iblt::default();
+        let mut b = Iblt::default();
+        for p in 0..1000u64 {
+            let k = mix(p);
+            a.insert(element(k, 3, 100), k);
+            b.insert(element(k, if p == 7 { 2 } else { 3 }, 100), k);
+        }
+        assert_eq!(
+            a.difference(&b),
+            Some(Difference {
+                elements: 2,
+                patients: 1
+            })
+        );
     }
 
     proptest! {
@@ -193,7 +238,7 @@ mod tests {
                 .filter(|k| !common.contains(k) && !only_a.contains(k)).collect();
             let a = sketch(common.iter().copied().chain(only_a.iter().copied()));
             let b = sketch(common.iter().copied().chain(only_b.iter().copied()));
-            prop_assert_eq!(a.difference(&b), Some(only_a.len() + only_b.len()));
+            prop_assert_eq!(a.difference(&b), diff(only_a.len() + only_b.len()));
             prop_assert_eq!(Iblt::from_bytes(&a.to_bytes()), Some(a));
         }
 
@@ -205,7 +250,7 @@ mod tests {
             let d = sketch(a.iter().copied()).difference(&sketch(b.iter().copied()));
             // Either it cannot tell, or what it tells is right.
             if let Some(n) = d {
-                prop_assert_eq!(n, a.symmetric_difference(&b).count());
+                prop_assert_eq!(n.elements, a.symmetric_difference(&b).count());
             }
         }
     }

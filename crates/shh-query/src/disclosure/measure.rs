@@ -250,7 +250,7 @@ impl Accumulator for Acc {
                     *k
                 };
                 s.key ^= e;
-                s.sketch.insert(e);
+                s.sketch.insert(e, *k);
             }
         }
         Ok(ScalarValue::Binary(Some(s.to_bytes())))

@@ -48,11 +48,11 @@ impl Ledger for MemoryLedger {
     }
 }
 
-/// Sketch elements that may differ for two cells to count as one (and they must also be
-/// fewer than either cell's patients): a patient left out differs
-/// by one element, a patient with a changed contribution by two.
+/// Patients whose contributions may differ for two cells to count as one (they must also be
+/// fewer than either cell holds): fewer than the threshold, since a difference of that many
+/// is itself a cell the threshold would publish.
 pub fn reach(threshold: u64) -> u64 {
-    2 * threshold.saturating_sub(1)
+    threshold.saturating_sub(1)
 }
 
 /// The answer `s` must give, if any cell among `earlier` is that close: the earlier cell's
@@ -85,8 +85,8 @@ pub fn earlier<'a>(
         // Close means: few differ, and fewer than either holds (two small cells of
         // different patients are not one cell asked twice).
         if let Some(d) = s.sketch.difference(&theirs)
-            && (d as u64) <= reach
-            && (d as u64) < s.patients.min(c.patients)
+            && (d.patients as u64) <= reach
+            && (d.patients as u64) < s.patients.min(c.patients)
         {
             return Some(answer(c));
         }
