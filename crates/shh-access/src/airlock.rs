@@ -54,8 +54,8 @@ pub struct ExportRecord {
     pub id: String,
     /// The project.
     pub project: String,
-    /// The permit the query runs under.
-    pub permit: String,
+    /// The permits the query runs under.
+    pub permits: Vec<String>,
     /// Who asked.
     pub requester: String,
     /// Changes since the request (an update makes a new revision).
@@ -203,7 +203,7 @@ mod tests {
         ExportRecord {
             id: "exp-1".into(),
             project: "prj-1".into(),
-            permit: "pmt-1".into(),
+            permits: vec!["pmt-1".into()],
             requester: "rita".into(),
             revision: 0,
             query: "SELECT 1".into(),

@@ -477,7 +477,7 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
     let sql = "SELECT BEN_NAI_ANN AS born, BEN_SEX_COD AS sex, count(DISTINCT BEN_NIR_PSA) AS patients \
                FROM IR_BEN_R WHERE BEN_NAI_ANN < 1932 GROUP BY BEN_NAI_ANN, BEN_SEX_COD ORDER BY born, sex";
     let ask = |sql: &str| crate::query::QueryRequest {
-        permit: permit.permit.id.clone(),
+        permits: vec![permit.permit.id.clone()],
         sql: sql.into(),
     };
     let answer = hub.query(rita, &ask(sql)).await?;
@@ -517,7 +517,7 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
         .export_request(
             rita,
             &ExportAskRequest {
-                permit: permit.permit.id.clone(),
+                permits: vec![permit.permit.id.clone()],
                 query: sql.into(),
                 reason: "Table 1 of the cohort description".into(),
                 format: "csv".into(),

@@ -27,8 +27,9 @@ use std::sync::Arc;
 /// `shh query`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryRequest {
-    /// The permit it runs under.
-    pub permit: String,
+    /// The permits it runs under: one per dataset it reads, all of one project and one mode
+    /// (a join of claims with beneficiaries takes a permit on each).
+    pub permits: Vec<String>,
     /// One SQL query.
     pub sql: String,
 }
@@ -173,8 +174,8 @@ impl QueryResult {
 /// What a result was computed from: enough to compute it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
-    /// The permit.
-    pub permit: String,
+    /// The permits.
+    pub permits: Vec<String>,
     /// The project.
     pub project: String,
     /// Aggregate or extract.
@@ -192,7 +193,7 @@ pub struct Provenance {
     pub disclosure: Option<Report>,
 }
 
-/// The project's ledger in the catalog, for one scope (the datasets a query reads).
+/// The project's ledger in the catalog.
 struct CatalogLedger<'a> {
     catalog: &'a dyn shh_catalog::Catalog,
     project: String,
@@ -304,37 +305,65 @@ fn result_hash(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
 /// A query answered, with what the airlock checks it against.
 pub(crate) struct Answered {
     pub(crate) result: QueryResult,
-    pub(crate) manifest: shh_dataset::Manifest,
-    pub(crate) identifiers: Vec<String>,
+    /// Each view's manifest and identifier columns.
+    pub(crate) views: Vec<(shh_dataset::Manifest, Vec<String>)>,
+}
+
+fn refusal(rule: &'static str, reason: String) -> std::result::Result<(), Denied> {
+    Err(Denied { rule, reason })
 }
 
 impl Call<'_> {
     async fn query(&self, req: &QueryRequest) -> Result<QueryResult> {
-        Ok(self.answer(req, None).await?.result)
+        Ok(self.answer(req, &[]).await?.result)
     }
 
-    /// Answers `req`, on the version `pinned` names if given (a release recomputes on the
-    /// versions of its request), else on the permit's.
-    pub(crate) async fn answer(
-        &self,
-        req: &QueryRequest,
-        pinned: Option<&str>,
-    ) -> Result<Answered> {
-        let (permit, project) = self.usable_permit(&req.permit).await?;
-        let terms = &permit.terms;
+    /// Answers `req`, on the versions `pinned` names (`dataset@id`: a release recomputes on
+    /// the versions of its request), else on the permits'.
+    pub(crate) async fn answer(&self, req: &QueryRequest, pinned: &[String]) -> Result<Answered> {
+        let Some(first) = req.permits.first() else {
+            return Err(shh_access::Invalid {
+                field: "permit",
+                reason: "name the permit (or permits, of one project) the query runs under".into(),
+            }
+            .into());
+        };
+        let mut permits = Vec::with_capacity(req.permits.len());
+        for id in &req.permits {
+            permits.push(self.usable_permit(id).await?);
+        }
+        let (_, project) = &permits[0];
+        let mode = permits[0].0.terms.mode;
         let query_hash = blake3::hash(req.sql.as_bytes()).to_hex().to_string();
-        let rec = self
-            .catalog
-            .version(&terms.dataset, pinned.or(terms.version.as_deref()))
-            .await?;
-        let manifest = shh_dataset::load_manifest(&self.store, &rec).await?;
-        let version = format!("{}@{}", terms.dataset, rec.id);
         let event = Draft::new("query.run")
-            .permit(permit.id.clone())
+            .permit(first.clone())
             .project(project.id.clone())
-            .dataset(version.clone())
-            .detail("mode", terms.mode.as_str())
+            .detail("permits", req.permits.clone())
+            .detail("mode", mode.as_str())
             .detail("query_hash", query_hash.clone());
+        // One project (its pseudonyms, its ledger), one mode, one permit per dataset.
+        let mut datasets = BTreeSet::new();
+        for (p, _) in &permits {
+            let verdict = if p.terms.project != project.id {
+                refusal(
+                    "query.one-project",
+                    format!("{} belongs to another project", p.id),
+                )
+            } else if p.terms.mode != mode {
+                refusal(
+                    "query.one-mode",
+                    "the permits of one query are all aggregate or all extract".into(),
+                )
+            } else if !datasets.insert(p.terms.dataset.clone()) {
+                refusal(
+                    "query.one-dataset",
+                    format!("two permits name {}", p.terms.dataset),
+                )
+            } else {
+                Ok(())
+            };
+            self.enforce(&event, verdict).await?;
+        }
 
         let limits = Limits::default();
         let sandbox = Sandbox::new(limits).map_err(query_error)?;
@@ -349,38 +378,56 @@ impl Call<'_> {
             )?,
             &derived(self, "shh 2026-12 disclosure record keys v1", b"")?,
         );
-        let schema = Arc::new(manifest.schema.clone());
-        let identifiers: Vec<String> = schema
-            .fields()
-            .iter()
-            .filter(|f| {
-                f.metadata()
-                    .get("shh.class")
-                    .is_some_and(|c| c == "identifier")
-            })
-            .map(|f| f.name().clone())
-            .collect();
-        let files = manifest
-            .files
-            .iter()
-            .map(|f| shh_query::table::VersionFile {
-                path: f.path.clone(),
-                size: f.plain_size,
-            })
-            .collect();
-        let table = Arc::new(shh_query::table::VersionTable::new(schema, files));
-        let spec = shh_query::view::ViewSpec {
-            name: terms.dataset.clone(),
-            columns: terms.columns.clone(),
-            predicate: terms.predicate.clone(),
-            patient: patient_column(&identifiers),
-            identifiers: identifiers.clone(),
-        };
-        let view = shh_query::view::build(&sandbox, table, &spec, &keys).map_err(query_error)?;
-        sandbox
-            .register(&terms.dataset, view)
-            .map_err(query_error)?;
-        let views: BTreeSet<String> = [terms.dataset.clone()].into();
+        let mut versions = Vec::new();
+        let mut views = Vec::new();
+        for (permit, _) in &permits {
+            let terms = &permit.terms;
+            let pin = pinned.iter().find_map(|v| {
+                v.split_once('@')
+                    .filter(|(d, _)| *d == terms.dataset)
+                    .map(|(_, id)| id)
+            });
+            let rec = self
+                .catalog
+                .version(&terms.dataset, pin.or(terms.version.as_deref()))
+                .await?;
+            let manifest = shh_dataset::load_manifest(&self.store, &rec).await?;
+            versions.push(format!("{}@{}", terms.dataset, rec.id));
+            let schema = Arc::new(manifest.schema.clone());
+            let identifiers: Vec<String> = schema
+                .fields()
+                .iter()
+                .filter(|f| {
+                    f.metadata()
+                        .get("shh.class")
+                        .is_some_and(|c| c == "identifier")
+                })
+                .map(|f| f.name().clone())
+                .collect();
+            let files = manifest
+                .files
+                .iter()
+                .map(|f| shh_query::table::VersionFile {
+                    path: f.path.clone(),
+                    size: f.plain_size,
+                })
+                .collect();
+            let table = Arc::new(shh_query::table::VersionTable::new(schema, files));
+            let spec = shh_query::view::ViewSpec {
+                name: terms.dataset.clone(),
+                columns: terms.columns.clone(),
+                predicate: terms.predicate.clone(),
+                patient: patient_column(&identifiers),
+                identifiers: identifiers.clone(),
+            };
+            let view =
+                shh_query::view::build(&sandbox, table, &spec, &keys).map_err(query_error)?;
+            sandbox
+                .register(&terms.dataset, view)
+                .map_err(query_error)?;
+            views.push((manifest, identifiers));
+        }
+        let event = event.dataset(versions.join(","));
 
         let run = async {
             let plan = sandbox.plan(&req.sql).await?;
@@ -390,17 +437,19 @@ impl Call<'_> {
             ) || matches!(&plan, shh_query::datafusion::logical_expr::LogicalPlan::Limit(l)
                 if matches!(l.input.as_ref(), shh_query::datafusion::logical_expr::LogicalPlan::Sort(_)));
             let schema = Arc::new(plan.schema().as_arrow().clone());
-            match terms.mode {
+            match mode {
                 Mode::Extract => Ok((sandbox.collect(plan).await?, None, sorted, schema)),
                 Mode::Aggregate => {
+                    // One ledger per project, across its permits and datasets: a second
+                    // permit of the project does not escape what the first released.
                     let ledger = CatalogLedger {
                         catalog: self.catalog.as_ref(),
                         project: project.id.clone(),
-                        scope: terms.dataset.clone(),
+                        scope: "project".into(),
                     };
                     let settings = &self.config.disclosure;
                     let (b, r) =
-                        disclosure::answer(&sandbox, plan, &views, &keys, settings, &ledger)
+                        disclosure::answer(&sandbox, plan, &datasets, &keys, settings, &ledger)
                             .await?;
                     Ok((b, Some(r), sorted, schema))
                 }
@@ -422,10 +471,10 @@ impl Call<'_> {
         let batches = ordered(sorted, &schema, batches)?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let provenance = Provenance {
-            permit: permit.id.clone(),
+            permits: req.permits.clone(),
             project: project.id.clone(),
-            mode: terms.mode,
-            versions: vec![version],
+            mode,
+            versions,
             query_hash,
             rows,
             result_hash: result_hash(&schema, &batches)?,
@@ -447,8 +496,7 @@ impl Call<'_> {
                 schema,
                 provenance,
             },
-            manifest,
-            identifiers,
+            views,
         })
     }
 }

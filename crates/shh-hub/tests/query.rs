@@ -84,7 +84,7 @@ impl World {
             .query(
                 &self.rita,
                 &QueryRequest {
-                    permit: permit.into(),
+                    permits: vec![permit.into()],
                     sql: sql.into(),
                 },
             )
@@ -478,7 +478,7 @@ async fn a_result_leaves_only_after_two_distinct_checkers_approve_it() {
             .permit
             .id;
     let ask = |format: &str| ExportAskRequest {
-        permit: permit.clone(),
+        permits: vec![permit.clone()],
         query: "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY BEN_SEX_COD".into(),
         reason: "Table 1 of the paper".into(),
         format: format.into(),
@@ -596,7 +596,7 @@ async fn an_extract_cannot_carry_a_hub_pseudonym_out() {
         .await;
     let hub_pseudonym = common::hub_pseudonyms(&w.f).await.pop_first().expect("one");
     let ask = |query: String| ExportAskRequest {
-        permit: ext.clone(),
+        permits: vec![ext.clone()],
         query,
         reason: "linkage".into(),
         format: "parquet".into(),
@@ -619,4 +619,79 @@ async fn an_extract_cannot_carry_a_hub_pseudonym_out() {
         )
         .await
         .expect("the project's pseudonyms leave");
+}
+
+/// Claims joined to beneficiaries on the patient: a permit on each dataset, of one project and
+/// one mode; the join works as SNDS users write it, and its cells are protected like any.
+#[tokio::test]
+async fn a_join_of_two_datasets_takes_a_permit_on_each() {
+    let w = world(150).await;
+    w.f.hub
+        .ingest(
+            &w.f.operator,
+            &shh_hub::Task::silent(),
+            &w.f.ingest_request(150, "ER_PRS_F"),
+        )
+        .await
+        .expect("ingest claims");
+    let ben = w.permit(&w.project, Mode::Aggregate, None, None).await;
+    let mut claims = common::grant(&w.project, &["rita"]);
+    claims.dataset = "ER_PRS_F".into();
+    let prs =
+        w.f.hub
+            .permit_grant(&w.cora, &claims)
+            .await
+            .expect("grant")
+            .permit
+            .id;
+    let sql = "SELECT b.BEN_SEX_COD, count(DISTINCT p.BEN_NIR_PSA) AS patients, count(*) AS claims \
+               FROM ER_PRS_F p JOIN IR_BEN_R b ON p.BEN_NIR_PSA = b.BEN_NIR_PSA \
+               GROUP BY b.BEN_SEX_COD ORDER BY b.BEN_SEX_COD";
+    let ask = |permits: Vec<String>| QueryRequest {
+        permits,
+        sql: sql.into(),
+    };
+    let r =
+        w.f.hub
+            .query(&w.rita, &ask(vec![prs.clone(), ben.clone()]))
+            .await
+            .expect("join");
+    assert_eq!(batch(&r).num_rows(), 2);
+    assert!(
+        ints(&r, 1)
+            .iter()
+            .all(|v| v.is_some_and(|v| v % 5 == 0 && v > 0))
+    );
+    assert!(ints(&r, 2).iter().all(|v| v.is_some_and(|v| v > 100)));
+    assert_eq!(r.provenance.versions.len(), 2);
+    // Without the claims permit the claims table does not exist.
+    let e =
+        w.f.hub
+            .query(&w.rita, &ask(vec![ben.clone()]))
+            .await
+            .expect_err("no claims permit");
+    assert_eq!(e.kind(), shh_hub::ErrorKind::InvalidInput, "{e}");
+    // Permits of one mode, one project, one per dataset.
+    let ext = w.permit(&w.project, Mode::Extract, None, None).await;
+    let e =
+        w.f.hub
+            .query(&w.rita, &ask(vec![prs.clone(), ext]))
+            .await
+            .expect_err("modes");
+    assert_eq!(rule(&e), Some("query.one-mode"));
+    let other = new_project(&w.f, &w.rita, "Other").await;
+    let elsewhere = w.permit(&other, Mode::Aggregate, None, None).await;
+    let e =
+        w.f.hub
+            .query(&w.rita, &ask(vec![prs.clone(), elsewhere]))
+            .await
+            .expect_err("projects");
+    assert_eq!(rule(&e), Some("query.one-project"));
+    let again = w.permit(&w.project, Mode::Aggregate, None, None).await;
+    let e =
+        w.f.hub
+            .query(&w.rita, &ask(vec![ben, again]))
+            .await
+            .expect_err("datasets");
+    assert_eq!(rule(&e), Some("query.one-dataset"));
 }

@@ -14,9 +14,9 @@ use std::process::ExitCode;
 pub enum ExportCmd {
     /// Ask for a query's result to leave the hub (checked now, reviewed by two output checkers).
     Request {
-        /// The permit the query runs under.
-        #[arg(long)]
-        permit: String,
+        /// The permit the query runs under (repeat for a join: one per dataset).
+        #[arg(long, required = true)]
+        permit: Vec<String>,
         /// The query.
         #[arg(long)]
         query: String,
@@ -87,12 +87,12 @@ pub enum RegisterCmd {
 fn print_export(v: &ExportView) -> Result<()> {
     let r = &v.record;
     outln!(
-        "{}  {:?}  revision {}  project {}  permit {}",
+        "{}  {:?}  revision {}  project {}  permits {}",
         r.id,
         v.state,
         r.revision,
         r.project,
-        r.permit
+        r.permits.join(", ")
     );
     outln!(
         "  requested by {} at {}: {}",
@@ -155,7 +155,7 @@ pub async fn export(cmd: ExportCmd, hub: &Path, json: bool) -> Result<ExitCode> 
             hub.export_request(
                 &s,
                 &ExportAskRequest {
-                    permit,
+                    permits: permit,
                     query,
                     reason,
                     format,

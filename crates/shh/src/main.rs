@@ -121,9 +121,9 @@ enum Cmd {
     /// Run one SQL query under a permit (`--as` the researcher): its views only; aggregate
     /// permits answer under disclosure control.
     Query {
-        /// The permit.
-        #[arg(long)]
-        permit: String,
+        /// The permit (repeat for a join: one per dataset, of one project).
+        #[arg(long, required = true)]
+        permit: Vec<String>,
         /// One SQL query (SNDS names as written: `SELECT BEN_SEX_COD, count(*) FROM IR_BEN_R
         /// GROUP BY BEN_SEX_COD`).
         sql: String,

@@ -19,7 +19,7 @@ pub enum DisclosureCmd {
 /// `shh query`.
 pub async fn query(
     hub: &Path,
-    permit: String,
+    permits: Vec<String>,
     sql: String,
     format: &str,
     out: Option<PathBuf>,
@@ -32,7 +32,7 @@ pub async fn query(
         bail!("--format parquet needs --out FILE");
     }
     let (hub, s) = open(hub).await?;
-    let r = hub.query(&s, &QueryRequest { permit, sql }).await?;
+    let r = hub.query(&s, &QueryRequest { permits, sql }).await?;
     let bytes = r.to_bytes(format)?;
     match &out {
         Some(path) => crate::airlock::write_whole(path, &bytes)?,

@@ -22,8 +22,8 @@ use std::collections::HashSet;
 /// `shh export request`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportAskRequest {
-    /// The permit the query runs under.
-    pub permit: String,
+    /// The permits the query runs under (one per dataset, of one project).
+    pub permits: Vec<String>,
     /// The query.
     pub query: String,
     /// Why the result should leave.
@@ -105,25 +105,26 @@ impl Call<'_> {
     async fn checked(
         &self,
         event: &Draft,
-        permit: &str,
+        permits: &[String],
         query: &str,
-        pinned: Option<&str>,
+        pinned: &[String],
     ) -> Result<crate::query::QueryResult> {
         let a = self
             .answer(
                 &QueryRequest {
-                    permit: permit.to_owned(),
+                    permits: permits.to_vec(),
                     sql: query.to_owned(),
                 },
                 pinned,
             )
             .await?;
+        let identifiers: Vec<&String> = a.views.iter().flat_map(|(_, i)| i).collect();
         let r = &a.result;
         let verdict = match r.provenance.mode {
             Mode::Aggregate => {
                 // No identifier column, by name or by its patient mark.
                 match r.schema.fields().iter().find(|f| {
-                    a.identifiers.iter().any(|i| i == f.name())
+                    identifiers.iter().any(|i| *i == f.name())
                         || f.metadata().contains_key(shh_query::pseudonyms::PATIENT)
                 }) {
                     Some(f) => Err(Denied {
@@ -139,8 +140,8 @@ impl Call<'_> {
             Mode::Extract => {
                 // Every value of every text column against the hub's own pseudonyms.
                 let mut hub = HashSet::new();
-                if !a.identifiers.is_empty() {
-                    shh_dataset::read_columns(&self.store, &a.manifest, &a.identifiers, |b| {
+                for (manifest, ids) in a.views.iter().filter(|(_, ids)| !ids.is_empty()) {
+                    shh_dataset::read_columns(&self.store, manifest, ids, |b| {
                         for c in b.columns() {
                             if let Ok(c) =
                                 arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)
@@ -193,15 +194,17 @@ impl Call<'_> {
         self.ensure_writable()?;
         crate::guard::check("the request's reason", &req.reason)?;
         shh_access::model::validate_text("reason", &req.reason, true)?;
-        let event = Draft::new("export.request").permit(req.permit.clone());
+        let event = Draft::new("export.request")
+            .permit(req.permits.first().cloned().unwrap_or_default())
+            .detail("permits", req.permits.clone());
         self.enforce(&event, airlock::check_format(&req.format))
             .await?;
-        let r = self.checked(&event, &req.permit, &req.query, None).await?;
+        let r = self.checked(&event, &req.permits, &req.query, &[]).await?;
         let p = &r.provenance;
         let rec = ExportRecord {
             id: super::new_id("exp"),
             project: p.project.clone(),
-            permit: p.permit.clone(),
+            permits: p.permits.clone(),
             requester: self.session.principal().to_owned(),
             revision: 0,
             query: req.query.clone(),
@@ -234,7 +237,7 @@ impl Call<'_> {
         let old = self.catalog.export(&req.id).await?;
         let event = Draft::new("export.update")
             .project(old.project.clone())
-            .permit(old.permit.clone())
+            .permit(old.permits.first().cloned().unwrap_or_default())
             .detail("export", old.id.clone());
         self.enforce(
             &event,
@@ -250,7 +253,7 @@ impl Call<'_> {
         if let Some(q) = &req.query {
             new.query = q.clone();
         }
-        let r = self.checked(&event, &new.permit, &new.query, None).await?;
+        let r = self.checked(&event, &new.permits, &new.query, &[]).await?;
         new.revision += 1;
         new.versions = r.provenance.versions.clone();
         new.query_hash = r.provenance.query_hash.clone();
@@ -275,7 +278,7 @@ impl Call<'_> {
         let old = self.catalog.export(&req.id).await?;
         let event = Draft::new("export.review")
             .project(old.project.clone())
-            .permit(old.permit.clone())
+            .permit(old.permits.first().cloned().unwrap_or_default())
             .detail("export", old.id.clone())
             .detail("revision", old.revision)
             .detail("approve", req.approve);
@@ -320,7 +323,7 @@ impl Call<'_> {
         let old = self.catalog.export(id).await?;
         let event = Draft::new("export.release")
             .project(old.project.clone())
-            .permit(old.permit.clone())
+            .permit(old.permits.first().cloned().unwrap_or_default())
             .detail("export", old.id.clone())
             .detail("revision", old.revision);
         self.enforce(
@@ -328,13 +331,8 @@ impl Call<'_> {
             airlock::check_release(&old, self.session.principal()),
         )
         .await?;
-        let pinned = old
-            .versions
-            .first()
-            .and_then(|v| v.split_once('@'))
-            .map(|(_, id)| id.to_owned());
         let r = self
-            .checked(&event, &old.permit, &old.query, pinned.as_deref())
+            .checked(&event, &old.permits, &old.query, &old.versions)
             .await?;
         if r.provenance.result_hash != old.result_hash {
             let d = Denied {

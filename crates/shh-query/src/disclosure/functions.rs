@@ -70,7 +70,11 @@ fn refuse(reason: impl Into<String>) -> Refused {
 
 /// The measures of `aggregate`, in its order, or the refusal of the first that is not in the
 /// subset.
-pub fn measures(aggregate: &Aggregate) -> Result<Vec<MeasureSpec>, Refused> {
+///
+/// `tables` names what the query reads (`ER_PRS_F+IR_BEN_R`): a count of rows is a count of
+/// those tables' rows, so it is compared only with counts over the same tables; patients are
+/// patients whatever the tables.
+pub fn measures(aggregate: &Aggregate, tables: &str) -> Result<Vec<MeasureSpec>, Refused> {
     let input = aggregate.input.schema();
     aggregate
         .aggr_expr
@@ -83,7 +87,7 @@ pub fn measures(aggregate: &Aggregate) -> Result<Vec<MeasureSpec>, Refused> {
             let Expr::AggregateFunction(f) = f else {
                 return Err(refuse(format!("{e} is not an aggregate function call")));
             };
-            spec(f, input)
+            spec(f, input, tables)
         })
         .collect()
 }
@@ -93,7 +97,8 @@ fn columns(e: &Expr) -> String {
     set.into_iter().collect::<Vec<_>>().join(",")
 }
 
-fn spec(f: &AggregateFunction, input: &DFSchema) -> Result<MeasureSpec, Refused> {
+fn spec(f: &AggregateFunction, input: &DFSchema, tables: &str) -> Result<MeasureSpec, Refused> {
+    let rows = format!("rows@{tables}");
     let name = f.func.name().to_ascii_lowercase();
     let p = &f.params;
     if !p.order_by.is_empty() {
@@ -125,7 +130,7 @@ fn spec(f: &AggregateFunction, input: &DFSchema) -> Result<MeasureSpec, Refused>
         "count" => {
             one_arg()?;
             let Some(a) = arg else {
-                return Ok(spec(Kind::Rows, None, "rows".into()));
+                return Ok(spec(Kind::Rows, None, rows));
             };
             if p.distinct {
                 let patient = match &a {
@@ -142,9 +147,9 @@ fn spec(f: &AggregateFunction, input: &DFSchema) -> Result<MeasureSpec, Refused>
                     Ok(spec(Kind::Distinct, Some(a), sig))
                 }
             } else if is_literal {
-                Ok(spec(Kind::Rows, None, "rows".into()))
+                Ok(spec(Kind::Rows, None, rows))
             } else {
-                Ok(spec(Kind::Rows, Some(a), "rows".into()))
+                Ok(spec(Kind::Rows, Some(a), rows))
             }
         }
         "sum" | "avg" | "mean" => {

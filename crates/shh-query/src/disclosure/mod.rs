@@ -123,7 +123,8 @@ pub async fn answer(
     ledger: &dyn Ledger,
 ) -> Result<(Vec<RecordBatch>, Report), QueryError> {
     let shape = shape::check(&plan, views)?;
-    let specs = functions::measures(&shape.aggregate)?;
+    let tables = views.iter().cloned().collect::<Vec<_>>().join("+");
+    let specs = functions::measures(&shape.aggregate, &tables)?;
     let agg = &shape.aggregate;
     let groups = agg.group_expr.len();
     let rewritten = rewrite(agg, &shape.patient, &specs, keys)?;
