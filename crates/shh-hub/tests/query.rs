@@ -337,7 +337,10 @@ async fn differencing_guesses_no_better_than_the_margin() {
     // The margin's guess: the majority class.
     let p_female = margin as f64 / ids.len() as f64;
     let baseline_guess = p_female >= 0.5;
-    let (mut attack_right, mut baseline_right, mut joined_right) = (0, 0, 0);
+    // The same by a sum of an indicator, whose expression names one more column.
+    let sum_all = "SELECT sum(CASE WHEN BEN_SEX_COD = 2 THEN 1 ELSE 0 END) AS n FROM IR_BEN_R";
+    let sum_margin = ints(&w.query(&agg, sum_all).await.expect("sum margin"), 0)[0];
+    let (mut attack_right, mut baseline_right, mut joined_right, mut summed_right) = (0, 0, 0, 0);
     for i in 0..targets {
         let without = format!(
             "SELECT count(*) AS n FROM IR_BEN_R WHERE BEN_SEX_COD = 2 AND BEN_NIR_PSA <> '{}'",
@@ -358,15 +361,41 @@ async fn differencing_guesses_no_better_than_the_margin() {
             let n = ints(&w.query(&agg, &joined).await.expect("joined"), 0)[0];
             let guess = n.is_none_or(|n| n < margin);
             joined_right += usize::from(guess == female[i]);
+            // Each target's query names another set of columns (true conditions on them), so
+            // that no two look like the same measure by their columns.
+            let extra: String = ["BEN_NAI_ANN", "BEN_RNG_GEM", "BEN_RES_COM", "BEN_DCD_AME"]
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| (i / 4 + 1) >> b & 1 == 1)
+                .map(|(_, c)| format!(" AND ({c} IS NULL OR {c} IS NOT NULL)"))
+                .collect();
+            let summed = format!(
+                "SELECT sum(CASE WHEN BEN_SEX_COD = 2 AND BEN_NIR_PSA <> '{}'{extra} THEN 1 ELSE 0 END) \
+                 AS n FROM IR_BEN_R",
+                ids[i]
+            );
+            let n = ints(&w.query(&agg, &summed).await.expect("summed"), 0)[0];
+            let guess = n != sum_margin;
+            summed_right += usize::from(guess == female[i]);
         }
     }
     let rate = |k: usize, n: usize| k as f64 / n as f64;
     let attack = rate(attack_right, targets);
     let baseline = rate(baseline_right, targets);
     let joined = rate(joined_right, targets.div_ceil(4));
+    let summed = rate(summed_right, targets.div_ceil(4));
+    // The margin's guess on the quarter of targets the join and the sum were tried on.
+    let quarter = rate(
+        (0..targets)
+            .step_by(4)
+            .filter(|&i| baseline_guess == female[i])
+            .count(),
+        targets.div_ceil(4),
+    );
     assert!(
-        attack <= baseline + 0.10 && joined <= baseline + 0.10,
-        "differencing: {attack:.2} (by join {joined:.2}) against the margin's {baseline:.2}"
+        attack <= baseline + 0.10 && joined <= quarter + 0.10 && summed <= quarter + 0.10,
+        "differencing: {attack:.2} (by join {joined:.2}, by a sum {summed:.2}) against the \
+         margin's {baseline:.2} ({quarter:.2} on the quarter)"
     );
 }
 
@@ -397,14 +426,21 @@ async fn repeats_and_rewrites_give_one_answer() {
         .expect("f");
         assert_eq!(y.as_ref(), y0.as_ref(), "{sql}");
     }
-    // Another expression of the same column on the same patients would be a fresh noise draw:
-    // suppressed, so no number of rewrites averages the noise away.
+    // Another expression giving the same contributions is the same measure: the same answer,
+    // not a fresh noise draw, so no number of rewrites averages the noise away.
     for sql in [
         "SELECT avg(BEN_NAI_ANN + 0) AS y FROM IR_BEN_R WHERE BEN_SEX_COD = 1",
         "SELECT avg(BEN_NAI_ANN * 1) AS y FROM IR_BEN_R WHERE BEN_SEX_COD = 1",
     ] {
         let r = w.query(&agg, sql).await.expect(sql);
-        assert_eq!(ints(&r, 0), vec![None], "{sql}");
+        let y = arrow::compute::cast(batch(&r).column(0), &arrow::datatypes::DataType::Float64)
+            .expect("f");
+        let y0 = arrow::compute::cast(
+            batch(&first).column(1),
+            &arrow::datatypes::DataType::Float64,
+        )
+        .expect("f");
+        assert_eq!(y.as_ref(), y0.as_ref(), "{sql}");
         let rules = &r.provenance.disclosure.as_ref().expect("report").rules;
         assert_eq!(rules.get("disclosure.overlap"), Some(&1), "{sql}");
     }

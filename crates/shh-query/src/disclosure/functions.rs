@@ -37,11 +37,13 @@ pub struct MeasureSpec {
     pub arg: Option<Expr>,
     /// Its `FILTER (WHERE …)`.
     pub filter: Option<Expr>,
-    /// What makes two measures "the same" for the overlap rule: the kind and the columns
-    /// read, never the filters (a filter is exactly how a differencing attack differs).
+    /// What makes two measures comparable for the overlap rule: their kind (and for a count
+    /// of rows the tables, for a count of distinct values the columns), never their filters
+    /// or expressions (changing those is exactly how a differencing attack differs).
     pub signature: String,
-    /// The exact measure (kind and argument, columns unqualified): a near cell of the same
-    /// signature gets the earlier answer only if this is the same too; else it is suppressed.
+    /// The measure as far as its value depends on more than the contributions (a count of
+    /// distinct values of an expression): a near cell of the same signature gets the earlier
+    /// answer if this is the same too; else it is suppressed.
     pub expression: String,
 }
 
@@ -118,9 +120,12 @@ fn spec(f: &AggregateFunction, input: &DFSchema, tables: &str) -> Result<Measure
     };
     let spec = |kind, arg: Option<Expr>, signature: String| MeasureSpec {
         kind,
-        expression: match &arg {
-            Some(a) => format!("{signature}({})", unqualified(a)),
-            None => signature.clone(),
+        // Counts of rows, sums and means are functions of the patients' contributions, which
+        // the sketch compares: the same contributions give the same value, whatever the
+        // expression. A count of distinct values is not (the values are not in the sketch).
+        expression: match (&arg, kind) {
+            (Some(a), Kind::Distinct) => format!("{signature}({})", unqualified(a)),
+            _ => signature.clone(),
         },
         arg,
         filter: filter.clone(),
@@ -163,11 +168,10 @@ fn spec(f: &AggregateFunction, input: &DFSchema, tables: &str) -> Result<Measure
                 return Err(refuse(format!("{name} needs an argument")));
             };
             let kind = if name == "sum" { Kind::Sum } else { Kind::Avg };
-            let sig = format!(
-                "{}:{}",
-                if kind == Kind::Sum { "sum" } else { "avg" },
-                columns(&a)
-            );
+            // The kind alone: two sums whose patients contribute the same but for a few are
+            // one sum asked twice, whatever columns their expressions name (naming one more
+            // column is how an attacker would make them look different).
+            let sig = if kind == Kind::Sum { "sum" } else { "avg" }.to_owned();
             Ok(spec(kind, Some(a), sig))
         }
         "min"

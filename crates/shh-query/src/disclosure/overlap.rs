@@ -3,9 +3,9 @@
 //! predicate or a join) would give those patients away by subtraction, whatever noise each
 //! carries. So every published cell goes into the project's ledger (its measure, its number
 //! of patients, its cell key and sketch, the value released), and a new cell that the sketches
-//! show to be that close to a cell already released gets the earlier cell's answer (or, for
-//! another expression over the same columns, is suppressed): the two queries answer the same,
-//! whether the target was in both or in one.
+//! show to be that close to a cell of the same kind already released gets the earlier cell's
+//! answer (a count of distinct values of another expression is suppressed instead): the two
+//! queries answer the same, whether the target was in both or in one.
 
 use super::iblt::Iblt;
 use super::measure::Summary;
@@ -56,8 +56,8 @@ pub fn reach(threshold: u64) -> u64 {
 }
 
 /// The answer `s` must give, if any cell among `earlier` is that close: the earlier cell's
-/// for the same expression, suppressed for another expression of the same columns (its
-/// noise would be a fresh draw on the same patients, and many such draws average out).
+/// for the same expression; suppressed for another (a count of distinct values of other
+/// values: a fresh noise draw on the same patients, and many such draws average out).
 pub fn earlier<'a>(
     s: &Summary,
     expression: &str,
