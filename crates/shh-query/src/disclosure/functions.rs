@@ -13,6 +13,9 @@ use std::collections::BTreeSet;
 /// The rule's name in refusals and audit events.
 pub const RULE: &str = "disclosure.function";
 
+/// The signature of counts of patients, counts of rows and sums: one family.
+pub const ADDITIVE: &str = "additive";
+
 /// What a measure counts or adds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -37,9 +40,10 @@ pub struct MeasureSpec {
     pub arg: Option<Expr>,
     /// Its `FILTER (WHERE …)`.
     pub filter: Option<Expr>,
-    /// What makes two measures comparable for the overlap rule: their kind (and for a count
-    /// of rows the tables, for a count of distinct values the columns), never their filters
-    /// or expressions (changing those is exactly how a differencing attack differs).
+    /// What makes two measures comparable for the overlap rule: their family (counts of
+    /// patients, counts of rows and sums are one; means; counts of distinct values of the
+    /// same columns), never their filters or expressions (changing those is exactly how a
+    /// differencing attack differs).
     pub signature: String,
     /// The measure as far as its value depends on more than the contributions (a count of
     /// distinct values of an expression): a near cell of the same signature gets the earlier
@@ -72,11 +76,7 @@ fn refuse(reason: impl Into<String>) -> Refused {
 
 /// The measures of `aggregate`, in its order, or the refusal of the first that is not in the
 /// subset.
-///
-/// `tables` names what the query reads (`ER_PRS_F+IR_BEN_R`): a count of rows is a count of
-/// those tables' rows, so it is compared only with counts over the same tables; patients are
-/// patients whatever the tables.
-pub fn measures(aggregate: &Aggregate, tables: &str) -> Result<Vec<MeasureSpec>, Refused> {
+pub fn measures(aggregate: &Aggregate) -> Result<Vec<MeasureSpec>, Refused> {
     let input = aggregate.input.schema();
     aggregate
         .aggr_expr
@@ -89,7 +89,7 @@ pub fn measures(aggregate: &Aggregate, tables: &str) -> Result<Vec<MeasureSpec>,
             let Expr::AggregateFunction(f) = f else {
                 return Err(refuse(format!("{e} is not an aggregate function call")));
             };
-            spec(f, input, tables)
+            spec(f, input)
         })
         .collect()
 }
@@ -99,8 +99,9 @@ fn columns(e: &Expr) -> String {
     set.into_iter().collect::<Vec<_>>().join(",")
 }
 
-fn spec(f: &AggregateFunction, input: &DFSchema, tables: &str) -> Result<MeasureSpec, Refused> {
-    let rows = format!("rows@{tables}");
+fn spec(f: &AggregateFunction, input: &DFSchema) -> Result<MeasureSpec, Refused> {
+    // Counts of patients, of rows and sums are one family (see `measure::Encoding`).
+    let rows = ADDITIVE.to_owned();
     let name = f.func.name().to_ascii_lowercase();
     let p = &f.params;
     if !p.order_by.is_empty() {
@@ -146,7 +147,7 @@ fn spec(f: &AggregateFunction, input: &DFSchema, tables: &str) -> Result<Measure
                     _ => false,
                 };
                 if patient {
-                    Ok(spec(Kind::Patients, None, "patients".into()))
+                    Ok(spec(Kind::Patients, None, ADDITIVE.into()))
                 } else {
                     let sig = format!("distinct:{}", columns(&a));
                     Ok(spec(Kind::Distinct, Some(a), sig))
@@ -171,7 +172,7 @@ fn spec(f: &AggregateFunction, input: &DFSchema, tables: &str) -> Result<Measure
             // The kind alone: two sums whose patients contribute the same but for a few are
             // one sum asked twice, whatever columns their expressions name (naming one more
             // column is how an attacker would make them look different).
-            let sig = if kind == Kind::Sum { "sum" } else { "avg" }.to_owned();
+            let sig = if kind == Kind::Sum { ADDITIVE } else { "mean" }.to_owned();
             Ok(spec(kind, Some(a), sig))
         }
         "min"

@@ -15,15 +15,30 @@ use datafusion::logical_expr::{
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Which patients stand behind a measure.
+/// What a patient contributes to a measure, as its sketch and cell key see it, and so which
+/// patients stand behind it.
+///
+/// Counts of patients, counts of rows and sums are one family: each patient adds a number
+/// (one; their rows; their values) and the cell's value is the total. The element of a
+/// patient is their record key bound to that number, so cells of this family whose patients
+/// add the same are the same cell whatever their kind (`count(*)` over one row per patient,
+/// `count(DISTINCT patient)`, the `sum` of an indicator): a differencing pair cannot escape
+/// the overlap rule by asking the same number in two ways.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Behind {
-    /// Those with at least one value (counts, averages).
-    Valued,
-    /// Those whose values do not sum to zero (sums: a patient adding nothing is not behind
-    /// it, and a sum of one patient's flag must not pass as a sum over many).
-    Nonzero,
+pub enum Encoding {
+    /// A count of patients: each adds one.
+    Patients,
+    /// A count of rows or a sum: each adds their rows or values; those adding zero are not
+    /// behind it (a sum of one patient's flag must not pass as a sum over many).
+    Additive,
+    /// A mean: each patient's rows and sum.
+    Mean,
+    /// A count of distinct values: each patient's rows with a value.
+    Distinct,
 }
+
+/// What every patient of a cell of the additive family adds when the cell counts patients.
+pub const ONE: i128 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Contribution {
@@ -107,26 +122,22 @@ impl Summary {
     }
 }
 
-/// The aggregate `measure(record_key, value)`, for patients `behind`. Never registered by
-/// name: only the plans disclosure control builds call it.
-///
-/// With `by_value`, the cell key and sketch are of (patient, contribution) pairs: two cells
-/// then differ in the sketch by the patients whose contribution differs, which is what a
-/// differencing attack changes (a patient left out, or one of their rows). Without, of the
-/// patients alone (a count of patients does not change with their rows).
+/// The aggregate `measure(record_key, value)` under one [`Encoding`]. Never registered by
+/// name: only the plans disclosure control builds call it. Its cell key and sketch are of
+/// (patient, contribution) elements: two cells differ in the sketch by the patients whose
+/// contribution differs, which is what a differencing attack changes (a patient left out,
+/// or one of their rows).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Measure {
-    behind: Behind,
-    by_value: bool,
+    encoding: Encoding,
     signature: Signature,
 }
 
 impl Measure {
     /// The aggregate function.
-    pub fn udaf(behind: Behind, by_value: bool) -> Arc<AggregateUDF> {
+    pub fn udaf(encoding: Encoding) -> Arc<AggregateUDF> {
         Arc::new(AggregateUDF::new_from_impl(Self {
-            behind,
-            by_value,
+            encoding,
             signature: Signature::exact(
                 vec![DataType::UInt64, DataType::Float64],
                 Volatility::Immutable,
@@ -137,10 +148,11 @@ impl Measure {
 
 impl AggregateUDFImpl for Measure {
     fn name(&self) -> &str {
-        match (self.behind, self.by_value) {
-            (Behind::Valued, false) => "shh_patients",
-            (Behind::Valued, true) => "shh_measure",
-            (Behind::Nonzero, _) => "shh_measure_nonzero",
+        match self.encoding {
+            Encoding::Patients => "shh_patients",
+            Encoding::Additive => "shh_additive",
+            Encoding::Mean => "shh_mean",
+            Encoding::Distinct => "shh_distinct",
         }
     }
     fn signature(&self) -> &Signature {
@@ -151,8 +163,7 @@ impl AggregateUDFImpl for Measure {
     }
     fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(Acc {
-            behind: self.behind,
-            by_value: self.by_value,
+            encoding: self.encoding,
             patients: HashMap::new(),
         }))
     }
@@ -167,8 +178,7 @@ impl AggregateUDFImpl for Measure {
 
 #[derive(Debug)]
 struct Acc {
-    behind: Behind,
-    by_value: bool,
+    encoding: Encoding,
     patients: HashMap<u64, Contribution>,
 }
 
@@ -238,17 +248,16 @@ impl Accumulator for Acc {
             if c.micros != 0 {
                 s.nonzero += 1;
             }
-            let behind = match self.behind {
-                Behind::Valued => true,
-                Behind::Nonzero => c.micros != 0,
+            let e = match self.encoding {
+                Encoding::Patients => Some(super::iblt::element(*k, 0, ONE)),
+                Encoding::Additive => {
+                    (c.micros != 0).then(|| super::iblt::element(*k, 0, c.micros))
+                }
+                Encoding::Mean => Some(super::iblt::element(*k, c.rows, c.micros)),
+                Encoding::Distinct => Some(super::iblt::element(*k, c.rows, 0)),
             };
-            if behind {
+            if let Some(e) = e {
                 s.patients += 1;
-                let e = if self.by_value {
-                    super::iblt::element(*k, c.rows, c.micros)
-                } else {
-                    *k
-                };
                 s.key ^= e;
                 s.sketch.insert(e, *k);
             }

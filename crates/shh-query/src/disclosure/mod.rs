@@ -37,7 +37,7 @@ use datafusion::datasource::MemTable;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, cast, lit, when};
 use functions::{Kind, MeasureSpec};
-use measure::{Behind, Measure, Summary};
+use measure::{Encoding, Measure, Summary};
 use overlap::{Ledger, LedgerCell};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -123,8 +123,7 @@ pub async fn answer(
     ledger: &dyn Ledger,
 ) -> Result<(Vec<RecordBatch>, Report), QueryError> {
     let shape = shape::check(&plan, views)?;
-    let tables = views.iter().cloned().collect::<Vec<_>>().join("+");
-    let specs = functions::measures(&shape.aggregate, &tables)?;
+    let specs = functions::measures(&shape.aggregate)?;
     let agg = &shape.aggregate;
     let groups = agg.group_expr.len();
     let rewritten = rewrite(agg, &shape.patient, &specs, keys)?;
@@ -321,14 +320,15 @@ fn rewrite(
         if let Some(f) = &spec.filter {
             value = when(f.clone(), value).otherwise(null()).map_err(plan_err)?;
         }
-        let (behind, by_value) = match spec.kind {
-            Kind::Sum => (Behind::Nonzero, true),
-            Kind::Patients => (Behind::Valued, false),
-            _ => (Behind::Valued, true),
+        let encoding = match spec.kind {
+            Kind::Patients => Encoding::Patients,
+            Kind::Rows | Kind::Sum => Encoding::Additive,
+            Kind::Avg => Encoding::Mean,
+            Kind::Distinct => Encoding::Distinct,
         };
         exprs.push(
             Expr::AggregateFunction(AggregateFunction::new_udf(
-                Measure::udaf(behind, by_value),
+                Measure::udaf(encoding),
                 vec![rk.clone(), value],
                 false,
                 None,
