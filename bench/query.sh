@@ -44,7 +44,7 @@ if [ ! -d "$WORK/hub" ]; then
   done
   rm -rf "$WORK/snds"
 fi
-CLAIMS=$("$PY" -c "import duckdb;print(duckdb.sql(\"SELECT count(*) FROM read_parquet('$WORK/export/ER_PRS_F/*.parquet')\").fetchone()[0])")
+CLAIMS=$("$PY" -c "import duckdb;print(duckdb.sql(\"SELECT count(*) FROM read_parquet('$WORK/export/ER_PRS_F/*.parquet')\").fetchall()[0][0])")
 
 cat > "$WORK/queries.json" <<'JSON'
 {
@@ -57,7 +57,14 @@ cat > "$WORK/queries.json" <<'JSON'
 JSON
 
 "$PY" bench/query_duckdb.py "$WORK" > "$WORK/duckdb.jsonl"
-cargo bench -q -p shh-hub --bench query -- "$WORK" > "$WORK/shh.jsonl"
+# The harness, built with the release profile like `shh` (one set of optimized dependencies).
+HARNESS=$(cargo build --release -q -p shh-hub --bench query --message-format=json \
+  | "$PY" -c "import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get('reason') == 'compiler-artifact' and m.get('target', {}).get('name') == 'query' and m.get('executable'):
+        print(m['executable'])")
+"$HARNESS" "$WORK" > "$WORK/shh.jsonl"
 
 "$PY" - "$WORK" "$CLAIMS" <<'PY'
 import json, math, sys
