@@ -15,4 +15,9 @@ pub struct Cell {
     pub fired: Option<&'static str>,
     /// Answered by a cell released earlier (the overlap rule).
     pub earlier: bool,
+    /// Answered by this fresh cell of the same result (its index among the result's fresh
+    /// cells): it repeats that cell's final answer, after secondary suppression.
+    pub source: Option<usize>,
+    /// Its own index among the result's fresh cells (the ledger's new entries).
+    pub entry: Option<usize>,
 }

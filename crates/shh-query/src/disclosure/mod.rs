@@ -162,6 +162,8 @@ pub async fn answer(
                 released: None,
                 fired: None,
                 earlier: false,
+                source: None,
+                entry: None,
             });
         }
         columns.push(cells);
@@ -181,16 +183,18 @@ pub async fn answer(
                 )
                 .await
                 .map_err(QueryError::Execution)?;
-            let same_query = fresh.iter().filter(|c| c.signature == spec.signature);
-            if let Some(v) = overlap::earlier(
-                s,
-                &spec.expression,
-                settings.threshold,
-                near.iter().chain(same_query),
-            ) {
+            let same_query = fresh.iter().position(|c| {
+                c.signature == spec.signature && overlap::close(s, c, settings.threshold)
+            });
+            if let Some(v) = overlap::earlier(s, &spec.expression, settings.threshold, &near) {
                 cell.released = v;
                 cell.earlier = true;
                 cell.fired = Some(overlap::RULE);
+            } else if let Some(j) = same_query {
+                // Resolved once the result's cells are final (below).
+                cell.earlier = true;
+                cell.fired = Some(overlap::RULE);
+                cell.source = (fresh[j].expression == spec.expression).then_some(j);
             } else if !threshold::passes(spec.kind, s, settings) {
                 cell.fired = Some(threshold::RULE);
             } else if dominance::dominated(spec.kind, s, settings) {
@@ -207,6 +211,7 @@ pub async fn answer(
             }
             if !cell.earlier {
                 // Suppressed cells too: asking again from the other side finds them.
+                cell.entry = Some(fresh.len());
                 fresh.push(LedgerCell {
                     signature: spec.signature.clone(),
                     expression: spec.expression.clone(),
@@ -217,26 +222,40 @@ pub async fn answer(
                 });
             }
         }
-        let mut refs: Vec<&mut Cell> = cells.iter_mut().collect();
-        secondary::apply(&mut refs, settings);
     }
-    // Secondary suppression may have changed fresh cells: the ledger keeps what was published.
-    let mut i = 0;
-    for cells in &columns {
-        for cell in cells {
-            if !cell.earlier {
-                if let Some(f) = fresh.get_mut(i) {
-                    f.released = cell.released;
+    // Secondary suppression, and the cells that repeat a cell of this result, until nothing
+    // changes: a cell repeating one that secondary suppression hid is hidden too, and may in
+    // turn call for more suppression in its own column. Each pass only suppresses, so it ends.
+    loop {
+        let mut changed = 0;
+        for cell in columns.iter_mut().flatten() {
+            if let Some(j) = cell.source
+                && cell.released != fresh[j].released
+            {
+                cell.released = fresh[j].released;
+                changed += 1;
+            }
+        }
+        for cells in columns.iter_mut() {
+            let mut refs: Vec<&mut Cell> = cells.iter_mut().collect();
+            changed += secondary::apply(&mut refs, settings);
+            for cell in cells.iter() {
+                if let Some(i) = cell.entry {
+                    fresh[i].released = cell.released;
                 }
-                i += 1;
             }
-            report.cells += 1;
-            if cell.released.is_some() {
-                report.published += 1;
-            }
-            if let Some(rule) = cell.fired {
-                *report.rules.entry(rule.to_owned()).or_default() += 1;
-            }
+        }
+        if changed == 0 {
+            break;
+        }
+    }
+    for cell in columns.iter().flatten() {
+        report.cells += 1;
+        if cell.released.is_some() {
+            report.published += 1;
+        }
+        if let Some(rule) = cell.fired {
+            *report.rules.entry(rule.to_owned()).or_default() += 1;
         }
     }
     ledger.add(&fresh).await.map_err(QueryError::Execution)?;

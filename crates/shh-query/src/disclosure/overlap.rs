@@ -55,41 +55,45 @@ pub fn reach(threshold: u64) -> u64 {
     threshold.saturating_sub(1)
 }
 
-/// The answer `s` must give, if any cell among `earlier` is that close: the earlier cell's
-/// for the same expression; suppressed for another (a count of distinct values of other
-/// values: a fresh noise draw on the same patients, and many such draws average out).
+/// Whether `s` is close enough to the released cell `c` to be that cell asked again.
+pub fn close(s: &Summary, c: &LedgerCell, threshold: u64) -> bool {
+    let reach = reach(threshold);
+    if c.patients.abs_diff(s.patients) > reach {
+        return false;
+    }
+    if c.key == s.key && c.patients == s.patients {
+        return true;
+    }
+    let Some(theirs) = Iblt::from_bytes(&c.sketch) else {
+        return false;
+    };
+    // Close means: few differ, and fewer than either holds (two small cells of different
+    // patients are not one cell asked twice).
+    s.sketch.difference(&theirs).is_some_and(|d| {
+        (d.patients as u64) <= reach && (d.patients as u64) < s.patients.min(c.patients)
+    })
+}
+
+/// What a cell close to `c` answers: `c`'s answer for the same expression; suppressed for
+/// another (a count of distinct values of other values: a fresh noise draw on the same
+/// patients, and many such draws average out).
+pub fn answer(c: &LedgerCell, expression: &str) -> Option<f64> {
+    if c.expression == expression {
+        c.released
+    } else {
+        None
+    }
+}
+
+/// The answer `s` must give, if any cell among `earlier` is close to it.
 pub fn earlier<'a>(
     s: &Summary,
     expression: &str,
     threshold: u64,
     earlier: impl IntoIterator<Item = &'a LedgerCell>,
 ) -> Option<Option<f64>> {
-    let reach = reach(threshold);
-    let answer = |c: &LedgerCell| {
-        if c.expression == expression {
-            c.released
-        } else {
-            None
-        }
-    };
-    for c in earlier {
-        if c.patients.abs_diff(s.patients) > reach {
-            continue;
-        }
-        if c.key == s.key && c.patients == s.patients {
-            return Some(answer(c));
-        }
-        let Some(theirs) = Iblt::from_bytes(&c.sketch) else {
-            continue;
-        };
-        // Close means: few differ, and fewer than either holds (two small cells of
-        // different patients are not one cell asked twice).
-        if let Some(d) = s.sketch.difference(&theirs)
-            && (d.patients as u64) <= reach
-            && (d.patients as u64) < s.patients.min(c.patients)
-        {
-            return Some(answer(c));
-        }
-    }
-    None
+    earlier
+        .into_iter()
+        .find(|c| close(s, c, threshold))
+        .map(|c| answer(c, expression))
 }
