@@ -111,24 +111,7 @@ async fn plain_sandbox(export: &Path) -> (Sandbox, Arc<Pseudonyms>, BTreeSet<Str
             });
         }
         let schema = schema.expect("a file");
-        let identifiers: Vec<String> = schema
-            .fields()
-            .iter()
-            .filter(|f| {
-                f.metadata()
-                    .get("shh.class")
-                    .is_some_and(|c| c == "identifier")
-            })
-            .map(|f| f.name().clone())
-            .collect();
-        let patient = identifiers.first().cloned();
-        let spec = ViewSpec {
-            name: t.into(),
-            columns: None,
-            predicate: None,
-            identifiers,
-            patient,
-        };
+        let spec = ViewSpec::of(t, &schema, None, None);
         let view =
             build(&s, Arc::new(VersionTable::new(schema, files)), &spec, &keys).expect("view");
         s.register(t, view).expect("register");

@@ -234,17 +234,6 @@ fn query_error(e: QueryError) -> HubError {
     }
 }
 
-/// The column a dataset's patients are counted by: the SNDS beneficiary key first, then the
-/// usual patient columns, then the first identifier.
-fn patient_column(identifiers: &[String]) -> Option<String> {
-    const PREFERRED: [&str; 4] = ["BEN_NIR_PSA", "NIR_ANO_17", "patient", "patient_id"];
-    PREFERRED
-        .iter()
-        .find(|p| identifiers.iter().any(|i| i == *p))
-        .map(|p| (*p).to_owned())
-        .or_else(|| identifiers.first().cloned())
-}
-
 /// Derived 32-byte keys of the hub's first pseudonym key (stable across key rotations: a
 /// project's pseudonyms and the record keys must not change when ingest moves to a new key).
 fn derived(core: &crate::core::Core, context: &str, salt: &[u8]) -> Result<[u8; 32]> {
@@ -394,16 +383,12 @@ impl Call<'_> {
             let manifest = shh_dataset::load_manifest(&self.store, &rec).await?;
             versions.push(format!("{}@{}", terms.dataset, rec.id));
             let schema = Arc::new(manifest.schema.clone());
-            let identifiers: Vec<String> = schema
-                .fields()
-                .iter()
-                .filter(|f| {
-                    f.metadata()
-                        .get("shh.class")
-                        .is_some_and(|c| c == "identifier")
-                })
-                .map(|f| f.name().clone())
-                .collect();
+            let spec = shh_query::view::ViewSpec::of(
+                &terms.dataset,
+                &schema,
+                terms.columns.clone(),
+                terms.predicate.clone(),
+            );
             let files = manifest
                 .files
                 .iter()
@@ -413,19 +398,12 @@ impl Call<'_> {
                 })
                 .collect();
             let table = Arc::new(shh_query::table::VersionTable::new(schema, files));
-            let spec = shh_query::view::ViewSpec {
-                name: terms.dataset.clone(),
-                columns: terms.columns.clone(),
-                predicate: terms.predicate.clone(),
-                patient: patient_column(&identifiers),
-                identifiers: identifiers.clone(),
-            };
             let view =
                 shh_query::view::build(&sandbox, table, &spec, &keys).map_err(query_error)?;
             sandbox
                 .register(&terms.dataset, view)
                 .map_err(query_error)?;
-            views.push((manifest, identifiers));
+            views.push((manifest, spec.identifiers));
         }
         let event = event.dataset(versions.join(","));
 

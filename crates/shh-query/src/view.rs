@@ -32,6 +32,42 @@ pub struct ViewSpec {
     pub patient: Option<String>,
 }
 
+impl ViewSpec {
+    /// The view `name` of a table with `schema`: its identifier columns are those ingest
+    /// marked so (`shh.class = identifier`), its patient the SNDS beneficiary key first, then
+    /// the usual patient columns, then the first identifier.
+    pub fn of(
+        name: &str,
+        schema: &arrow::datatypes::Schema,
+        columns: Option<Vec<String>>,
+        predicate: Option<String>,
+    ) -> Self {
+        const PREFERRED: [&str; 4] = ["BEN_NIR_PSA", "NIR_ANO_17", "patient", "patient_id"];
+        let identifiers: Vec<String> = schema
+            .fields()
+            .iter()
+            .filter(|f| {
+                f.metadata()
+                    .get("shh.class")
+                    .is_some_and(|c| c == "identifier")
+            })
+            .map(|f| f.name().clone())
+            .collect();
+        let patient = PREFERRED
+            .iter()
+            .find(|p| identifiers.iter().any(|i| i == *p))
+            .map(|p| (*p).to_owned())
+            .or_else(|| identifiers.first().cloned());
+        Self {
+            name: name.to_owned(),
+            columns,
+            predicate,
+            identifiers,
+            patient,
+        }
+    }
+}
+
 /// Parses and checks a permit's row predicate against a table's schema: one expression over
 /// its columns, no subquery, yielding a boolean.
 pub fn check_predicate(
