@@ -540,6 +540,13 @@ async fn a_result_leaves_only_after_two_distinct_checkers_approve_it() {
         approve,
         note: "counts ≥ 11, no identifier".into(),
     };
+    // A researcher of another project sees neither the request nor that it exists.
+    let ruth = w.f.user("ruth", &[Role::Researcher]).await;
+    let e = w.f.hub.export_show(&ruth, &id).await.expect_err("outsider");
+    assert_eq!(e.kind(), shh_hub::ErrorKind::NotFound, "{e}");
+    assert!(w.f.hub.exports(&ruth, None).await.expect("list").is_empty());
+    assert_eq!(w.f.hub.exports(&rex, None).await.expect("list").len(), 1);
+    assert_eq!(w.f.hub.exports(&olga, None).await.expect("list").len(), 1);
     let e =
         w.f.hub
             .export_review(&rex, &review(true))

@@ -101,6 +101,39 @@ fn format_of(name: &str) -> Result<Format> {
 }
 
 impl Call<'_> {
+    async fn exports(&self, project: Option<&str>) -> Result<Vec<ExportView>> {
+        self.allow(Action::ExportShow).await?;
+        let all = self.catalog.exports(project).await?;
+        if self.oversees() {
+            return Ok(all.into_iter().map(Into::into).collect());
+        }
+        let mine: std::collections::BTreeSet<String> = self
+            .visible_projects()
+            .await?
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        Ok(all
+            .into_iter()
+            .filter(|e| mine.contains(&e.project))
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn export_show(&self, id: &str) -> Result<ExportView> {
+        self.allow(Action::ExportShow).await?;
+        let e = self.catalog.export(id).await?;
+        // A request of a project the session may not see is not found, like the project.
+        if self.visible_project(&e.project).await.is_err() {
+            return Err(shh_catalog::CatalogError::NotFound {
+                what: "export request",
+                id: id.to_owned(),
+            }
+            .into());
+        }
+        Ok(e.into())
+    }
+
     /// Computes the request's result and runs the automated checks.
     async fn checked(
         &self,
@@ -410,35 +443,20 @@ impl Hub {
             .await
     }
 
-    /// The release requests of a project (or all): a researcher sees their projects' only.
+    /// The release requests of a project (or all) this session may see: a researcher, those
+    /// of their own projects (as `project list`).
     pub async fn exports(&self, s: &Session, project: Option<&str>) -> Result<Vec<ExportView>> {
-        self.allow(s, Action::ExportShow).await?;
         let core = self.core.read().await;
-        let all = core.catalog.exports(project).await?;
-        // Someone who is only a researcher sees the requests of their own projects.
-        let only_researcher = s
-            .grants()
-            .iter()
-            .all(|r| *r == shh_access::Role::Researcher);
-        let mut out = Vec::new();
-        for e in all {
-            let visible = !only_researcher
-                || core
-                    .catalog
-                    .project(&e.project)
-                    .await
-                    .is_ok_and(|p| p.members.contains(s.principal()));
-            if visible {
-                out.push(e.into());
-            }
-        }
-        Ok(out)
+        Call::new(&core, s, &shh_task::Task::silent())
+            .exports(project)
+            .await
     }
 
-    /// One release request.
+    /// One release request, if this session may see its project.
     pub async fn export_show(&self, s: &Session, id: &str) -> Result<ExportView> {
-        self.allow(s, Action::ExportShow).await?;
         let core = self.core.read().await;
-        Ok(core.catalog.export(id).await?.into())
+        Call::new(&core, s, &shh_task::Task::silent())
+            .export_show(id)
+            .await
     }
 }
