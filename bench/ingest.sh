@@ -27,13 +27,8 @@ mkdir -p "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 
 # DuckDB in a virtual environment of its own, at the pinned version.
-TOOLS=${SHH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/shh-test-tools}
-VENV=$TOOLS/duckdb-$DUCKDB_VERSION
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import duckdb" 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet "duckdb==$DUCKDB_VERSION"
-fi
-PY=$VENV/bin/python
+. bench/duckdb.sh
+PY=$(duckdb_python "$DUCKDB_VERSION")
 cargo build --release -q -p shh
 SHH=${CARGO_TARGET_DIR:-$PWD/target}/release/shh
 BASE=${SHH_BENCH_BASELINE:-}

@@ -19,13 +19,9 @@ WORK=${SHH_BENCH_DIR:-$(mktemp -d /tmp/shh-bench-query.XXXXXX)}
 mkdir -p "$WORK"
 [ -n "${SHH_BENCH_KEEP:-}" ] || trap 'rm -rf "$WORK"' EXIT
 
-TOOLS=${SHH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/shh-test-tools}
-VENV=$TOOLS/duckdb-$DUCKDB_VERSION
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import duckdb" 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet "duckdb==$DUCKDB_VERSION"
-fi
-PY=$VENV/bin/python
+# DuckDB in a virtual environment of its own, at the pinned version.
+. bench/duckdb.sh
+PY=$(duckdb_python "$DUCKDB_VERSION")
 cargo build --release -q -p shh
 SHH=${CARGO_TARGET_DIR:-$PWD/target}/release/shh
 export SHH_PASSPHRASE=bench SHH_ACTOR=bench
