@@ -310,7 +310,8 @@ impl AccessCatalog for SqliteCatalog {
                 .prepare_cached(
                     "SELECT signature, expression, patients, cell_key, sketch, released FROM ledger
                      WHERE project = ?1 AND scope = ?2 AND signature = ?3
-                       AND patients BETWEEN ?4 AND ?5",
+                       AND patients BETWEEN ?4 AND ?5
+                     ORDER BY patients, rowid",
                 )
                 .map_err(be)?;
             let rows = st

@@ -25,7 +25,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 const TABLES: [&str; 4] = ["IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "T_MCO_B"];
-const REPS: usize = 3;
+/// Runs per query (the median is reported); `SHH_BENCH_REPS` changes it (a profile wants one).
+fn reps() -> usize {
+    std::env::var("SHH_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(3)
+}
 
 fn peak_reset() {
     // Writing 5 resets the peak resident set (VmHWM) of this process.
@@ -146,25 +153,32 @@ async fn main() {
         .expect("operator");
     let mut sessions = Vec::new();
     for (name, role) in [("rita", Role::Researcher), ("cora", Role::Committee)] {
-        hub.user_add(
-            &op,
-            &shh_hub::access::users::UserAddRequest {
-                name: name.into(),
-                roles: vec![role],
-            },
-        )
-        .await
-        .expect("user");
         let passphrase = format!("{name}-bench-passphrase");
-        hub.user_enroll(
-            &op,
-            &shh_hub::access::users::UserEnrollRequest {
-                name: name.into(),
-                passphrase: passphrase.clone(),
-            },
-        )
-        .await
-        .expect("enroll");
+        // A hub the harness ran on before has its users already (a rerun, a profile).
+        let added = hub
+            .user_add(
+                &op,
+                &shh_hub::access::users::UserAddRequest {
+                    name: name.into(),
+                    roles: vec![role],
+                },
+            )
+            .await;
+        match added {
+            Ok(_) => {
+                hub.user_enroll(
+                    &op,
+                    &shh_hub::access::users::UserEnrollRequest {
+                        name: name.into(),
+                        passphrase: passphrase.clone(),
+                    },
+                )
+                .await
+                .expect("enroll");
+            }
+            Err(e) if e.kind() == shh_hub::ErrorKind::Conflict => {}
+            Err(e) => panic!("user {name}: {e}"),
+        }
         sessions.push(
             UserAuthenticator
                 .authenticate(
@@ -225,7 +239,13 @@ async fn main() {
         dominance_one: 1.0,
         dominance_two: 1.0,
     };
-    for (name, sql) in &queries {
+    // `SHH_BENCH_ONLY=NAME` runs one query (a profile).
+    let only = std::env::var("SHH_BENCH_ONLY").ok();
+    let reps = reps();
+    for (name, sql) in queries
+        .iter()
+        .filter(|(n, _)| only.as_ref().is_none_or(|o| o == *n))
+    {
         // Which tables the query reads: a permit on each.
         let used: Vec<String> = TABLES
             .iter()
@@ -236,7 +256,7 @@ async fn main() {
         let mut times = Vec::new();
         let mut peak = 0;
         let mut cells = (0, 0);
-        for _ in 0..REPS {
+        for _ in 0..reps {
             peak_reset();
             let t = Instant::now();
             let r = hub
@@ -269,7 +289,7 @@ async fn main() {
             "{}",
             serde_json::json!({
                 "query": name,
-                "shh_s": times[REPS / 2],
+                "shh_s": times[reps / 2],
                 "shh_peak_kib": peak,
                 "published": cells.0,
                 "cells": cells.1,

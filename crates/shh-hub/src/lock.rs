@@ -77,6 +77,50 @@ impl HubLock {
     }
 }
 
+/// One project's aggregate answers, one at a time, across the tasks of a process and the
+/// processes of a hub: between reading the project's ledger and adding a result's cells to it,
+/// no other answer of the project may read it, or a differencing pair sent at once would find
+/// neither half in the ledger. A lock file per project (`locks/ledger-<hash>.lock`), held
+/// while the guard lives; the kernel drops it with a dead process.
+#[derive(Debug)]
+pub(crate) struct LedgerLock {
+    _file: File,
+}
+
+impl LedgerLock {
+    /// Waits up to `wait` for the project's ledger.
+    pub(crate) async fn take(dir: &Path, project: &str, wait: Duration) -> Result<Self> {
+        let locks = dir.join("locks");
+        std::fs::create_dir_all(&locks).map_err(io(&locks))?;
+        let hash = blake3::hash(project.as_bytes()).to_hex();
+        let path = locks.join(format!("ledger-{}.lock", &hash[..32]));
+        // A file of its own per taker: flock excludes open files, so two tasks of one process
+        // exclude each other as two processes do.
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Self { _file: file }),
+                Err(TryLockError::WouldBlock) => {
+                    if Instant::now() >= deadline {
+                        return Err(HubError::Busy(
+                            "another query of this project is being answered; retry".into(),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(TryLockError::Error(e)) => return Err(io(&path)(e)),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +152,25 @@ mod tests {
         ));
         a.share().expect("share again");
         HubLock::shared(dir.path()).expect("others may open again");
+    }
+
+    #[tokio::test]
+    async fn one_answer_of_a_project_at_a_time() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let wait = Duration::from_millis(100);
+        let first = LedgerLock::take(dir.path(), "p1", wait)
+            .await
+            .expect("first");
+        let e = LedgerLock::take(dir.path(), "p1", wait)
+            .await
+            .expect_err("the project's ledger is held");
+        assert!(matches!(e, HubError::Busy(_)));
+        LedgerLock::take(dir.path(), "p2", wait)
+            .await
+            .expect("another project's is not");
+        drop(first);
+        LedgerLock::take(dir.path(), "p1", wait)
+            .await
+            .expect("free again");
     }
 }

@@ -407,6 +407,19 @@ impl Call<'_> {
         }
         let event = event.dataset(versions.join(","));
 
+        // Aggregate answers of one project one at a time (see `LedgerLock`).
+        let _ledger = match mode {
+            Mode::Aggregate => {
+                match crate::lock::LedgerLock::take(&self.dir, &project.id, limits.wall).await {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        self.record(event.failed(e.to_string())).await?;
+                        return Err(e);
+                    }
+                }
+            }
+            Mode::Extract => None,
+        };
         let run = async {
             let plan = sandbox.plan(&req.sql).await?;
             let sorted = matches!(

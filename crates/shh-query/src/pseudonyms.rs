@@ -16,9 +16,35 @@ use datafusion::logical_expr::{
     Volatility,
 };
 use shh_pseudo::Pseudonymizer;
+use shh_pseudo::pseudonym::PSEUDONYM_LEN;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, Mutex};
+
+/// A project pseudonym's bytes (the record keys' table is keyed by them, not by `String`s:
+/// no allocation per patient).
+type Key = [u8; PSEUDONYM_LEN];
+
+/// A hasher for pseudonyms, which are already uniform (keyed-hash output, base64): folding
+/// their words is enough, and much cheaper than SipHash. No one can choose a pseudonym to
+/// collide, since they are made under a key nobody but the hub holds.
+#[derive(Default)]
+struct Fold(u64);
+
+impl Hasher for Fold {
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.0 = (self.0 ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+type RecordKeys = HashMap<Key, u64, BuildHasherDefault<Fold>>;
 
 /// The name of the view's pseudonym function (not in any session's registry).
 pub const PROJECT_PSEUDONYM: &str = "project_pseudonym";
@@ -30,7 +56,7 @@ pub const PATIENT: &str = "shh.patient";
 pub struct Pseudonyms {
     project: Pseudonymizer,
     record: Pseudonymizer,
-    keys: Mutex<HashMap<String, u64>>,
+    keys: Mutex<RecordKeys>,
 }
 
 impl std::fmt::Debug for Pseudonyms {
@@ -45,7 +71,7 @@ impl Pseudonyms {
         Arc::new(Self {
             project: Pseudonymizer::new(0, project),
             record: Pseudonymizer::new(0, record),
-            keys: Mutex::new(HashMap::new()),
+            keys: Mutex::new(RecordKeys::default()),
         })
     }
 
@@ -150,8 +176,10 @@ impl ScalarUDFImpl for ProjectPseudonym {
                         continue;
                     }
                     let p = self.keys.project_pseudonym(hub);
-                    if self.patient {
-                        learned.push((p.clone(), self.keys.record_key(hub)));
+                    if self.patient
+                        && let Ok(k) = Key::try_from(p.as_bytes())
+                    {
+                        learned.push((k, self.keys.record_key(hub)));
                     }
                     out.append_value(&p);
                     last = Some((hub, p));
@@ -209,18 +237,30 @@ impl ScalarUDFImpl for RecordKey {
             .lock()
             .map_err(|_| DataFusionError::Internal("record keys poisoned".into()))?;
         let mut out = UInt64Builder::with_capacity(input.len());
+        let mut last: Option<(&str, u64)> = None;
         for v in input.iter() {
             match v {
                 None => out.append_null(),
-                Some(p) => match keys.get(p) {
-                    Some(k) => out.append_value(*k),
-                    // Only the view's own pseudonyms have keys: anything else is not a patient.
-                    None => {
-                        return Err(DataFusionError::Internal(
-                            "a patient value the permit's view did not produce".into(),
-                        ));
+                Some(p) => {
+                    if let Some((q, k)) = last
+                        && q == p
+                    {
+                        out.append_value(k);
+                        continue;
                     }
-                },
+                    // Only the view's own pseudonyms have keys: anything else is not a patient.
+                    let k = Key::try_from(p.as_bytes())
+                        .ok()
+                        .and_then(|b| keys.get(&b))
+                        .copied()
+                        .ok_or_else(|| {
+                            DataFusionError::Internal(
+                                "a patient value the permit's view did not produce".into(),
+                            )
+                        })?;
+                    out.append_value(k);
+                    last = Some((p, k));
+                }
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))

@@ -85,6 +85,16 @@ impl Iblt {
         self.apply(element, patient, 1);
     }
 
+    /// Adds every element of `other` (the sketch of a disjoint set of contributions).
+    pub fn merge(&mut self, other: &Iblt) {
+        for (a, b) in self.cells.iter_mut().zip(&other.cells) {
+            a.count += b.count;
+            a.elements ^= b.elements;
+            a.check ^= b.check;
+            a.patients ^= b.patients;
+        }
+    }
+
     fn apply(&mut self, element: u64, patient: u64, sign: i64) {
         let c = mix(element ^ CHECK);
         for i in positions(element) {
@@ -99,6 +109,22 @@ impl Iblt {
     /// How `self` and `other` differ, if the sketches can tell (they can when the difference
     /// is small); `None` when it is too large to recover.
     pub fn difference(&self, other: &Iblt) -> Option<Difference> {
+        self.difference_within(other, CELLS)
+    }
+
+    /// [`Iblt::difference`], or `None` at once when more than `most` elements differ for
+    /// sure: each differing element has a cell of its own in the first sub-table, so more
+    /// non-empty cells there than `most` is a larger difference (no decoding needed, which is
+    /// what makes comparing a result's cells with many released ones cheap).
+    pub fn difference_within(&self, other: &Iblt, most: usize) -> Option<Difference> {
+        let occupied = self.cells[..PART]
+            .iter()
+            .zip(&other.cells[..PART])
+            .filter(|(a, b)| a != b)
+            .count();
+        if occupied > most {
+            return None;
+        }
         let mut d = Iblt {
             cells: self
                 .cells
@@ -239,7 +265,11 @@ mod tests {
             let a = sketch(common.iter().copied().chain(only_a.iter().copied()));
             let b = sketch(common.iter().copied().chain(only_b.iter().copied()));
             prop_assert_eq!(a.difference(&b), diff(only_a.len() + only_b.len()));
-            prop_assert_eq!(Iblt::from_bytes(&a.to_bytes()), Some(a));
+            prop_assert_eq!(Iblt::from_bytes(&a.to_bytes()), Some(a.clone()));
+            // Sketches of two disjoint parts add up to the sketch of the whole.
+            let mut halves = sketch(common.iter().copied());
+            halves.merge(&sketch(only_a.iter().copied()));
+            prop_assert_eq!(halves, a);
         }
 
         #[test]

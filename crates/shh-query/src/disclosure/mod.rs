@@ -127,38 +127,21 @@ pub async fn answer(
     let agg = &shape.aggregate;
     let groups = agg.group_expr.len();
     let rewritten = rewrite(agg, &shape.patient, &specs, keys)?;
-    let logical = Arc::new(rewritten.schema().as_arrow().clone());
-    let batches = sandbox.collect(rewritten).await?;
-    // No group at all (a GROUP BY over no rows) is an empty answer, not an error.
-    let schema = batches.first().map_or(logical, |b| b.schema());
-    let batch = arrow::compute::concat_batches(&schema, &batches)
-        .map_err(|e| QueryError::Execution(e.to_string()))?;
+    let batch = collect_one(sandbox, rewritten).await?;
     let rows = batch.num_rows();
+    let distinct = distinct_counts(sandbox, agg, &specs, &batch).await?;
 
     // Decode every cell, column by column (a measure is a column).
     let mut columns: Vec<Vec<Cell>> = Vec::with_capacity(specs.len());
-    let mut at = groups;
-    for spec in &specs {
-        let m = batch.column(at).as_binary::<i32>();
-        at += 1;
-        let d = if spec.kind == Kind::Distinct {
-            let a = arrow::compute::cast(batch.column(at), &DataType::Int64)
-                .map_err(|e| QueryError::Execution(e.to_string()))?;
-            at += 1;
-            Some(a)
-        } else {
-            None
-        };
+    for (i, _) in specs.iter().enumerate() {
+        let m = batch.column(groups + i).as_binary::<i32>();
         let mut cells = Vec::with_capacity(rows);
         for r in 0..rows {
             let summary = Summary::from_bytes(m.value(r))
                 .ok_or_else(|| QueryError::Execution("a measure's summary is torn".into()))?;
-            let distinct = d
-                .as_ref()
-                .map(|a| a.as_primitive::<arrow::datatypes::Int64Type>().value(r));
             cells.push(Cell {
                 summary,
-                distinct,
+                distinct: distinct.get(&i).map(|d| d[r]),
                 released: None,
                 fired: None,
                 earlier: false,
@@ -171,22 +154,19 @@ pub async fn answer(
 
     let mut report = Report::default();
     let mut fresh: Vec<LedgerCell> = Vec::new();
-    let reach = overlap::reach(settings.threshold);
+    // The sketches of `fresh`, parsed (a result's cells are compared with each other too).
+    let mut fresh_sketches: Vec<iblt::Iblt> = Vec::new();
     for (spec, cells) in specs.iter().zip(columns.iter_mut()) {
+        let counts: Vec<u64> = cells.iter().map(|c| c.summary.patients).collect();
+        let near = overlap::Nearby::read(ledger, &spec.signature, &counts, settings.threshold)
+            .await
+            .map_err(QueryError::Execution)?;
         for cell in cells.iter_mut() {
             let s = &cell.summary;
-            let near = ledger
-                .near(
-                    &spec.signature,
-                    s.patients.saturating_sub(reach),
-                    s.patients.saturating_add(reach),
-                )
-                .await
-                .map_err(QueryError::Execution)?;
-            let same_query = fresh.iter().position(|c| {
-                c.signature == spec.signature && overlap::close(s, c, settings.threshold)
+            let same_query = fresh.iter().zip(&fresh_sketches).position(|(c, k)| {
+                c.signature == spec.signature && overlap::close(s, c, Some(k), settings.threshold)
             });
-            if let Some(v) = overlap::earlier(s, &spec.expression, settings.threshold, &near) {
+            if let Some(v) = near.earlier(s, &spec.expression, settings.threshold) {
                 cell.released = v;
                 cell.earlier = true;
                 cell.fired = Some(overlap::RULE);
@@ -212,6 +192,7 @@ pub async fn answer(
             if !cell.earlier {
                 // Suppressed cells too: asking again from the other side finds them.
                 cell.entry = Some(fresh.len());
+                fresh_sketches.push(s.sketch.clone());
                 fresh.push(LedgerCell {
                     signature: spec.signature.clone(),
                     expression: spec.expression.clone(),
@@ -316,39 +297,86 @@ pub async fn answer(
     Ok((out, report))
 }
 
-/// The aggregate with every measure computed per patient.
+/// A plan's result as one batch (an aggregate over no rows: an empty batch of its schema).
+async fn collect_one(sandbox: &Sandbox, plan: LogicalPlan) -> Result<RecordBatch, QueryError> {
+    let logical = Arc::new(plan.schema().as_arrow().clone());
+    let batches = sandbox.collect(plan).await?;
+    let schema = batches.first().map_or(logical, |b| b.schema());
+    arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|e| QueryError::Execution(e.to_string()))
+}
+
+/// What each measure counts, per row of the input: one where it counts a row (the argument
+/// is there, the filter holds), else nothing; for a sum or mean, the value.
+fn measured(spec: &MeasureSpec) -> Result<Expr, QueryError> {
+    let null = || lit(ScalarValue::Float64(None));
+    let mut value = match (spec.kind, &spec.arg) {
+        (Kind::Sum | Kind::Avg, Some(a)) => cast(a.clone(), DataType::Float64),
+        (_, None) => lit(1.0f64),
+        (_, Some(a)) => when(a.clone().is_not_null(), lit(1.0f64))
+            .otherwise(null())
+            .map_err(plan_err)?,
+    };
+    if let Some(f) = &spec.filter {
+        value = when(f.clone(), value).otherwise(null()).map_err(plan_err)?;
+    }
+    Ok(value)
+}
+
+/// The aggregate with every measure computed per patient, in two steps: DataFusion's own
+/// grouped aggregate gives, per cell and patient, each measure's rows and exact sum (a
+/// vectorized hash aggregate, the fastest part of the engine); then [`measure`] makes each
+/// cell's summary from its patients, one row each, so it keeps no table of patients.
 fn rewrite(
     agg: &Aggregate,
     patient: &Column,
     specs: &[MeasureSpec],
     keys: &Arc<Pseudonyms>,
 ) -> Result<LogicalPlan, QueryError> {
-    let rk = keys
-        .record_key_udf()
-        .call(vec![Expr::Column(patient.clone())]);
-    let null = || lit(ScalarValue::Float64(None));
-    let mut exprs = Vec::with_capacity(specs.len() * 2);
+    use datafusion::functions_aggregate::expr_fn::{count, sum};
+    let mut per_patient = Vec::with_capacity(specs.len() * 2);
     for (i, spec) in specs.iter().enumerate() {
-        let mut value = match (spec.kind, &spec.arg) {
-            (Kind::Sum | Kind::Avg, Some(a)) => cast(a.clone(), DataType::Float64),
-            (_, None) => lit(1.0f64),
-            (_, Some(a)) => when(a.clone().is_not_null(), lit(1.0f64))
-                .otherwise(null())
-                .map_err(plan_err)?,
-        };
-        if let Some(f) = &spec.filter {
-            value = when(f.clone(), value).otherwise(null()).map_err(plan_err)?;
+        let value = measured(spec)?;
+        per_patient.push(count(value.clone()).alias(format!("__n{i}")));
+        if matches!(spec.kind, Kind::Sum | Kind::Avg) {
+            // Millionths, exact: the cast rounds half away from zero and refuses what is not
+            // a finite number or is beyond ±10²⁴.
+            per_patient.push(sum(cast(value, measure::VALUE_MICROS)).alias(format!("__s{i}")));
         }
+    }
+    let mut groups = agg.group_expr.clone();
+    groups.push(Expr::Column(patient.clone()).alias("__shh_patient"));
+    let first = LogicalPlan::Aggregate(
+        Aggregate::try_new(agg.input.clone(), groups, per_patient).map_err(plan_err)?,
+    );
+    let schema = first.schema().clone();
+    let at = |name: &str| -> Result<Expr, QueryError> {
+        let i = schema
+            .index_of_column_by_name(None, name)
+            .ok_or_else(|| QueryError::Plan(format!("no column {name} in the rewritten plan")))?;
+        Ok(Expr::Column(Column::from(schema.qualified_field(i))))
+    };
+    let g = agg.group_expr.len();
+    let cell: Vec<Expr> = (0..g)
+        .map(|j| Expr::Column(Column::from(schema.qualified_field(j))))
+        .collect();
+    let rk = keys.record_key_udf().call(vec![at("__shh_patient")?]);
+    let mut exprs = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
         let encoding = match spec.kind {
             Kind::Patients => Encoding::Patients,
             Kind::Rows | Kind::Sum => Encoding::Additive,
             Kind::Avg => Encoding::Mean,
             Kind::Distinct => Encoding::Distinct,
         };
+        let mut args = vec![rk.clone(), at(&format!("__n{i}"))?];
+        if matches!(spec.kind, Kind::Sum | Kind::Avg) {
+            args.push(at(&format!("__s{i}"))?);
+        }
         exprs.push(
             Expr::AggregateFunction(AggregateFunction::new_udf(
                 Measure::udaf(encoding),
-                vec![rk.clone(), value],
+                args,
                 false,
                 None,
                 vec![],
@@ -356,23 +384,79 @@ fn rewrite(
             ))
             .alias(format!("__m{i}")),
         );
-        if spec.kind == Kind::Distinct
-            && let Some(a) = &spec.arg
-        {
-            exprs.push(
-                Expr::AggregateFunction(AggregateFunction::new_udf(
-                    datafusion::functions_aggregate::count::count_udaf(),
-                    vec![a.clone()],
-                    true,
-                    spec.filter.clone().map(Box::new),
-                    vec![],
-                    None,
-                ))
-                .alias(format!("__d{i}")),
-            );
-        }
     }
-    let a =
-        Aggregate::try_new(agg.input.clone(), agg.group_expr.clone(), exprs).map_err(plan_err)?;
+    let a = Aggregate::try_new(Arc::new(first), cell, exprs).map_err(plan_err)?;
     Ok(LogicalPlan::Aggregate(a))
+}
+
+/// The counts of distinct values (of columns other than the patient) of each such measure,
+/// by its index, for every row of `cells` (the measures' result, whose first columns are the
+/// groups): a plain `count(DISTINCT …)` over the same input and groups, matched by group.
+async fn distinct_counts(
+    sandbox: &Sandbox,
+    agg: &Aggregate,
+    specs: &[MeasureSpec],
+    cells: &RecordBatch,
+) -> Result<BTreeMap<usize, Vec<i64>>, QueryError> {
+    let wanted: Vec<(usize, &Expr, &Option<Expr>)> = specs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind == Kind::Distinct)
+        .filter_map(|(i, s)| s.arg.as_ref().map(|a| (i, a, &s.filter)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let exprs: Vec<Expr> = wanted
+        .iter()
+        .map(|(i, a, f)| {
+            Expr::AggregateFunction(AggregateFunction::new_udf(
+                datafusion::functions_aggregate::count::count_udaf(),
+                vec![(*a).clone()],
+                true,
+                f.as_ref().map(|f| Box::new(f.clone())),
+                vec![],
+                None,
+            ))
+            .alias(format!("__d{i}"))
+        })
+        .collect();
+    let plan = LogicalPlan::Aggregate(
+        Aggregate::try_new(agg.input.clone(), agg.group_expr.clone(), exprs).map_err(plan_err)?,
+    );
+    let counts = collect_one(sandbox, plan).await?;
+    let g = agg.group_expr.len();
+    let exec = |e: arrow::error::ArrowError| QueryError::Execution(e.to_string());
+    // Which row of `counts` holds each row's group.
+    let order: Vec<usize> = if g == 0 {
+        vec![0; cells.num_rows()]
+    } else {
+        let fields = (0..g)
+            .map(|j| arrow::row::SortField::new(cells.schema().field(j).data_type().clone()))
+            .collect();
+        let conv = arrow::row::RowConverter::new(fields).map_err(exec)?;
+        let theirs = conv.convert_columns(&counts.columns()[..g]).map_err(exec)?;
+        let ours = conv.convert_columns(&cells.columns()[..g]).map_err(exec)?;
+        let index: std::collections::HashMap<&[u8], usize> = (0..theirs.num_rows())
+            .map(|r| (theirs.row(r).data(), r))
+            .collect();
+        (0..ours.num_rows())
+            .map(|r| {
+                index.get(ours.row(r).data()).copied().ok_or_else(|| {
+                    QueryError::Execution("a cell without its distinct count".into())
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut out = BTreeMap::new();
+    for (k, (i, _, _)) in wanted.iter().enumerate() {
+        let a = arrow::compute::cast(counts.column(g + k), &DataType::Int64).map_err(exec)?;
+        let a = a.as_primitive::<arrow::datatypes::Int64Type>();
+        let v = order
+            .iter()
+            .map(|&r| if r < a.len() { a.value(r) } else { 0 })
+            .collect();
+        out.insert(*i, v);
+    }
+    Ok(out)
 }

@@ -21,7 +21,8 @@ pub use shh_access::LedgerCell;
 /// and dataset).
 #[async_trait]
 pub trait Ledger: Send + Sync {
-    /// Cells of `signature` with between `lo` and `hi` patients.
+    /// Cells of `signature` with between `lo` and `hi` patients, by patients, then in the
+    /// order they were added.
     async fn near(&self, signature: &str, lo: u64, hi: u64) -> Result<Vec<LedgerCell>, String>;
     /// Adds cells.
     async fn add(&self, cells: &[LedgerCell]) -> Result<(), String>;
@@ -35,11 +36,14 @@ pub struct MemoryLedger(Mutex<Vec<LedgerCell>>);
 impl Ledger for MemoryLedger {
     async fn near(&self, signature: &str, lo: u64, hi: u64) -> Result<Vec<LedgerCell>, String> {
         let cells = self.0.lock().map_err(|_| "ledger poisoned".to_string())?;
-        Ok(cells
+        let mut near: Vec<LedgerCell> = cells
             .iter()
             .filter(|c| c.signature == signature && (lo..=hi).contains(&c.patients))
             .cloned()
-            .collect())
+            .collect();
+        // The catalog's order: patients, then when released (a stable sort keeps the latter).
+        near.sort_by_key(|c| c.patients);
+        Ok(near)
     }
     async fn add(&self, cells: &[LedgerCell]) -> Result<(), String> {
         let mut all = self.0.lock().map_err(|_| "ledger poisoned".to_string())?;
@@ -55,8 +59,9 @@ pub fn reach(threshold: u64) -> u64 {
     threshold.saturating_sub(1)
 }
 
-/// Whether `s` is close enough to the released cell `c` to be that cell asked again.
-pub fn close(s: &Summary, c: &LedgerCell, threshold: u64) -> bool {
+/// Whether `s` is close enough to the released cell `c` (whose sketch is `theirs`) to be
+/// that cell asked again.
+pub fn close(s: &Summary, c: &LedgerCell, theirs: Option<&Iblt>, threshold: u64) -> bool {
     let reach = reach(threshold);
     if c.patients.abs_diff(s.patients) > reach {
         return false;
@@ -64,14 +69,67 @@ pub fn close(s: &Summary, c: &LedgerCell, threshold: u64) -> bool {
     if c.key == s.key && c.patients == s.patients {
         return true;
     }
-    let Some(theirs) = Iblt::from_bytes(&c.sketch) else {
+    let Some(theirs) = theirs else {
         return false;
     };
     // Close means: few differ, and fewer than either holds (two small cells of different
-    // patients are not one cell asked twice).
-    s.sketch.difference(&theirs).is_some_and(|d| {
+    // patients are not one cell asked twice). A patient whose contribution changed is two
+    // elements (the old and the new).
+    let most = usize::try_from(reach.saturating_mul(2)).unwrap_or(usize::MAX);
+    s.sketch.difference_within(theirs, most).is_some_and(|d| {
         (d.patients as u64) <= reach && (d.patients as u64) < s.patients.min(c.patients)
     })
+}
+
+/// The released cells of one signature that a result's cells may repeat, read from the
+/// ledger once per run of cells whose reaches overlap (not once per cell), each sketch parsed
+/// once; in the ledger's order (patients, then when released).
+#[derive(Debug, Default)]
+pub struct Nearby {
+    cells: Vec<(LedgerCell, Option<Iblt>)>,
+}
+
+impl Nearby {
+    /// The cells of `signature` near any of `counts` (patients of a result's cells).
+    pub async fn read(
+        ledger: &dyn Ledger,
+        signature: &str,
+        counts: &[u64],
+        threshold: u64,
+    ) -> Result<Self, String> {
+        let reach = reach(threshold);
+        let mut counts = counts.to_vec();
+        counts.sort_unstable();
+        counts.dedup();
+        let mut cells = Vec::new();
+        let mut i = 0;
+        while i < counts.len() {
+            let lo = counts[i].saturating_sub(reach);
+            let mut hi = counts[i].saturating_add(reach);
+            while i + 1 < counts.len() && counts[i + 1].saturating_sub(reach) <= hi {
+                i += 1;
+                hi = counts[i].saturating_add(reach);
+            }
+            for c in ledger.near(signature, lo, hi).await? {
+                let sketch = Iblt::from_bytes(&c.sketch);
+                cells.push((c, sketch));
+            }
+            i += 1;
+        }
+        Ok(Self { cells })
+    }
+
+    /// The answer `s` must give, if a cell here is close to it.
+    pub fn earlier(&self, s: &Summary, expression: &str, threshold: u64) -> Option<Option<f64>> {
+        let reach = reach(threshold);
+        let lo = s.patients.saturating_sub(reach);
+        let from = self.cells.partition_point(|(c, _)| c.patients < lo);
+        self.cells[from..]
+            .iter()
+            .take_while(|(c, _)| c.patients <= s.patients.saturating_add(reach))
+            .find(|(c, sk)| close(s, c, sk.as_ref(), threshold))
+            .map(|(c, _)| answer(c, expression))
+    }
 }
 
 /// What a cell close to `c` answers: `c`'s answer for the same expression; suppressed for
@@ -83,17 +141,4 @@ pub fn answer(c: &LedgerCell, expression: &str) -> Option<f64> {
     } else {
         None
     }
-}
-
-/// The answer `s` must give, if any cell among `earlier` is close to it.
-pub fn earlier<'a>(
-    s: &Summary,
-    expression: &str,
-    threshold: u64,
-    earlier: impl IntoIterator<Item = &'a LedgerCell>,
-) -> Option<Option<f64>> {
-    earlier
-        .into_iter()
-        .find(|c| close(s, c, threshold))
-        .map(|c| answer(c, expression))
 }
