@@ -6,8 +6,10 @@
 #           (per-patient measures, threshold, cell-key noise, the project's ledger)
 #   DuckDB: the same SQL on the hub's own clear export (`datasets export`) of the same
 #           versions, DuckDB pinned ($SHH_BENCH_DUCKDB), 2 threads like shh
-# Prints, per query, both medians of three, their ratio and both peak RSS; and whether the
-# harness's unperturbed run of the same query (the library, not the CLI) equals DuckDB's.
+# Prints, per query, both medians of three, their ratio and both peak RSS; stock DataFusion's
+# time on the bare tables of the same export (the engine alone, for where the time goes); and
+# whether the harness's unperturbed run of the same query (the library, not the CLI) equals
+# DuckDB's.
 #
 #   bench/query.sh                          # ≈ 10.4 million claims rows (default)
 #   SHH_BENCH_ROWS=1000000 bench/query.sh   # a quick run
@@ -68,14 +70,16 @@ work, claims = sys.argv[1], int(sys.argv[2])
 duck = {j["query"]: j for j in map(json.loads, open(f"{work}/duckdb.jsonl"))}
 shh = {j["query"]: j for j in map(json.loads, open(f"{work}/shh.jsonl"))}
 print(f"query suite on {claims:,} claims rows (ER_PRS_F), medians of 3")
-print("| query | shh | DuckDB | shh/DuckDB | shh peak RSS | DuckDB peak RSS | cells published | unperturbed = DuckDB |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | :-: |")
+print("| query | shh | DuckDB | shh/DuckDB | stock DataFusion/DuckDB | shh peak RSS | DuckDB peak RSS | cells published | unperturbed = DuckDB |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :-: |")
 ratios = []
 for q in sorted(duck):
     s, d = shh[q], duck[q]
     r = s["shh_s"] / d["duckdb_s"]
     ratios.append(r)
-    print(f"| {q} | {s['shh_s']:.3f} s | {d['duckdb_s']:.3f} s | {r:.2f}× | {s['shh_peak_kib']/1024:.0f} MiB | {d['duckdb_peak_kib']/1024:.0f} MiB | {s['published']}/{s['cells']} | {'yes' if s['equal_duckdb'] else 'NO'} |")
+    print(f"| {q} | {s['shh_s']:.3f} s | {d['duckdb_s']:.3f} s | {r:.2f}× | {s['datafusion_s'] / d['duckdb_s']:.2f}× | {s['shh_peak_kib']/1024:.0f} MiB | {d['duckdb_peak_kib']/1024:.0f} MiB | {s['published']}/{s['cells']} | {'yes' if s['equal_duckdb'] else 'NO'} |")
 g = math.exp(sum(map(math.log, ratios)) / len(ratios))
 print(f"geometric mean shh/DuckDB: {g:.2f}× (targets: every query ≤ 1.5×, mean ≤ 1.2×)")
+gs = math.exp(sum(math.log(shh[q]["datafusion_s"] / duck[q]["duckdb_s"]) for q in duck) / len(duck))
+print(f"geometric mean stock DataFusion (bare tables of the clear export, same engine and settings)/DuckDB: {gs:.2f}×")
 PY

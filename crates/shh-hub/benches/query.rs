@@ -85,13 +85,17 @@ fn csv(batches: &[arrow::array::RecordBatch]) -> String {
     String::from_utf8(out).expect("utf8")
 }
 
-/// The export's tables as views of a sandbox, for the unperturbed run.
-async fn plain_sandbox(export: &Path) -> (Sandbox, Arc<Pseudonyms>, BTreeSet<String>) {
+/// The export's tables as views of a sandbox, for the unperturbed run; and the same tables
+/// bare in another (stock DataFusion: no views, no pseudonyms, no disclosure control), whose
+/// time says how much of shh's is the engine's and how much the protection's.
+async fn plain_sandbox(export: &Path) -> (Sandbox, Sandbox, Arc<Pseudonyms>, BTreeSet<String>) {
     let s = Sandbox::new(Limits::default()).expect("sandbox");
+    let stock = Sandbox::new(Limits::default()).expect("sandbox");
     let store = Arc::new(
         object_store::local::LocalFileSystem::new_with_prefix(export).expect("export dir"),
     );
-    s.register_store(store).expect("store");
+    s.register_store(store.clone()).expect("store");
+    stock.register_store(store).expect("store");
     let keys = Pseudonyms::new(&[1u8; 32], &[2u8; 32]);
     let mut views = BTreeSet::new();
     for t in TABLES {
@@ -119,12 +123,13 @@ async fn plain_sandbox(export: &Path) -> (Sandbox, Arc<Pseudonyms>, BTreeSet<Str
         }
         let schema = schema.expect("a file");
         let spec = ViewSpec::of(t, &schema, None, None);
-        let view =
-            build(&s, Arc::new(VersionTable::new(schema, files)), &spec, &keys).expect("view");
+        let table = Arc::new(VersionTable::new(schema, files));
+        let view = build(&s, table.clone(), &spec, &keys).expect("view");
         s.register(t, view).expect("register");
+        stock.register(t, table).expect("register");
         views.insert(t.to_owned());
     }
-    (s, keys, views)
+    (s, stock, keys, views)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +235,7 @@ async fn main() {
         );
     }
 
-    let (plain, keys, views) = plain_sandbox(&work.join("export")).await;
+    let (plain, stock, keys, views) = plain_sandbox(&work.join("export")).await;
     let exact = Settings {
         threshold: 0,
         rounding: 1,
@@ -275,6 +280,14 @@ async fn main() {
             cells = (d.published, d.cells);
         }
         times.sort_by(f64::total_cmp);
+        let mut stock_times = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            let plan = stock.plan(sql).await.expect("plan");
+            stock.collect(plan).await.expect("stock DataFusion");
+            stock_times.push(t.elapsed().as_secs_f64());
+        }
+        stock_times.sort_by(f64::total_cmp);
         // Unperturbed, on the clear export: must equal DuckDB's.
         let plan = plain.plan(sql).await.expect("plan");
         let ledger = MemoryLedger::default();
@@ -290,6 +303,7 @@ async fn main() {
             serde_json::json!({
                 "query": name,
                 "shh_s": times[reps / 2],
+                "datafusion_s": stock_times[reps / 2],
                 "shh_peak_kib": peak,
                 "published": cells.0,
                 "cells": cells.1,

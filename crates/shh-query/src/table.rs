@@ -6,6 +6,7 @@
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::config::TableParquetOptions;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -65,7 +66,7 @@ impl datafusion::catalog::TableProvider for VersionTable {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         if self.files.is_empty() {
@@ -81,13 +82,24 @@ impl datafusion::catalog::TableProvider for VersionTable {
         for (i, f) in self.files.iter().enumerate() {
             groups[i % n].push(PartitionedFile::new(f.path.clone(), f.size));
         }
-        let source = Arc::new(ParquetSource::new(self.schema.clone()));
-        let config = FileScanConfigBuilder::new(self.url.clone(), source)
+        let mut source = ParquetSource::new(self.schema.clone());
+        // The query's filters go into the scan (they also stay above it): row groups and pages
+        // whose statistics rule them out are never read. Not as a row filter inside the
+        // decoder (`pushdown_filters`): measured on the query benchmark, it made every query
+        // slower, by 1.3 to 2.5 times.
+        if let Some(predicate) = datafusion::logical_expr::utils::conjunction(filters.to_vec()) {
+            let df = datafusion::common::DFSchema::try_from(self.schema.as_ref().clone())?;
+            source = source.with_predicate(state.create_physical_expr(predicate, &df)?);
+        }
+        let config = FileScanConfigBuilder::new(self.url.clone(), Arc::new(source))
             .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();
+        let mut options = TableParquetOptions::default();
+        options.global = state.config().options().execution.parquet.clone();
         ParquetFormat::default()
+            .with_options(options)
             .create_physical_plan(state, config)
             .await
     }
@@ -96,8 +108,7 @@ impl datafusion::catalog::TableProvider for VersionTable {
         &self,
         filters: &[&Expr],
     ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        // Inexact: the filter stays above the scan; the physical optimizer may still prune
-        // row groups with it.
+        // Inexact: the filter stays above the scan too; the scan uses it to skip what it can.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 }

@@ -344,8 +344,15 @@ fn rewrite(
             per_patient.push(sum(cast(value, measure::VALUE_MICROS)).alias(format!("__s{i}")));
         }
     }
+    // By the patient's record key: a number, cheaper to group by than the pseudonym, and
+    // looked up once per run of the patient's rows (they come together from the scan), not
+    // once per (cell, patient) in the order a hash table gives them out.
     let mut groups = agg.group_expr.clone();
-    groups.push(Expr::Column(patient.clone()).alias("__shh_patient"));
+    groups.push(
+        keys.record_key_udf()
+            .call(vec![Expr::Column(patient.clone())])
+            .alias("__shh_patient"),
+    );
     let first = LogicalPlan::Aggregate(
         Aggregate::try_new(agg.input.clone(), groups, per_patient).map_err(plan_err)?,
     );
@@ -360,7 +367,7 @@ fn rewrite(
     let cell: Vec<Expr> = (0..g)
         .map(|j| Expr::Column(Column::from(schema.qualified_field(j))))
         .collect();
-    let rk = keys.record_key_udf().call(vec![at("__shh_patient")?]);
+    let rk = at("__shh_patient")?;
     let mut exprs = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         let encoding = match spec.kind {
