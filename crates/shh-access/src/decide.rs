@@ -1,7 +1,9 @@
-//! The rules of a grant, of a permit's use and of project membership. Each refusal names the
+//! The rules of a permit request, of a grant, of a permit's use and of project membership. Each refusal names the
 //! rule that fired (recorded in the audit event) and says why in words a user can act on.
 
-use crate::model::{Permit, PermitState, PermitTerms, Principal, Project};
+use crate::model::{
+    ApplicationState, Permit, PermitApplication, PermitState, PermitTerms, Principal, Project,
+};
 use crate::role::Role;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
@@ -144,6 +146,73 @@ pub fn check_member(
     Ok(())
 }
 
+/// Whether `requester` (holding `roles`) may ask for a permit on `terms` for `project`: a
+/// researcher of the project, for terms that would pass as a grant's (recipients are checked
+/// at the grant, against the users then).
+pub fn check_apply(
+    requester: &str,
+    roles: &BTreeSet<Role>,
+    project: &Project,
+    terms: &PermitTerms,
+) -> Result<(), Denied> {
+    if !roles.contains(&Role::Researcher) {
+        return deny(
+            "request.researcher",
+            "only a researcher of the project asks for its permits",
+        );
+    }
+    if terms.project != project.id {
+        return deny("request.project", "the terms name another project");
+    }
+    if !project.members.contains(requester) {
+        return deny(
+            "request.member",
+            format!("{requester} is not a member of project {}", project.id),
+        );
+    }
+    if let Err(e) = terms.validate() {
+        return deny("request.terms", e.to_string());
+    }
+    Ok(())
+}
+
+/// Whether the committee may still decide on `application` (once: granted or refused).
+pub fn check_decide(application: &PermitApplication) -> Result<(), Denied> {
+    match application.state() {
+        ApplicationState::Pending => Ok(()),
+        done => deny(
+            "request.pending",
+            format!("request {} is already {}", application.id, done.as_str()),
+        ),
+    }
+}
+
+/// Whether `refuser` (holding `roles`) may refuse `application` of `project`: a committee
+/// member outside the project (as for a grant), once.
+pub fn check_refuse(
+    refuser: &str,
+    roles: &BTreeSet<Role>,
+    project: &Project,
+    application: &PermitApplication,
+) -> Result<(), Denied> {
+    if !roles.contains(&Role::Committee) {
+        return deny(
+            "grant.committee",
+            "only a member of the access committee decides on permit requests",
+        );
+    }
+    if project.members.contains(refuser) {
+        return deny(
+            "grant.not-a-member",
+            format!(
+                "{refuser} works in project {}: its requests are decided by someone outside it",
+                project.id
+            ),
+        );
+    }
+    check_decide(application)
+}
+
 /// Whether `permit` may be revoked now (once).
 pub fn check_revoke(permit: &Permit) -> Result<(), Denied> {
     if permit.revoked.is_some() {
@@ -202,6 +271,75 @@ mod tests {
     }
     fn roles(r: &[Role]) -> BTreeSet<Role> {
         r.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_request_comes_from_a_researcher_of_the_project_and_is_decided_once() {
+        let rule = |r: Result<(), Denied>| r.err().map(|d| d.rule);
+        let r = roles(&[Role::Researcher]);
+        assert_eq!(
+            check_apply("rita", &r, &project(), &terms(&["rita"])),
+            Ok(())
+        );
+        assert_eq!(
+            rule(check_apply("sam", &r, &project(), &terms(&["rita"]))),
+            Some("request.member")
+        );
+        assert_eq!(
+            rule(check_apply(
+                "rita",
+                &roles(&[Role::Committee]),
+                &project(),
+                &terms(&["rita"])
+            )),
+            Some("request.researcher")
+        );
+        let mut other = terms(&["rita"]);
+        other.project = "prj-2".into();
+        assert_eq!(
+            rule(check_apply("rita", &r, &project(), &other)),
+            Some("request.project")
+        );
+        let mut backwards = terms(&["rita"]);
+        backwards.until = at(1);
+        assert_eq!(
+            rule(check_apply("rita", &r, &project(), &backwards)),
+            Some("request.terms")
+        );
+        let mut a = PermitApplication {
+            id: "prq-1".into(),
+            terms: terms(&["rita"]),
+            reason: "why".into(),
+            requested_by: "rita".into(),
+            requested_at: at(1),
+            decision: None,
+        };
+        assert_eq!(check_decide(&a), Ok(()));
+        for permit in [Some("pmt-1".to_owned()), None] {
+            a.decision = Some(crate::model::ApplicationDecision {
+                by: "cora".into(),
+                at: at(2),
+                permit,
+                note: String::new(),
+            });
+            assert_eq!(rule(check_decide(&a)), Some("request.pending"));
+        }
+        a.decision = None;
+        let cm = roles(&[Role::Committee]);
+        assert_eq!(check_refuse("cora", &cm, &project(), &a), Ok(()));
+        assert_eq!(
+            rule(check_refuse(
+                "rita",
+                &roles(&[Role::Committee, Role::Researcher]),
+                &project(),
+                &a
+            )),
+            Some("grant.not-a-member")
+        );
+        assert_eq!(
+            rule(check_refuse("cora", &r, &project(), &a)),
+            Some("grant.committee")
+        );
     }
 
     #[test]

@@ -21,10 +21,14 @@ pub mod model;
 pub mod role;
 pub mod statement;
 
-pub use decide::{Denied, check_grant, check_member, check_revoke, check_use};
+pub use decide::{
+    Denied, check_apply, check_decide, check_grant, check_member, check_refuse, check_revoke,
+    check_use,
+};
 pub use model::{
-    Credential, Invalid, LedgerCell, Mode, Permit, PermitState, PermitTerms, Principal, Project,
-    Revocation, validate_user_name,
+    ApplicationDecision, ApplicationState, Credential, Invalid, LedgerCell, Mode, Permit,
+    PermitApplication, PermitState, PermitTerms, Principal, Project, Revocation,
+    validate_user_name,
 };
 pub use role::{Action, RULES, Role, may};
 pub use statement::{Statement, statement_bytes};

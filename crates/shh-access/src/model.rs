@@ -272,6 +272,77 @@ pub struct Permit {
     pub revoked: Option<Revocation>,
 }
 
+/// A project's request for a permit (`shh permit request`): the terms a member asks for and
+/// why, until a committee member grants it (`shh permit grant --request`) or refuses it. The
+/// grant is still the one signed step, under every rule of a grant; the request only says
+/// what the project asked, so the register and an auditor see the asked and the granted side
+/// by side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermitApplication {
+    /// Id (`prq-` and 12 hex digits).
+    pub id: String,
+    /// What is asked for.
+    pub terms: PermitTerms,
+    /// Why (the research question the terms serve).
+    pub reason: String,
+    /// The member who asked.
+    pub requested_by: String,
+    /// When.
+    pub requested_at: DateTime<Utc>,
+    /// The committee's decision, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<ApplicationDecision>,
+}
+
+/// What the committee decided on a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationDecision {
+    /// The committee member.
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The permit granted; `None`: refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permit: Option<String>,
+    /// Why (required for a refusal).
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApplicationState {
+    /// Waiting for the committee.
+    Pending,
+    /// A permit was granted on it.
+    Granted,
+    /// Refused.
+    Refused,
+}
+
+impl ApplicationState {
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Granted => "granted",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+impl PermitApplication {
+    /// Where it stands.
+    pub fn state(&self) -> ApplicationState {
+        match &self.decision {
+            None => ApplicationState::Pending,
+            Some(d) if d.permit.is_some() => ApplicationState::Granted,
+            Some(_) => ApplicationState::Refused,
+        }
+    }
+}
+
 /// Where a permit stands at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

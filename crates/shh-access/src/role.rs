@@ -91,9 +91,11 @@ pub enum Action {
     Migrate,
     /// `shh project create`.
     CreateProject,
-    /// `shh project list/show`, `shh permit list/show`.
+    /// `shh project list/show`, `shh permit list/show/requests`.
     ShowProjects,
-    /// `shh permit grant`.
+    /// `shh permit request`: a project member asks for a permit.
+    RequestPermit,
+    /// `shh permit grant`, `shh permit refuse`.
     GrantPermit,
     /// `shh permit revoke`.
     RevokePermit,
@@ -154,10 +156,11 @@ pub const RULES: &[(Action, &str, &[Role])] = &[
     ),
     (
         Action::ShowProjects,
-        "project list, show; permit list, show",
+        "project list, show; permit list, show, requests",
         &[Operator, Researcher, Committee, Checker, Auditor],
     ),
-    (Action::GrantPermit, "permit grant", &[Committee]),
+    (Action::RequestPermit, "permit request", &[Researcher]),
+    (Action::GrantPermit, "permit grant, refuse", &[Committee]),
     (
         Action::RevokePermit,
         "permit revoke",

@@ -10,7 +10,9 @@
 
 use crate::{Catalog, CatalogError, OptOutRecord, VersionRecord};
 use chrono::Utc;
-use shh_access::{Credential, Mode, Permit, PermitTerms, Principal, Project, Revocation, Role};
+use shh_access::{
+    Credential, Mode, Permit, PermitApplication, PermitTerms, Principal, Project, Revocation, Role,
+};
 use std::sync::Arc;
 
 fn rec(dataset: &str, id: &str, parent: Option<&str>) -> VersionRecord {
@@ -372,4 +374,63 @@ async fn projects_and_permits(cat: Arc<dyn Catalog>) {
     assert_eq!(won, 1, "a permit is revoked once");
     assert!(cat.permit("pmt-2").await.expect("p").revoked.is_some());
     assert!(cat.permit("pmt-3").await.expect("p").revoked.is_none());
+
+    // Permit requests: stored as given, listed oldest first, decided once.
+    let application = |id: &str, project: &str| PermitApplication {
+        id: id.into(),
+        terms: permit("x", project).terms,
+        reason: "why".into(),
+        requested_by: "rita".into(),
+        requested_at: Utc::now(),
+        decision: None,
+    };
+    assert!(matches!(
+        cat.add_application(&application("prq-0", "prj-z")).await,
+        Err(CatalogError::NotFound { .. })
+    ));
+    for (id, p) in [("prq-2", "prj-a"), ("prq-1", "prj-b"), ("prq-3", "prj-a")] {
+        cat.add_application(&application(id, p)).await.expect("add");
+    }
+    assert!(matches!(
+        cat.add_application(&application("prq-1", "prj-a")).await,
+        Err(CatalogError::Exists { .. })
+    ));
+    let ids = |v: Vec<PermitApplication>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(cat.applications(Some("prj-a")).await.expect("a")),
+        ["prq-2", "prq-3"]
+    );
+    assert_eq!(
+        ids(cat.applications(None).await.expect("all")),
+        ["prq-2", "prq-1", "prq-3"]
+    );
+    let pending = cat.application("prq-2").await.expect("p");
+    assert_eq!(pending.reason, "why", "stored as given");
+    // A grant and seven refusals race: one decides.
+    let won = race(8, |i| {
+        let (cat, expected) = (cat.clone(), pending.clone());
+        async move {
+            let mut decided = expected.clone();
+            decided.decision = Some(shh_access::ApplicationDecision {
+                by: format!("c{i}"),
+                at: Utc::now(),
+                permit: (i == 0).then(|| "pmt-9".to_owned()),
+                note: "n".into(),
+            });
+            cat.change_application(&expected, &decided).await
+        }
+    })
+    .await;
+    assert_eq!(won, 1, "a request is decided once");
+    assert!(
+        cat.application("prq-2")
+            .await
+            .expect("p")
+            .decision
+            .is_some()
+    );
+    assert!(matches!(
+        cat.application("prq-9").await,
+        Err(CatalogError::NotFound { .. })
+    ));
 }

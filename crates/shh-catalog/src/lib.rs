@@ -21,7 +21,7 @@ mod sqlite;
 mod sqlite_access;
 
 pub use shh_access::airlock::ExportRecord;
-pub use shh_access::{Credential, Permit, Principal, Project, Revocation};
+pub use shh_access::{Credential, Permit, PermitApplication, Principal, Project, Revocation};
 pub use sqlite::SqliteCatalog;
 
 use async_trait::async_trait;
@@ -212,6 +212,19 @@ pub trait AccessCatalog: Send + Sync {
     /// Replaces a release request, only if it is still `expected` (`Changed` otherwise): two
     /// checkers reviewing at once, or a review racing an update, cannot both count.
     async fn change_export(&self, expected: &ExportRecord, new: &ExportRecord) -> Result<()>;
+    /// Adds a permit request; `Exists` if the id is taken, `NotFound` without its project.
+    async fn add_application(&self, a: &PermitApplication) -> Result<()>;
+    /// One permit request.
+    async fn application(&self, id: &str) -> Result<PermitApplication>;
+    /// The permit requests of a project (or all), oldest first.
+    async fn applications(&self, project: Option<&str>) -> Result<Vec<PermitApplication>>;
+    /// Replaces a permit request, only if it is still `expected` (`Changed` otherwise): a
+    /// grant and a refusal racing cannot both decide it.
+    async fn change_application(
+        &self,
+        expected: &PermitApplication,
+        new: &PermitApplication,
+    ) -> Result<()>;
 }
 
 /// The catalog interface every backend implements.

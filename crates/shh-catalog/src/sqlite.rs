@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 /// 2 added the access tables (users, projects, permits), 3 the disclosure ledger and the
 /// airlock's release requests; an older
 /// catalog is upgraded on open (the tables are new, nothing is rewritten).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (
@@ -60,6 +60,12 @@ CREATE TABLE IF NOT EXISTS ledger (
     released REAL
 );
 CREATE TABLE IF NOT EXISTS exports (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL REFERENCES projects(id),
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS permit_requests (
     id TEXT PRIMARY KEY,
     project TEXT NOT NULL REFERENCES projects(id),
     seq INTEGER NOT NULL,
@@ -116,7 +122,8 @@ impl SqliteCatalog {
                 .map_err(be)?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
-            Some(Ok(1 | 2)) => {
+            // Each later schema only added tables (created above): the version moves on.
+            Some(Ok(1..=3)) => {
                 conn.execute(
                     "UPDATE hub_meta SET value = ?1 WHERE key = 'catalog.schema'",
                     params![SCHEMA_VERSION.to_string()],

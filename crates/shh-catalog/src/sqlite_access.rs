@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shh_access::{Credential, Permit, Principal, Project, Revocation};
+use shh_access::{Credential, Permit, PermitApplication, Principal, Project, Revocation};
 
 fn to_json(v: &impl Serialize) -> Result<String> {
     serde_json::to_string(v).map_err(be)
@@ -423,6 +423,88 @@ impl AccessCatalog for SqliteCatalog {
                         });
                     }
                     *e = new;
+                    Ok(())
+                },
+            )
+        })
+        .await
+    }
+
+    async fn add_application(&self, a: &PermitApplication) -> Result<()> {
+        let (id, project, b) = (a.id.clone(), a.terms.project.clone(), to_json(a)?);
+        self.with(move |c| {
+            if body(c, "projects", "id", &project)?.is_none() {
+                return Err(CatalogError::NotFound {
+                    what: "project",
+                    id: project,
+                });
+            }
+            insert(
+                c,
+                "permit request",
+                "INSERT INTO permit_requests (id, project, seq, body)
+                 VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM permit_requests), ?3)",
+                &[&id, &project, &b],
+                &id,
+            )
+        })
+        .await
+    }
+
+    async fn application(&self, id: &str) -> Result<PermitApplication> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            found(
+                "permit request",
+                &id,
+                body(c, "permit_requests", "id", &id)?,
+            )
+        })
+        .await
+    }
+
+    async fn applications(&self, project: Option<&str>) -> Result<Vec<PermitApplication>> {
+        let project = project.map(str::to_owned);
+        self.with(move |c| match project {
+            Some(p) => all(
+                c,
+                "permit request",
+                "SELECT id, body FROM permit_requests WHERE project = ?1 ORDER BY seq",
+                &[&p],
+            ),
+            None => all(
+                c,
+                "permit request",
+                "SELECT id, body FROM permit_requests ORDER BY seq",
+                &[],
+            ),
+        })
+        .await
+    }
+
+    async fn change_application(
+        &self,
+        expected: &PermitApplication,
+        new: &PermitApplication,
+    ) -> Result<()> {
+        let (expected, new) = (expected.clone(), new.clone());
+        self.with(move |c| {
+            let id = expected.id.clone();
+            update(
+                c,
+                "permit request",
+                "permit_requests",
+                "id",
+                &id.clone(),
+                |a: &mut PermitApplication| {
+                    if *a != expected {
+                        return Err(CatalogError::Changed {
+                            what: "permit request",
+                            id,
+                            reason: "it was decided meanwhile".into(),
+                        });
+                    }
+                    *a = new;
                     Ok(())
                 },
             )

@@ -90,7 +90,9 @@ pub struct DemoAccess {
     pub project: String,
     /// Its title.
     pub title: String,
-    /// The permit granted.
+    /// The project's request for the permit.
+    pub request: String,
+    /// The permit granted on it.
     pub permit: String,
     /// What it covers, as shown.
     pub terms: String,
@@ -339,7 +341,7 @@ pub async fn run(
     };
 
     step(
-        "research access: a researcher's project, a permit granted and signed by the access committee, attacks refused",
+        "research access: a researcher's project asks for a permit, the access committee grants and signs it, attacks refused",
     )?;
     let access = research_access(&hub, s).await?;
 
@@ -388,10 +390,10 @@ pub async fn run(
     })
 }
 
-/// Two users with their own credentials, a project of the researcher, a permit on the
-/// beneficiaries granted by the committee member (signed), and three attempts the rules stop.
+/// Two users with their own credentials, a project of the researcher, its request for a permit
+/// on the beneficiaries granted by the committee member (signed), and attempts the rules stop.
 async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
-    use crate::access::permits::PermitGrantRequest;
+    use crate::access::permits::{PermitApplyRequest, PermitDecideRequest, PermitGrantRequest};
     use crate::access::projects::ProjectCreateRequest;
     use crate::access::users::{UserAddRequest, UserEnrollRequest};
     use shh_access::{Mode, Role};
@@ -459,15 +461,30 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
             refused.push((what.to_owned(), d.rule.to_owned()));
         }
     };
+    let asked = hub
+        .permit_request(
+            rita,
+            &PermitApplyRequest {
+                terms: grant.clone(),
+                reason: "Birth cohorts by sex, to size a follow-up study".into(),
+            },
+        )
+        .await?
+        .application
+        .id;
+    let decide = PermitDecideRequest {
+        request: asked.clone(),
+        note: String::new(),
+    };
     attempt(
-        "rita grants herself the permit",
-        hub.permit_grant(rita, &grant).await.map(|_| ()),
+        "rita grants her own request",
+        hub.permit_grant_request(rita, &decide).await.map(|_| ()),
     );
     attempt(
         "the operator (no committee role, no key of their own) grants it",
-        hub.permit_grant(s, &grant).await.map(|_| ()),
+        hub.permit_grant_request(s, &decide).await.map(|_| ()),
     );
-    let permit = hub.permit_grant(cora, &grant).await?;
+    let permit = hub.permit_grant_request(cora, &decide).await?;
     attempt(
         "cora (who granted it) works under it",
         hub.permit_check(cora, &permit.permit.id).await.map(|_| ()),
@@ -559,6 +576,7 @@ async fn research_access(hub: &Hub, s: &crate::Session) -> Result<DemoAccess> {
         ],
         project: project.id,
         title: project.title,
+        request: asked,
         permit: permit.permit.id.clone(),
         terms: format!(
             "{} (current version), {} mode, {} → {}, to rita",

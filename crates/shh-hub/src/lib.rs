@@ -41,7 +41,9 @@ pub use error::{ErrorBody, ErrorKind, HubError, Result};
 pub use session::{
     Authenticator, LocalAuthenticator, LocalOperator, Session, UserAuthenticator, UserLogin,
 };
-pub use shh_access::{Action, Mode, Permit, PermitState, Project, Role};
+pub use shh_access::{
+    Action, ApplicationState, Mode, Permit, PermitApplication, PermitState, Project, Role,
+};
 pub use shh_sink::{DirSink, MemorySink, Sink, SinkError};
 pub use shh_task::{Cancelled, ProgressSink, Task, Unit};
 

@@ -7,7 +7,7 @@ mod common;
 
 use chrono::{Duration, Utc};
 use common::{Fixture, PASS, grant, rule};
-use shh_hub::access::permits::PermitRevokeRequest;
+use shh_hub::access::permits::{PermitApplyRequest, PermitDecideRequest, PermitRevokeRequest};
 use shh_hub::access::projects::{AddMemberRequest, ProjectCreateRequest};
 use shh_hub::access::users::{UserAddRequest, UserEnrollRequest};
 use shh_hub::audit::{Event, EventFilter};
@@ -302,6 +302,193 @@ async fn a_grant_is_one_signed_step_by_a_committee_member_outside_the_project() 
         (1, vec!["cora".to_owned()])
     );
     drop(eve);
+}
+
+/// The request step: a member asks, the committee decides once, from outside the project;
+/// what is granted is what was asked, and the log ties the two together.
+#[tokio::test]
+async fn a_request_is_asked_by_a_member_and_decided_once_from_outside() {
+    let w = world().await;
+    let (f, project) = (&w.f, w.project.as_str());
+    let ask = |reason: &str| PermitApplyRequest {
+        terms: grant(project, &["rita", "rob"]),
+        reason: reason.into(),
+    };
+    // Not a member: the project is not even there for them.
+    let eve = f.user("eve", &[Role::Researcher]).await;
+    let e = f
+        .hub
+        .permit_request(&eve, &ask("curious"))
+        .await
+        .expect_err("outsider");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    // Nor for the committee, who decides but does not ask.
+    let e = f
+        .hub
+        .permit_request(&w.cora, &ask("why not"))
+        .await
+        .expect_err("committee");
+    assert_eq!(rule(&e), Some("role"), "{e}");
+    // A reason holding an identifier is refused without echoing it.
+    let nir = "1 85 12 75 108 042 79";
+    let e = f
+        .hub
+        .permit_request(&w.rita, &ask(&format!("for patient {nir}")))
+        .await
+        .expect_err("identifier");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(!e.public_message().contains("108"), "{e}");
+
+    let first = f
+        .hub
+        .permit_request(&w.rita, &ask("prevalence by age band"))
+        .await
+        .expect("request");
+    assert_eq!(first.state, shh_hub::ApplicationState::Pending);
+    let second = f
+        .hub
+        .permit_request(&w.rob, &ask("the same, by département"))
+        .await
+        .expect("request");
+    let decide = |id: &str, note: &str| PermitDecideRequest {
+        request: id.into(),
+        note: note.into(),
+    };
+    // Granted by a researcher of the project, or the project's own committee member: no.
+    let e = f
+        .hub
+        .permit_grant_request(&w.rita, &decide(&first.application.id, ""))
+        .await
+        .expect_err("self");
+    assert_eq!(rule(&e), Some("role"));
+    let rhea = f.user("rhea", &[Role::Researcher, Role::Committee]).await;
+    f.hub
+        .project_add_member(
+            &w.rita,
+            &AddMemberRequest {
+                project: project.into(),
+                user: "rhea".into(),
+            },
+        )
+        .await
+        .expect("member");
+    for e in [
+        f.hub
+            .permit_grant_request(&rhea, &decide(&first.application.id, ""))
+            .await
+            .expect_err("self-approval"),
+        f.hub
+            .permit_refuse(&rhea, &decide(&first.application.id, "no"))
+            .await
+            .expect_err("self-refusal"),
+    ] {
+        assert_eq!(rule(&e), Some("grant.not-a-member"), "{e}");
+    }
+    // Cora grants the first as asked; then neither a second grant nor a refusal decides it.
+    let permit = f
+        .hub
+        .permit_grant_request(&w.cora, &decide(&first.application.id, ""))
+        .await
+        .expect("grant");
+    assert_eq!(permit.permit.terms, first.application.terms);
+    for e in [
+        f.hub
+            .permit_grant_request(&w.cora, &decide(&first.application.id, ""))
+            .await
+            .expect_err("twice"),
+        f.hub
+            .permit_refuse(&w.cora, &decide(&first.application.id, "late"))
+            .await
+            .expect_err("after the grant"),
+    ] {
+        assert_eq!(rule(&e), Some("request.pending"), "{e}");
+    }
+    // A refusal needs a note, and is final too.
+    let e = f
+        .hub
+        .permit_refuse(&w.cora, &decide(&second.application.id, " "))
+        .await
+        .expect_err("no note");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let refused = f
+        .hub
+        .permit_refuse(
+            &w.cora,
+            &decide(&second.application.id, "ask for one permit"),
+        )
+        .await
+        .expect("refuse");
+    assert_eq!(refused.state, shh_hub::ApplicationState::Refused);
+    let e = f
+        .hub
+        .permit_grant_request(&w.cora, &decide(&second.application.id, ""))
+        .await
+        .expect_err("refused");
+    assert_eq!(rule(&e), Some("request.pending"));
+    // The project sees its requests and where they stand; an outsider sees none.
+    let listed = f
+        .hub
+        .permit_requests(&w.rob, Some(project))
+        .await
+        .expect("list");
+    let states: Vec<_> = listed
+        .iter()
+        .map(|v| (v.application.id.clone(), v.state))
+        .collect();
+    use shh_hub::ApplicationState::{Granted, Refused};
+    assert_eq!(
+        states,
+        [
+            (first.application.id.clone(), Granted),
+            (second.application.id.clone(), Refused)
+        ]
+    );
+    assert_eq!(
+        listed[0]
+            .application
+            .decision
+            .as_ref()
+            .and_then(|d| d.permit.clone()),
+        Some(permit.permit.id.clone())
+    );
+    assert!(
+        f.hub
+            .permit_requests(&eve, None)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    // The log: the grant names its request; both decisions are signed and verify.
+    let grants = events(f, "permit.grant").await;
+    let allowed: Vec<_> = grants
+        .iter()
+        .filter(|e| matches!(e.outcome, shh_hub::audit::Outcome::Allowed))
+        .collect();
+    assert_eq!(allowed.len(), 1);
+    assert_eq!(allowed[0].details["request"], first.application.id.as_str());
+    let asked = events(f, "permit.request").await;
+    let asked: Vec<_> = asked
+        .iter()
+        .filter(|e| matches!(e.outcome, shh_hub::audit::Outcome::Allowed))
+        .filter_map(|e| e.details.get("request").and_then(|r| r.as_str()))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            first.application.id.as_str(),
+            second.application.id.as_str()
+        ]
+    );
+    let report = f
+        .hub
+        .audit_verify(&f.operator, &shh_hub::audit::AuditVerifyRequest::default())
+        .await
+        .expect("verify");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(
+        (report.decisions, report.deciders),
+        (2, vec!["cora".to_owned()])
+    );
 }
 
 #[tokio::test]

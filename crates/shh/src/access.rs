@@ -4,8 +4,11 @@
 
 use crate::{open, passphrase, print_json};
 use anyhow::{Context, Result, bail};
-use clap::Subcommand;
-use shh_hub::access::permits::{PermitGrantRequest, PermitRevokeRequest, PermitView};
+use clap::{Args, Subcommand};
+use shh_hub::access::permits::{
+    ApplicationView, PermitApplyRequest, PermitDecideRequest, PermitGrantRequest,
+    PermitRevokeRequest, PermitView,
+};
 use shh_hub::access::projects::{AddMemberRequest, ProjectCreateRequest};
 use shh_hub::access::users::{UserAddRequest, UserEnrollRequest};
 use shh_hub::ops::DatasetRef;
@@ -70,34 +73,102 @@ pub enum ProjectCmd {
     },
 }
 
+/// A permit's terms, as `permit request` and `permit grant` take them.
+#[derive(Args)]
+pub struct TermsArgs {
+    /// Project id.
+    #[arg(long)]
+    project: Option<String>,
+    /// NAME (follows the current version) or NAME@VERSION (pinned, reproducible).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Columns it may see (default: all), comma-separated or repeated.
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
+    /// Row predicate (SQL) applied beneath every query.
+    #[arg(long = "where")]
+    predicate: Option<String>,
+    /// aggregate or extract.
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<Mode>,
+    /// Valid from (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long)]
+    from: Option<String>,
+    /// Until (exclusive; RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long)]
+    until: Option<String>,
+    /// Recipients (researchers of the project).
+    #[arg(long = "to", num_args = 1..)]
+    to: Vec<String>,
+}
+
+impl TermsArgs {
+    fn given(&self) -> bool {
+        self.project.is_some()
+            || self.dataset.is_some()
+            || !self.columns.is_empty()
+            || self.predicate.is_some()
+            || self.mode.is_some()
+            || self.from.is_some()
+            || self.until.is_some()
+            || !self.to.is_empty()
+    }
+
+    fn terms(self) -> Result<PermitGrantRequest> {
+        fn needed<T>(flag: &str, v: Option<T>) -> Result<T> {
+            v.with_context(|| format!("{flag} is required"))
+        }
+        if self.to.is_empty() {
+            bail!("--to is required (the researchers of the project it is for)");
+        }
+        let d = DatasetRef::parse(&needed("--dataset", self.dataset)?)?;
+        Ok(PermitGrantRequest {
+            project: needed("--project", self.project)?,
+            dataset: d.name,
+            version: d.version,
+            columns: (!self.columns.is_empty()).then_some(self.columns),
+            predicate: self.predicate,
+            mode: needed("--mode", self.mode)?,
+            from: parse_time("from", &needed("--from", self.from)?)?,
+            until: parse_time("until", &needed("--until", self.until)?)?,
+            to: self.to.into_iter().collect(),
+        })
+    }
+}
+
 #[derive(Subcommand)]
 pub enum PermitCmd {
-    /// Grant a permit: one signed step by an access-committee member outside the project.
+    /// Ask for a permit, as a researcher of the project: the terms and why. The access
+    /// committee grants it (`permit grant --request`) or refuses it.
+    Request {
+        #[command(flatten)]
+        terms: TermsArgs,
+        /// Why: the research question the terms serve.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Grant a permit: one signed step by an access-committee member outside the project,
+    /// on the terms given, or on those a request asked for (`--request`).
     Grant {
+        #[command(flatten)]
+        terms: TermsArgs,
+        /// Grant this request (`prq-…`) as asked, instead of terms given here.
+        #[arg(long)]
+        request: Option<String>,
+    },
+    /// Refuse a permit request (signed), saying why.
+    Refuse {
+        /// Request id (`prq-…`).
+        request: String,
+        /// Why.
+        #[arg(long)]
+        note: String,
+    },
+    /// List the permit requests of a project (or of every project you may see).
+    Requests {
         /// Project id.
         #[arg(long)]
-        project: String,
-        /// NAME (follows the current version) or NAME@VERSION (pinned, reproducible).
-        #[arg(long)]
-        dataset: String,
-        /// Columns it may see (default: all), comma-separated or repeated.
-        #[arg(long, value_delimiter = ',')]
-        columns: Vec<String>,
-        /// Row predicate (SQL) applied beneath every query.
-        #[arg(long = "where")]
-        predicate: Option<String>,
-        /// aggregate or extract.
-        #[arg(long, value_parser = parse_mode)]
-        mode: Mode,
-        /// Valid from (RFC 3339 or YYYY-MM-DD, UTC).
-        #[arg(long)]
-        from: String,
-        /// Until (exclusive; RFC 3339 or YYYY-MM-DD, UTC).
-        #[arg(long)]
-        until: String,
-        /// Recipients (researchers of the project).
-        #[arg(long = "to", required = true, num_args = 1..)]
-        to: Vec<String>,
+        project: Option<String>,
     },
     /// End a permit at once.
     Revoke {
@@ -283,6 +354,38 @@ pub async fn project(cmd: ProjectCmd, hub: &Path, json: bool) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+fn print_application(v: &ApplicationView) -> Result<()> {
+    let a = &v.application;
+    let t = &a.terms;
+    outln!("{}  {}", a.id, v.state.as_str());
+    outln!("  project:  {}", t.project);
+    match &t.version {
+        Some(id) => outln!("  dataset:  {}@{id}", t.dataset),
+        None => outln!("  dataset:  {} (current version)", t.dataset),
+    }
+    outln!("  mode:     {}", t.mode.as_str());
+    if let Some(c) = &t.columns {
+        outln!("  columns:  {}", c.join(", "));
+    }
+    if let Some(p) = &t.predicate {
+        outln!("  where:    {p}");
+    }
+    outln!("  valid:    {} → {}", t.from, t.until);
+    outln!(
+        "  to:       {}",
+        t.to.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    outln!("  reason:   {}", a.reason);
+    outln!("  asked:    by {} at {}", a.requested_by, a.requested_at);
+    if let Some(d) = &a.decision {
+        match &d.permit {
+            Some(p) => outln!("  granted:  by {} at {} as {p}", d.by, d.at),
+            None => outln!("  refused:  by {} at {}: {}", d.by, d.at, d.note),
+        }
+    }
+    Ok(())
+}
+
 fn print_permit(v: &PermitView) -> Result<()> {
     let t = &v.permit.terms;
     let state = serde_json::to_value(v.state)
@@ -321,29 +424,53 @@ fn print_permit(v: &PermitView) -> Result<()> {
 pub async fn permit(cmd: PermitCmd, hub: &Path, json: bool) -> Result<ExitCode> {
     let (hub, s) = open(hub).await?;
     let (v, id_only) = match cmd {
-        PermitCmd::Grant {
-            project,
-            dataset,
-            columns,
-            predicate,
-            mode,
-            from,
-            until,
-            to,
-        } => {
-            let d = DatasetRef::parse(&dataset)?;
-            let req = PermitGrantRequest {
-                project,
-                dataset: d.name,
-                version: d.version,
-                columns: (!columns.is_empty()).then_some(columns),
-                predicate,
-                mode,
-                from: parse_time("from", &from)?,
-                until: parse_time("until", &until)?,
-                to: to.into_iter().collect(),
+        PermitCmd::Request { terms, reason } => {
+            let req = PermitApplyRequest {
+                terms: terms.terms()?,
+                reason,
             };
-            (hub.permit_grant(&s, &req).await?, true)
+            let v = hub.permit_request(&s, &req).await?;
+            if json {
+                print_json(&v)?;
+            } else {
+                outln!("{}", v.application.id);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        PermitCmd::Grant { terms, request } => match request {
+            Some(request) => {
+                if terms.given() {
+                    bail!("--request grants the terms the request asked for: give no other terms");
+                }
+                let req = PermitDecideRequest {
+                    request,
+                    note: String::new(),
+                };
+                (hub.permit_grant_request(&s, &req).await?, true)
+            }
+            None => (hub.permit_grant(&s, &terms.terms()?).await?, true),
+        },
+        PermitCmd::Refuse { request, note } => {
+            let v = hub
+                .permit_refuse(&s, &PermitDecideRequest { request, note })
+                .await?;
+            if json {
+                print_json(&v)?;
+            } else {
+                print_application(&v)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        PermitCmd::Requests { project } => {
+            let all = hub.permit_requests(&s, project.as_deref()).await?;
+            if json {
+                print_json(&all)?;
+            } else {
+                for v in &all {
+                    print_application(v)?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
         }
         PermitCmd::Revoke { permit, reason } => (
             hub.permit_revoke(&s, &PermitRevokeRequest { permit, reason })

@@ -631,9 +631,10 @@ fn print_demo(r: &shh_hub::demo::DemoReport, took: Duration) -> Result<()> {
     );
     let a = &r.access;
     outln!(
-        "research access: project {} \"{}\" of rita (researcher); cora (committee) granted permit {}:",
+        "research access: project {} \"{}\" of rita (researcher) asked for a permit ({}); cora (committee) granted it as {}:",
         a.project,
         a.title,
+        a.request,
         a.permit
     );
     outln!("  {}, signed with cora's own key {}", a.terms, a.signed_by);

@@ -427,6 +427,7 @@ fn demo_runs_and_finds_no_plaintext() {
             "user.add",
             "user.enroll",
             "project.create",
+            "permit.request",
             "access.denied",
             "access.denied",
             "permit.grant",

@@ -78,13 +78,13 @@ fn a_researcher_queries_and_a_result_leaves_through_the_airlock() {
         ],
     ));
     let project = project.trim();
-    let permit = json(&as_user(
+    // Rita asks; cora grants the request as asked.
+    let request = ok(&as_user(
         &hub,
-        "cora",
+        "rita",
         &[
-            "--json",
             "permit",
-            "grant",
+            "request",
             "--project",
             project,
             "--dataset",
@@ -97,8 +97,31 @@ fn a_researcher_queries_and_a_result_leaves_through_the_airlock() {
             "2099-01-01",
             "--to",
             "rita",
+            "--reason",
+            "Counts by sex for a cohort study",
         ],
     ));
+    let request = request.trim();
+    assert!(request.starts_with("prq-"), "{request}");
+    // A grant of a request takes no other terms: what is granted is what was asked.
+    let mixed = as_user(
+        &hub,
+        "cora",
+        &["permit", "grant", "--request", request, "--mode", "extract"],
+    );
+    assert!(!mixed.status.success());
+    assert!(
+        String::from_utf8_lossy(&mixed.stderr).contains("--request grants the terms"),
+        "{mixed:?}"
+    );
+    let permit = json(&as_user(
+        &hub,
+        "cora",
+        &["--json", "permit", "grant", "--request", request],
+    ));
+    let listed = json(&as_user(&hub, "rita", &["--json", "permit", "requests"]));
+    assert_eq!(listed[0]["state"], "granted", "{listed}");
+    assert_eq!(listed[0]["decision"]["permit"], permit["id"], "{listed}");
     let permit = permit["id"].as_str().expect("id").to_owned();
     let sql = "SELECT BEN_SEX_COD, count(*) AS n FROM IR_BEN_R GROUP BY BEN_SEX_COD";
     let csv = ok(&as_user(

@@ -1,4 +1,4 @@
-//! Permits: granted in one signed step by a member of the access committee who does not work
+//! Permits: asked for by a project member (a request, optional), granted in one signed step by a member of the access committee who does not work
 //! in the project, to the project's researchers, for one dataset (pinned to a version, or
 //! following the current one), its columns and a row predicate, in aggregate or extract mode,
 //! from one instant until another. A permit expires by itself; a revocation ends it at once.
@@ -13,7 +13,10 @@ use crate::{Hub, Result, Session};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shh_access::statement::{DOMAIN, Statement, statement_bytes};
-use shh_access::{Action, Permit, PermitState, PermitTerms, Project, Revocation};
+use shh_access::{
+    Action, ApplicationDecision, ApplicationState, Permit, PermitApplication, PermitState,
+    PermitTerms, Project, Revocation,
+};
 use shh_audit::Draft;
 
 /// `shh permit grant`: the terms asked for. `version` may be a unique prefix; the permit
@@ -27,6 +30,52 @@ pub struct PermitRevokeRequest {
     pub permit: String,
     /// Why.
     pub reason: String,
+}
+
+/// `shh permit request`: the terms a project member asks for, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermitApplyRequest {
+    /// The terms.
+    #[serde(flatten)]
+    pub terms: PermitTerms,
+    /// Why.
+    pub reason: String,
+}
+
+/// `shh permit grant --request`, `shh permit refuse`: the committee's decision on a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermitDecideRequest {
+    /// The request (`prq-…`).
+    pub request: String,
+    /// Why (required for a refusal).
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A permit request and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationView {
+    /// The request.
+    #[serde(flatten)]
+    pub application: PermitApplication,
+    /// Its state.
+    pub state: ApplicationState,
+}
+
+impl ApplicationView {
+    fn of(application: PermitApplication) -> Self {
+        let state = application.state();
+        Self { application, state }
+    }
+}
+
+/// What a refusal's signature covers.
+#[derive(Debug, Serialize)]
+struct Refuse<'a> {
+    request: &'a str,
+    terms: &'a PermitTerms,
+    note: &'a str,
+    refused_at: DateTime<Utc>,
 }
 
 /// A permit and where it stands now.
@@ -52,6 +101,9 @@ struct Grant<'a> {
     permit: &'a str,
     terms: &'a PermitTerms,
     granted_at: DateTime<Utc>,
+    /// The request it grants, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<&'a str>,
 }
 
 /// What a revocation's signature covers.
@@ -102,22 +154,17 @@ impl Call<'_> {
         })
     }
 
-    async fn grant(&self, req: &PermitGrantRequest) -> Result<PermitView> {
-        self.allow(Action::GrantPermit).await?;
-        self.ensure_writable()?;
+    /// The terms as they will be kept: names and texts checked, the dataset and its columns
+    /// there, the predicate parsed against the version's schema, a pinned version resolved
+    /// to its full id.
+    async fn checked_terms(&self, req: &PermitTerms) -> Result<PermitTerms> {
         let r = DatasetRef {
             name: req.dataset.clone(),
             version: req.version.clone(),
         };
-        let event = Draft::new("permit.grant")
-            .project(req.project.clone())
-            .dataset(r.shown());
-        // Signed decisions need a proven user before anything else is looked at.
-        self.session.key()?;
         if let Some(p) = &req.predicate {
             crate::guard::check("the permit's row predicate", p)?;
         }
-        let project = self.catalog.project(&req.project).await?;
         shh_dataset::validate_name(&r.name)?;
         let view = self.show(&r).await?;
         if let Some(cols) = &req.columns {
@@ -148,10 +195,33 @@ impl Call<'_> {
                 }
             })?;
         }
-        let terms = PermitTerms {
+        Ok(PermitTerms {
             version: r.version.as_ref().map(|_| view.id.clone()),
             ..req.clone()
+        })
+    }
+
+    async fn grant(
+        &self,
+        req: &PermitGrantRequest,
+        application: Option<&PermitApplication>,
+    ) -> Result<PermitView> {
+        self.allow(Action::GrantPermit).await?;
+        self.ensure_writable()?;
+        let r = DatasetRef {
+            name: req.dataset.clone(),
+            version: req.version.clone(),
         };
+        let mut event = Draft::new("permit.grant")
+            .project(req.project.clone())
+            .dataset(r.shown());
+        if let Some(a) = application {
+            event = event.detail("request", a.id.clone());
+        }
+        // Signed decisions need a proven user before anything else is looked at.
+        self.session.key()?;
+        let project = self.catalog.project(&req.project).await?;
+        let terms = self.checked_terms(req).await?;
         let mut recipients = Vec::new();
         for name in &terms.to {
             match self.catalog.principal(name).await {
@@ -168,6 +238,9 @@ impl Call<'_> {
             &recipients,
         );
         self.enforce(&event, verdict).await?;
+        if let Some(a) = application {
+            self.enforce(&event, shh_access::check_decide(a)).await?;
+        }
         let id = super::new_id("pmt");
         let granted_at = Utc::now();
         let signed = self.sign(
@@ -176,6 +249,7 @@ impl Call<'_> {
                 permit: &id,
                 terms: &terms,
                 granted_at,
+                request: application.map(|a| a.id.as_str()),
             },
         )?;
         let event = signed.on(event.permit(id.clone()).detail("mode", req.mode.as_str()));
@@ -188,9 +262,121 @@ impl Call<'_> {
             public_key: signed.public_key,
             revoked: None,
         };
-        self.recorded(event, async { Ok(self.catalog.add_permit(&permit).await?) })
-            .await?;
+        let decided = application.map(|a| PermitApplication {
+            decision: Some(ApplicationDecision {
+                by: permit.granted_by.clone(),
+                at: granted_at,
+                permit: Some(permit.id.clone()),
+                note: String::new(),
+            }),
+            ..a.clone()
+        });
+        self.recorded(event, async {
+            // The request is decided first, and only if no one decided it meanwhile; should
+            // the permit then fail to be stored, the request is pending again.
+            if let (Some(a), Some(d)) = (application, &decided) {
+                self.catalog.change_application(a, d).await?;
+            }
+            if let Err(e) = self.catalog.add_permit(&permit).await {
+                if let (Some(a), Some(d)) = (application, &decided) {
+                    let _ = self.catalog.change_application(d, a).await;
+                }
+                return Err(e.into());
+            }
+            Ok(())
+        })
+        .await?;
         Ok(PermitView::now(permit))
+    }
+
+    async fn apply(&self, req: &PermitApplyRequest) -> Result<ApplicationView> {
+        self.allow(Action::RequestPermit).await?;
+        self.ensure_writable()?;
+        crate::guard::check("the request's reason", &req.reason)?;
+        shh_access::model::validate_text("reason", &req.reason, true)?;
+        let t = &req.terms;
+        let event = Draft::new("permit.request")
+            .project(t.project.clone())
+            .dataset(
+                DatasetRef {
+                    name: t.dataset.clone(),
+                    version: t.version.clone(),
+                }
+                .shown(),
+            );
+        // Another project is not found, as everywhere a researcher looks.
+        let project = self.visible_project(&t.project).await?;
+        let terms = self.checked_terms(t).await?;
+        let verdict = shh_access::check_apply(
+            self.session.principal(),
+            self.session.grants(),
+            &project,
+            &terms,
+        );
+        self.enforce(&event, verdict).await?;
+        let application = PermitApplication {
+            id: super::new_id("prq"),
+            terms,
+            reason: req.reason.clone(),
+            requested_by: self.session.principal().to_owned(),
+            requested_at: Utc::now(),
+            decision: None,
+        };
+        let event = event
+            .detail("request", application.id.clone())
+            .detail("mode", application.terms.mode.as_str());
+        self.recorded(event, async {
+            Ok(self.catalog.add_application(&application).await?)
+        })
+        .await?;
+        Ok(ApplicationView::of(application))
+    }
+
+    async fn refuse(&self, req: &PermitDecideRequest) -> Result<ApplicationView> {
+        self.allow(Action::GrantPermit).await?;
+        self.ensure_writable()?;
+        self.session.key()?;
+        crate::guard::check("the refusal's note", &req.note)?;
+        shh_access::model::validate_text("note", &req.note, true)?;
+        let application = self.catalog.application(&req.request).await?;
+        let project = self.catalog.project(&application.terms.project).await?;
+        let event = Draft::new("permit.refuse")
+            .project(project.id.clone())
+            .detail("request", application.id.clone());
+        let verdict = shh_access::check_refuse(
+            self.session.principal(),
+            self.session.grants(),
+            &project,
+            &application,
+        );
+        self.enforce(&event, verdict).await?;
+        let refused_at = Utc::now();
+        let signed = self.sign(
+            "permit.refuse",
+            &Refuse {
+                request: &application.id,
+                terms: &application.terms,
+                note: &req.note,
+                refused_at,
+            },
+        )?;
+        let decided = PermitApplication {
+            decision: Some(ApplicationDecision {
+                by: self.session.principal().to_owned(),
+                at: refused_at,
+                permit: None,
+                note: req.note.clone(),
+            }),
+            ..application.clone()
+        };
+        self.recorded(signed.on(event), async {
+            Ok(self
+                .catalog
+                .change_application(&application, &decided)
+                .await?)
+        })
+        .await?;
+        Ok(ApplicationView::of(decided))
     }
 
     async fn revoke(&self, req: &PermitRevokeRequest) -> Result<PermitView> {
@@ -262,8 +448,78 @@ impl Hub {
     pub async fn permit_grant(&self, s: &Session, req: &PermitGrantRequest) -> Result<PermitView> {
         let core = self.core.read().await;
         Call::new(&core, s, &shh_task::Task::silent())
-            .grant(req)
+            .grant(req, None)
             .await
+    }
+
+    /// A project member asks for a permit; the committee decides later.
+    pub async fn permit_request(
+        &self,
+        s: &Session,
+        req: &PermitApplyRequest,
+    ) -> Result<ApplicationView> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &shh_task::Task::silent())
+            .apply(req)
+            .await
+    }
+
+    /// Grants a request as asked: the one signed step, under every rule of a grant.
+    pub async fn permit_grant_request(
+        &self,
+        s: &Session,
+        req: &PermitDecideRequest,
+    ) -> Result<PermitView> {
+        let core = self.core.read().await;
+        let task = shh_task::Task::silent();
+        let call = Call::new(&core, s, &task);
+        call.allow(Action::GrantPermit).await?;
+        let application = core.catalog.application(&req.request).await?;
+        call.grant(&application.terms, Some(&application)).await
+    }
+
+    /// Refuses a request (signed, with a note).
+    pub async fn permit_refuse(
+        &self,
+        s: &Session,
+        req: &PermitDecideRequest,
+    ) -> Result<ApplicationView> {
+        let core = self.core.read().await;
+        Call::new(&core, s, &shh_task::Task::silent())
+            .refuse(req)
+            .await
+    }
+
+    /// The permit requests of a project this session may see (or of every such project).
+    pub async fn permit_requests(
+        &self,
+        s: &Session,
+        project: Option<&str>,
+    ) -> Result<Vec<ApplicationView>> {
+        let core = self.core.read().await;
+        let task = shh_task::Task::silent();
+        let call = Call::new(&core, s, &task);
+        call.allow(Action::ShowProjects).await?;
+        let visible: Vec<String> = match project {
+            Some(p) => vec![call.visible_project(p).await?.id],
+            None => call
+                .visible_projects()
+                .await?
+                .into_iter()
+                .map(|p| p.id)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for p in visible {
+            out.extend(
+                core.catalog
+                    .applications(Some(&p))
+                    .await?
+                    .into_iter()
+                    .map(ApplicationView::of),
+            );
+        }
+        Ok(out)
     }
 
     /// Revokes a permit at once.
