@@ -44,6 +44,17 @@ fn insert(
     }
 }
 
+/// `NotFound` unless the project is there (what a permit, request or export belongs to).
+fn project_exists(c: &Connection, project: &str) -> Result<()> {
+    match body(c, "projects", "id", project)? {
+        Some(_) => Ok(()),
+        None => Err(CatalogError::NotFound {
+            what: "project",
+            id: project.to_owned(),
+        }),
+    }
+}
+
 fn body(c: &Connection, table: &str, key: &str, id: &str) -> Result<Option<String>> {
     c.query_row(
         &format!("SELECT body FROM {table} WHERE {key} = ?1"),
@@ -225,12 +236,7 @@ impl AccessCatalog for SqliteCatalog {
     async fn add_permit(&self, p: &Permit) -> Result<()> {
         let (id, project, b) = (p.id.clone(), p.terms.project.clone(), to_json(p)?);
         self.with(move |c| {
-            if body(c, "projects", "id", &project)?.is_none() {
-                return Err(CatalogError::NotFound {
-                    what: "project",
-                    id: project,
-                });
-            }
+            project_exists(c, &project)?;
             insert(
                 c,
                 "permit",
@@ -433,12 +439,7 @@ impl AccessCatalog for SqliteCatalog {
     async fn add_application(&self, a: &PermitApplication) -> Result<()> {
         let (id, project, b) = (a.id.clone(), a.terms.project.clone(), to_json(a)?);
         self.with(move |c| {
-            if body(c, "projects", "id", &project)?.is_none() {
-                return Err(CatalogError::NotFound {
-                    what: "project",
-                    id: project,
-                });
-            }
+            project_exists(c, &project)?;
             insert(
                 c,
                 "permit request",

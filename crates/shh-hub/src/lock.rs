@@ -14,6 +14,17 @@ use std::time::{Duration, Instant};
 
 const LOCK_FILE: &str = "hub.lock";
 
+/// A lock file, created if missing, never truncated (its contents are not the lock).
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io(path))
+}
+
 /// This process's hold on a hub directory.
 #[derive(Debug, Clone)]
 pub(crate) struct HubLock {
@@ -25,13 +36,7 @@ impl HubLock {
     /// Takes the shared lock of the hub in `dir`; fails at once while a switch holds it.
     pub(crate) fn shared(dir: &Path) -> Result<Self> {
         let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let file = open_lock_file(&path)?;
         match file.try_lock_shared() {
             Ok(()) => Ok(Self {
                 file: Arc::new(file),
@@ -96,13 +101,7 @@ impl LedgerLock {
         let path = locks.join(format!("ledger-{}.lock", &hash[..32]));
         // A file of its own per taker: flock excludes open files, so two tasks of one process
         // exclude each other as two processes do.
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let file = open_lock_file(&path)?;
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {

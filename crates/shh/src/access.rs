@@ -354,13 +354,11 @@ pub async fn project(cmd: ProjectCmd, hub: &Path, json: bool) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_application(v: &ApplicationView) -> Result<()> {
-    let a = &v.application;
-    let t = &a.terms;
-    outln!("{}  {}", a.id, v.state.as_str());
+/// A permit's terms, as a permit and a request show them.
+fn print_terms(t: &PermitGrantRequest) -> Result<()> {
     outln!("  project:  {}", t.project);
     match &t.version {
-        Some(id) => outln!("  dataset:  {}@{id}", t.dataset),
+        Some(ver) => outln!("  dataset:  {}@{ver} (pinned)", t.dataset),
         None => outln!("  dataset:  {} (current version)", t.dataset),
     }
     outln!("  mode:     {}", t.mode.as_str());
@@ -375,6 +373,14 @@ fn print_application(v: &ApplicationView) -> Result<()> {
         "  to:       {}",
         t.to.iter().cloned().collect::<Vec<_>>().join(", ")
     );
+    Ok(())
+}
+
+fn print_application(v: &ApplicationView) -> Result<()> {
+    let a = &v.application;
+    let t = &a.terms;
+    outln!("{}  {}", a.id, v.state.as_str());
+    print_terms(t)?;
     outln!("  reason:   {}", a.reason);
     outln!("  asked:    by {} at {}", a.requested_by, a.requested_at);
     if let Some(d) = &a.decision {
@@ -393,23 +399,7 @@ fn print_permit(v: &PermitView) -> Result<()> {
         .and_then(|s| s.as_str().map(str::to_owned))
         .unwrap_or_default();
     outln!("{}  {state}", v.permit.id);
-    outln!("  project:  {}", t.project);
-    match &t.version {
-        Some(ver) => outln!("  dataset:  {}@{ver} (pinned)", t.dataset),
-        None => outln!("  dataset:  {} (current version)", t.dataset),
-    }
-    outln!("  mode:     {}", t.mode.as_str());
-    if let Some(c) = &t.columns {
-        outln!("  columns:  {}", c.join(", "));
-    }
-    if let Some(p) = &t.predicate {
-        outln!("  where:    {p}");
-    }
-    outln!("  valid:    {} → {}", t.from, t.until);
-    outln!(
-        "  to:       {}",
-        t.to.iter().cloned().collect::<Vec<_>>().join(", ")
-    );
+    print_terms(t)?;
     outln!(
         "  granted:  by {} at {}",
         v.permit.granted_by,

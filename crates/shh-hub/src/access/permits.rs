@@ -499,18 +499,8 @@ impl Hub {
         let core = self.core.read().await;
         let task = shh_task::Task::silent();
         let call = Call::new(&core, s, &task);
-        call.allow(Action::ShowProjects).await?;
-        let visible: Vec<String> = match project {
-            Some(p) => vec![call.visible_project(p).await?.id],
-            None => call
-                .visible_projects()
-                .await?
-                .into_iter()
-                .map(|p| p.id)
-                .collect(),
-        };
         let mut out = Vec::new();
-        for p in visible {
+        for p in call.listed_projects(project).await? {
             out.extend(
                 core.catalog
                     .applications(Some(&p))
@@ -539,18 +529,8 @@ impl Hub {
         let core = self.core.read().await;
         let task = shh_task::Task::silent();
         let call = Call::new(&core, s, &task);
-        call.allow(Action::ShowProjects).await?;
-        let visible: Vec<String> = match project {
-            Some(p) => vec![call.visible_project(p).await?.id],
-            None => call
-                .visible_projects()
-                .await?
-                .into_iter()
-                .map(|p| p.id)
-                .collect(),
-        };
         let mut out = Vec::new();
-        for p in visible {
+        for p in call.listed_projects(project).await? {
             out.extend(
                 core.catalog
                     .permits(Some(&p))

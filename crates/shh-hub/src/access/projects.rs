@@ -67,6 +67,20 @@ impl Call<'_> {
         })
     }
 
+    /// The ids of the projects a listing covers: `project` if this session may see it (not
+    /// found otherwise), else every project it may see.
+    pub(crate) async fn listed_projects(&self, project: Option<&str>) -> Result<Vec<String>> {
+        Ok(match project {
+            Some(p) => vec![self.visible_project(p).await?.id],
+            None => self
+                .visible_projects()
+                .await?
+                .into_iter()
+                .map(|p| p.id)
+                .collect(),
+        })
+    }
+
     pub(crate) fn oversees(&self) -> bool {
         let g = self.session.grants();
         [
